@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL 15 cluster owned by the `postgres` OS user, with its
+# data directory under target/, listening on 127.0.0.1 only.
+#   scripts/cluster.sh start|stop|status|restart NAME PORT
+set -euo pipefail
+
+cmd=${1:?start|stop|status|restart}; name=${2:-demo}; port=${3:-28815}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=/usr/lib/postgresql/15/bin
+dir="$root/target/clusters/$name"
+pgdata="$dir/data"
+log="$dir/server.log"
+as_pg() { runuser -u postgres -- "$@"; }
+
+case "$cmd" in
+  start)
+    mkdir -p "$dir"
+    chown postgres:postgres "$dir"
+    if [ ! -s "$pgdata/PG_VERSION" ]; then
+      as_pg "$bin/initdb" -D "$pgdata" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
+      cat >> "$pgdata/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+fsync = off
+log_min_error_statement = error
+log_line_prefix = '%m [%p] %u@%d '
+CONF
+    fi
+    if ! as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+      as_pg "$bin/pg_ctl" -D "$pgdata" -l "$log" -w -t 60 start >/dev/null
+    fi
+    ;;
+  stop)
+    if [ -d "$pgdata" ]; then as_pg "$bin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null || true; fi
+    ;;
+  restart)
+    as_pg "$bin/pg_ctl" -D "$pgdata" -l "$log" -m fast -w restart >/dev/null
+    ;;
+  status)
+    as_pg "$bin/pg_ctl" -D "$pgdata" status
+    ;;
+  *) echo "unknown command $cmd" >&2; exit 2 ;;
+esac

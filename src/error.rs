@@ -1,0 +1,171 @@
+//! One error type for the extension, mapped to SQLSTATEs, plus the log hygiene
+//! that keeps secrets out of the server log.
+//!
+//! Errors travel as Rust panics carrying a pgrx `ErrorReport`, so every Rust frame
+//! unwinds (and zeroizes its keys) before Postgres sees the error. Two things pgrx
+//! cannot express are done in an `emit_log_hook`, which runs just before the error
+//! is written to the log and sent to the client:
+//! - `hide_stmt` for our errors and for any error in a transaction that passed a
+//!   secret to one of our functions, so `log_min_error_statement` never writes
+//!   the statement text (which holds the secret) to the server log;
+//! - our not-found errors reach clients as `PT404`, which PostgREST turns into
+//!   HTTP 404 (inside the database they are `P0002`, `no_data_found`, so a
+//!   PL/pgSQL caller can still catch them by that name).
+
+use std::cell::Cell;
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// The message domain our errors carry; the log hook recognises them by it.
+const DOMAIN: &str = "pg_integrations";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 42501: the caller may not do this.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// P0002 inside the database, PT404 (HTTP 404) at the client.
+    #[error("{0}")]
+    NotFound(String),
+    /// 22023: an argument is wrong; the message names it.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// 23505: the change conflicts with an existing row.
+    #[error("{0}")]
+    Conflict(String),
+    /// 55000: the master key or the keyring is not usable as configured.
+    #[error("{message}")]
+    KeyConfig { message: String, hint: String },
+    /// XX001: stored ciphertext or key material failed authentication.
+    #[error("{0}")]
+    Corrupted(String),
+    /// XX000: a bug or an unexpected failure of the database API.
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        match self {
+            Error::NotAllowed(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Error::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            Error::InvalidArgument(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            Error::Conflict(_) => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            Error::KeyConfig { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Error::Corrupted(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            Error::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    /// Raise this error as a Postgres ERROR. Never returns.
+    pub fn raise(self) -> ! {
+        let mut report =
+            ErrorReport::new(self.sqlstate(), self.to_string(), "pg_integrations").set_domain(DOMAIN);
+        if let Error::KeyConfig { hint, .. } = &self {
+            report = report.set_hint(hint.clone());
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    }
+}
+
+impl From<pgrx::spi::SpiError> for Error {
+    fn from(e: pgrx::spi::SpiError) -> Self {
+        Error::Internal(format!("SPI: {e}"))
+    }
+}
+
+/// Unwrap a result or raise its error.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T> {
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.raise(),
+        }
+    }
+}
+
+thread_local! {
+    /// Set when a statement of the current transaction handed a secret to one of
+    /// our functions; cleared when the transaction ends.
+    static SECRET_IN_STATEMENT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Mark the running statement as one whose text holds a secret: if anything in
+/// this transaction fails from now on, its statement text stays out of the log.
+pub fn statement_holds_secret() {
+    SECRET_IN_STATEMENT.with(|f| f.set(true));
+}
+
+const fn sqlstate(code: &[u8; 5]) -> i32 {
+    let mut v = 0i32;
+    let mut i = 0;
+    while i < 5 {
+        v |= (((code[i] as i32) - ('0' as i32)) & 0x3F) << (6 * i);
+        i += 1;
+    }
+    v
+}
+
+const NO_DATA_FOUND: i32 = sqlstate(b"P0002");
+const PT404: i32 = sqlstate(b"PT404");
+
+static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
+    if let Some(e) = edata.as_mut() {
+        let ours = !e.domain.is_null() && CStr::from_ptr(e.domain).to_bytes() == DOMAIN.as_bytes();
+        if e.elevel >= PgLogLevel::ERROR as i32 {
+            if ours || SECRET_IN_STATEMENT.with(|f| f.get()) {
+                e.hide_stmt = true;
+            }
+            if ours && e.sqlerrcode == NO_DATA_FOUND {
+                e.sqlerrcode = PT404;
+            }
+        }
+    }
+    if let Some(prev) = PREV_EMIT_LOG_HOOK {
+        prev(edata);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE) {
+        SECRET_IN_STATEMENT.with(|f| f.set(false));
+    }
+}
+
+/// Install the log hook; called once from `_PG_init`.
+pub fn init() {
+    unsafe {
+        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
+        pg_sys::emit_log_hook = Some(emit_log_hook);
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlstate;
+
+    #[test]
+    fn sqlstates_encode_like_postgres() {
+        // MAKE_SQLSTATE('4','2','5','0','1') from utils/errcodes.h
+        assert_eq!(sqlstate(b"42501"), pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
+        assert_eq!(sqlstate(b"P0002"), pgrx::PgSqlErrorCode::ERRCODE_NO_DATA_FOUND as i32);
+        assert_ne!(sqlstate(b"PT404"), sqlstate(b"P0002"));
+    }
+}

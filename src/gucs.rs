@@ -1,0 +1,71 @@
+//! Settings. All are reloadable (`PGC_SIGHUP`): they are changed in
+//! postgresql.conf or with `ALTER SYSTEM` plus `pg_reload_conf()`, never with a
+//! session-level `SET`, so a caller cannot point a backend at a key of its choice.
+
+use std::ffi::CString;
+use std::path::PathBuf;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Path of the file that holds the master key (64 hex digits). Relative paths
+/// are taken from the data directory. Unset: `pg_integrations.key` in the data
+/// directory, generated on first use while the keyring is empty.
+static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// The master key file in force before a master-key rotation. While set, data
+/// keys still wrapped by that key can be unwrapped, so every backend keeps
+/// reading secrets until `integrations.rotate_master_key()` has re-wrapped them.
+static PREVIOUS_MASTER_KEY_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
+/// The name of the key file generated in the data directory when no master key
+/// file is configured.
+pub const DEFAULT_MASTER_KEY_FILE: &str = "pg_integrations.key";
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"integrations.master_key_file",
+        c"File holding the pg_integrations master key (64 hex digits).",
+        c"Relative paths are taken from the data directory. When unset, pg_integrations.key in the data directory is used, and generated while the keyring is empty.",
+        &MASTER_KEY_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"integrations.previous_master_key_file",
+        c"The master key file in force before a master-key rotation.",
+        c"Set it during a rotation, call integrations.rotate_master_key(), then reset it.",
+        &PREVIOUS_MASTER_KEY_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"integrations".as_ptr()) };
+}
+
+fn non_empty(v: Option<CString>) -> Option<String> {
+    v.map(|c| c.to_string_lossy().into_owned()).filter(|s| !s.trim().is_empty())
+}
+
+/// The configured master key file, if any (not resolved against the data directory).
+pub fn master_key_file() -> Option<String> {
+    non_empty(MASTER_KEY_FILE.get())
+}
+
+pub fn previous_master_key_file() -> Option<String> {
+    non_empty(PREVIOUS_MASTER_KEY_FILE.get())
+}
+
+/// The data directory, which relative key file paths start from.
+pub fn data_directory() -> PathBuf {
+    let dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) };
+    PathBuf::from(dir.to_string_lossy().into_owned())
+}
+
+pub fn resolve(path: &str) -> PathBuf {
+    let p = PathBuf::from(path.trim());
+    if p.is_absolute() {
+        p
+    } else {
+        data_directory().join(p)
+    }
+}

@@ -1,0 +1,50 @@
+//! pg_integrations: the integrations layer of a multi-tenant SaaS database,
+//! implemented in Rust inside PostgreSQL.
+//!
+//! Layers (see README.md):
+//! - `crypto`: AES-256-GCM sealing and key wrapping (pure Rust);
+//! - `keyring`: the master key file and the data keys it wraps, cached per backend;
+//! - `secrets`: the secret store's SQL API in schema `integrations`;
+//! - `access`: who the caller is and what it may do;
+//! - `error`: one error type mapped to SQLSTATEs, and log hygiene.
+
+use pgrx::prelude::*;
+
+pub mod access;
+pub mod crypto;
+pub mod error;
+pub mod gucs;
+pub mod keyring;
+pub mod plans;
+pub mod secrets;
+
+::pgrx::pg_module_magic!(name, version);
+
+// Roles, schema and tables first; grants and comments on the generated
+// functions last.
+extension_sql_file!("../sql/bootstrap.sql", bootstrap);
+extension_sql_file!("../sql/finalize.sql", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+    error::init();
+    keyring::init();
+}
+
+// In-database tests: only with `cargo pgrx test` (feature pg_test), so a
+// plain `cargo test` runs the pure-Rust tests without a server.
+#[cfg(feature = "pg_test")]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

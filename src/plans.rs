@@ -1,0 +1,45 @@
+//! Prepared SPI statements kept for the life of the backend.
+//!
+//! Every hot statement is a point lookup or write on a unique key, so its plan is
+//! an index scan whatever the table held when it was prepared (an empty table
+//! included): the generic plan that takes over after five executions stays an
+//! index scan. Plans survive aborted transactions (`SPI_keepplan`), and the plan
+//! cache re-plans them by itself after DDL, e.g. `DROP EXTENSION` followed by
+//! `CREATE EXTENSION`, because every name in them is schema-qualified.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pgrx::pg_sys::{BuiltinOid, PgOid};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+
+use crate::error::Result;
+
+/// A statement to prepare once: its SQL, argument types and whether it writes.
+pub struct Statement {
+    pub sql: &'static str,
+    pub args: &'static [BuiltinOid],
+    pub mutating: bool,
+}
+
+thread_local! {
+    static PLANS: RefCell<HashMap<&'static str, &'static OwnedPreparedStatement>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The kept plan for `stmt`, prepared on first use.
+pub fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static OwnedPreparedStatement> {
+    if let Some(p) = PLANS.with(|m| m.borrow().get(stmt.sql).copied()) {
+        return Ok(p);
+    }
+    let args: Vec<PgOid> = stmt.args.iter().map(|o| PgOid::BuiltIn(*o)).collect();
+    let prepared = if stmt.mutating {
+        client.prepare_mut(stmt.sql, &args)?
+    } else {
+        client.prepare(stmt.sql, &args)?
+    };
+    // Leaked on purpose: a kept plan lives as long as the backend.
+    let kept: &'static OwnedPreparedStatement = Box::leak(Box::new(prepared.keep()));
+    PLANS.with(|m| m.borrow_mut().insert(stmt.sql, kept));
+    Ok(kept)
+}
