@@ -46,6 +46,8 @@ regress:
 	@bash scripts/cluster.sh start test $(TEST_PORT)
 	@rm -rf tests/pg_regress/results
 	@mkdir -p tests/pg_regress/results && chown postgres tests/pg_regress/results
+	@$(PGBIN)/psql -X -q -h 127.0.0.1 -p $(TEST_PORT) -U postgres -d postgres \
+	  -c "DROP DATABASE IF EXISTS pg_integrations_regress" -c "CREATE DATABASE pg_integrations_regress"
 	$(PG_REGRESS) --use-existing --host=127.0.0.1 --port=$(TEST_PORT) --user=postgres \
 	  --bindir=$(PGBIN) --inputdir=tests/pg_regress --outputdir=tests/pg_regress \
 	  --dbname=pg_integrations_regress $(REGRESS) \

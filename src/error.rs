@@ -81,6 +81,13 @@ impl From<pgrx::spi::SpiError> for Error {
     }
 }
 
+/// Write a LOG line to the server log (never with the statement text).
+pub fn log(message: String) {
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "pg_integrations")
+        .set_domain(DOMAIN)
+        .report(PgLogLevel::LOG);
+}
+
 /// Unwrap a result or raise its error.
 pub trait OrRaise<T> {
     fn or_raise(self) -> T;
@@ -126,13 +133,12 @@ static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
     if let Some(e) = edata.as_mut() {
         let ours = !e.domain.is_null() && CStr::from_ptr(e.domain).to_bytes() == DOMAIN.as_bytes();
-        if e.elevel >= PgLogLevel::ERROR as i32 {
-            if ours || SECRET_IN_STATEMENT.with(|f| f.get()) {
-                e.hide_stmt = true;
-            }
-            if ours && e.sqlerrcode == NO_DATA_FOUND {
-                e.sqlerrcode = PT404;
-            }
+        // Any level: a LOG line is written with its statement too.
+        if ours || SECRET_IN_STATEMENT.with(|f| f.get()) {
+            e.hide_stmt = true;
+        }
+        if ours && e.elevel >= PgLogLevel::ERROR as i32 && e.sqlerrcode == NO_DATA_FOUND {
+            e.sqlerrcode = PT404;
         }
     }
     if let Some(prev) = PREV_EMIT_LOG_HOOK {

@@ -218,7 +218,7 @@ fn generate_master_file(path: &Path) -> Result<bool> {
     f.write_all(hex.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::Internal(format!("could not write master key file: {e}")))?;
-    pgrx::log!("pg_integrations: generated master key file \"{}\"", path.display());
+    crate::error::log(format!("pg_integrations: generated master key file \"{}\"", path.display()));
     Ok(true)
 }
 
