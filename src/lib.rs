@@ -35,8 +35,7 @@ pub extern "C-unwind" fn _PG_init() {
 // In-database tests: only with `cargo pgrx test` (feature pg_test), so a
 // plain `cargo test` runs the pure-Rust tests without a server.
 #[cfg(feature = "pg_test")]
-#[pg_schema]
-mod tests;
+mod pg_tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]
