@@ -108,6 +108,22 @@ thread_local! {
     static SECRET_IN_STATEMENT: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Functions that take a secret as an argument. A statement that names one of
+/// them may hold a secret in its text, even when it fails before the function
+/// runs (a parse error, a constant folded at plan time).
+const SECRET_TAKING_FUNCTIONS: &[&str] = &["create_secret", "update_secret"];
+
+fn statement_names_secret_function() -> bool {
+    let p = unsafe { pg_sys::debug_query_string };
+    if p.is_null() {
+        return false;
+    }
+    let text = unsafe { CStr::from_ptr(p) }.to_bytes().to_ascii_lowercase();
+    SECRET_TAKING_FUNCTIONS
+        .iter()
+        .any(|f| text.windows(f.len()).any(|w| w == f.as_bytes()))
+}
+
 /// Mark the running statement as one whose text holds a secret: if anything in
 /// this transaction fails from now on, its statement text stays out of the log.
 pub fn statement_holds_secret() {
@@ -134,7 +150,7 @@ unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
     if let Some(e) = edata.as_mut() {
         let ours = !e.domain.is_null() && CStr::from_ptr(e.domain).to_bytes() == DOMAIN.as_bytes();
         // Any level: a LOG line is written with its statement too.
-        if ours || SECRET_IN_STATEMENT.with(|f| f.get()) {
+        if ours || SECRET_IN_STATEMENT.with(|f| f.get()) || statement_names_secret_function() {
             e.hide_stmt = true;
         }
         if ours && e.elevel >= PgLogLevel::ERROR as i32 && e.sqlerrcode == NO_DATA_FOUND {

@@ -447,13 +447,7 @@ pub fn rotate_data_key(client: &mut SpiClient<'_>) -> Result<i32> {
         Some(fp) => {
             let m = current_master(false, Some(fp))?;
             if m.fingerprint() != fp {
-                return Err(Error::KeyConfig {
-                    message: format!(
-                        "the active data key is wrapped by master key {fp}, not by the configured one ({})",
-                        m.fingerprint()
-                    ),
-                    hint: "Finish the master-key rotation first: call integrations.rotate_master_key().".into(),
-                });
+                return Err(wrong_master(s.max_key_id, fp, m.fingerprint()));
             }
             m
         }

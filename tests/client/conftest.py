@@ -1,0 +1,81 @@
+import os
+import subprocess
+import uuid
+
+import psycopg
+import pytest
+
+PORT = int(os.environ.get("PGI_PORT", "28816"))
+CLUSTER_DIR = os.environ.get("PGI_CLUSTER_DIR", os.path.join(os.path.dirname(__file__), "../../target/clusters/test"))
+PGBIN = "/usr/lib/postgresql/15/bin"
+
+
+def dsn(db="postgres", user="postgres"):
+    return f"host=127.0.0.1 port={PORT} dbname={db} user={user}"
+
+
+def connect(db, user="postgres", autocommit=True):
+    return psycopg.connect(dsn(db, user), autocommit=autocommit)
+
+
+@pytest.fixture
+def admin():
+    with connect("postgres") as c:
+        # defines the integrations.* settings in this session, for ALTER SYSTEM
+        c.execute("LOAD 'pg_integrations'")
+        yield c
+
+
+def reload(admin_conn):
+    admin_conn.execute("SELECT pg_reload_conf()")
+    # a backend applies the new settings at its next command; give it a moment
+    admin_conn.execute("SELECT pg_sleep(0.2)")
+
+
+@pytest.fixture
+def fresh_db(admin):
+    """A new database with the extension; dropped afterwards."""
+    name = "pgi_client_" + uuid.uuid4().hex[:10]
+    admin.execute(f'CREATE DATABASE "{name}"')
+    with connect(name) as c:
+        c.execute("CREATE EXTENSION pg_integrations")
+    yield name
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        [name],
+    )
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def key_dir():
+    """A directory owned by the postgres OS user for key files."""
+    d = os.path.join(CLUSTER_DIR, "keys-" + uuid.uuid4().hex[:8])
+    os.makedirs(d)
+    subprocess.run(["chown", "postgres:postgres", d], check=True)
+    os.chmod(d, 0o700)
+    yield d
+    subprocess.run(["rm", "-rf", d], check=True)
+
+
+def write_key(path, hex_key=None, mode=0o600):
+    hex_key = hex_key or os.urandom(32).hex()
+    with open(path, "w") as f:
+        f.write(hex_key + "\n")
+    os.chmod(path, mode)
+    subprocess.run(["chown", "postgres:postgres", path], check=True)
+    return hex_key
+
+
+@pytest.fixture
+def master_key_settings(admin):
+    """Restores the master-key settings however the test ends."""
+    yield
+    admin.execute("ALTER SYSTEM RESET integrations.master_key_file")
+    admin.execute("ALTER SYSTEM RESET integrations.previous_master_key_file")
+    reload(admin)
+
+
+def server_log():
+    with open(os.path.join(CLUSTER_DIR, "server.log"), errors="replace") as f:
+        return f.read()
