@@ -30,8 +30,10 @@ REVOKE ALL ON SCHEMA integrations FROM PUBLIC;
 GRANT USAGE ON SCHEMA integrations TO service_role, integrations_admin;
 
 -- Data keys, each wrapped (AES-256-GCM) by the master key whose fingerprint it
--- records. At most one is active; new secrets are sealed with it. Keys are
--- never deleted while a secret names them (foreign key from secrets).
+-- records. At most one is active; new secrets are sealed with it. A key is never
+-- deleted while a secret names it (trigger below; a foreign key would take a
+-- FOR KEY SHARE lock on the active key's row for every new secret, serialising
+-- all writers on one tuple).
 CREATE TABLE integrations.keys (
     key_id        integer PRIMARY KEY CHECK (key_id > 0),
     status        text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'retired')),
@@ -49,11 +51,11 @@ COMMENT ON TABLE integrations.keys IS
 -- Rust before the INSERT. The associated data binds (format, key_id, id,
 -- business_id), so a ciphertext copied to another row or tenant does not open.
 CREATE TABLE integrations.secrets (
-    id          uuid PRIMARY KEY,
+    id          uuid CONSTRAINT secrets_pkey PRIMARY KEY,
     business_id uuid NOT NULL,
     description text NOT NULL DEFAULT '',
     format      smallint NOT NULL DEFAULT 1 CHECK (format = 1),
-    key_id      integer NOT NULL REFERENCES integrations.keys (key_id),
+    key_id      integer NOT NULL,
     nonce       bytea NOT NULL CHECK (pg_catalog.length(nonce) = 12),
     ciphertext  bytea NOT NULL CHECK (pg_catalog.length(ciphertext) >= 16),
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -66,6 +68,21 @@ CREATE INDEX secrets_business_id_idx ON integrations.secrets (business_id);
 CREATE INDEX secrets_key_id_idx ON integrations.secrets (key_id);
 COMMENT ON TABLE integrations.secrets IS
     'Encrypted secrets (AES-256-GCM, format 1). Read them with integrations.read_secret(); the columns hold no plaintext.';
+
+CREATE FUNCTION integrations.keys_guard_delete() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM integrations.secrets WHERE key_id = OLD.key_id) THEN
+        RAISE EXCEPTION 'data key % still seals secrets', OLD.key_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Re-encrypt them first: integrations.reencrypt_secrets().';
+    END IF;
+    RETURN OLD;
+END $$;
+COMMENT ON FUNCTION integrations.keys_guard_delete() IS
+    'Trigger function: refuses to delete a data key that still seals secrets.';
+CREATE TRIGGER keys_guard_delete BEFORE DELETE ON integrations.keys
+    FOR EACH ROW EXECUTE FUNCTION integrations.keys_guard_delete();
 
 -- Nobody but the extension's functions touches these tables.
 REVOKE ALL ON integrations.keys, integrations.secrets FROM PUBLIC;

@@ -322,6 +322,11 @@ fn unwrap_key(key_id: i32, wrapped: &[u8], fp: &str) -> Result<Rc<DataKey>> {
 // ---------------------------------------------------------------------------
 // Data keys
 
+/// The data key with this id if this backend has it cached.
+pub fn cached_data_key(key_id: i32) -> Option<Rc<DataKey>> {
+    CACHE.with(|c| c.borrow().data_keys.get(&key_id).cloned())
+}
+
 /// The data key with this id, for opening a secret.
 pub fn data_key(client: &SpiClient<'_>, key_id: i32) -> Result<Rc<DataKey>> {
     if let Some(k) = CACHE.with(|c| c.borrow().data_keys.get(&key_id).cloned()) {

@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 
 pub mod access;
 pub mod crypto;
+pub mod direct;
 pub mod error;
 pub mod gucs;
 pub mod keyring;

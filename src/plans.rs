@@ -23,13 +23,15 @@ pub struct Statement {
 }
 
 thread_local! {
-    static PLANS: RefCell<HashMap<&'static str, &'static OwnedPreparedStatement>> =
+    /// Keyed by the address of the `Statement`, which is a `static`.
+    static PLANS: RefCell<HashMap<usize, &'static OwnedPreparedStatement>> =
         RefCell::new(HashMap::new());
 }
 
 /// The kept plan for `stmt`, prepared on first use.
 pub fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static OwnedPreparedStatement> {
-    if let Some(p) = PLANS.with(|m| m.borrow().get(stmt.sql).copied()) {
+    let key = stmt as *const Statement as usize;
+    if let Some(p) = PLANS.with(|m| m.borrow().get(&key).copied()) {
         return Ok(p);
     }
     let args: Vec<PgOid> = stmt.args.iter().map(|o| PgOid::BuiltIn(*o)).collect();
@@ -40,6 +42,6 @@ pub fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static
     };
     // Leaked on purpose: a kept plan lives as long as the backend.
     let kept: &'static OwnedPreparedStatement = Box::leak(Box::new(prepared.keep()));
-    PLANS.with(|m| m.borrow_mut().insert(stmt.sql, kept));
+    PLANS.with(|m| m.borrow_mut().insert(key, kept));
     Ok(kept)
 }

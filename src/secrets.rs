@@ -11,6 +11,7 @@ use pgrx::Uuid;
 
 use crate::access::require_privileged;
 use crate::crypto::{self, CryptoError};
+use crate::direct;
 use crate::error::{statement_holds_secret, Error, OrRaise, Result};
 use crate::keyring;
 use crate::plans::{self, Statement};
@@ -24,11 +25,6 @@ static INSERT_SECRET: Statement = Statement {
           VALUES ($1, $2, $3, $4, $5, $6)",
     args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::INT4OID, BuiltinOid::BYTEAOID, BuiltinOid::BYTEAOID],
     mutating: true,
-};
-static SELECT_SECRET: Statement = Statement {
-    sql: "SELECT business_id, key_id, nonce, ciphertext FROM integrations.secrets WHERE id = $1",
-    args: &[BuiltinOid::UUIDOID],
-    mutating: false,
 };
 static SELECT_OWNER: Statement = Statement {
     sql: "SELECT business_id FROM integrations.secrets WHERE id = $1",
@@ -108,19 +104,16 @@ pub(crate) fn open(
     )))
 }
 
-/// Read and decrypt one secret; `None` when there is no such secret.
-pub(crate) fn read(client: &SpiClient<'_>, id: Uuid) -> Result<Option<String>> {
-    let plan = plans::plan(client, &SELECT_SECRET)?;
-    let rows = client.select(plan, Some(1), &[id.into()])?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    let row = rows.first();
-    let business: Uuid = required(row.get(1)?, "business_id")?;
-    let key_id: i32 = required(row.get(2)?, "key_id")?;
-    let nonce: Vec<u8> = required(row.get(3)?, "nonce")?;
-    let ciphertext: Vec<u8> = required(row.get(4)?, "ciphertext")?;
-    let mut plaintext = open(client, id, business, key_id, &nonce, &ciphertext)?;
+/// Read and decrypt one secret; `None` when there is no such secret. With the
+/// data key cached (the common case) this runs no SQL at all.
+pub(crate) fn read(id: Uuid) -> Result<Option<String>> {
+    let Some(row) = direct::fetch_secret(id)? else { return Ok(None) };
+    let cached = keyring::cached_data_key(row.key_id)
+        .and_then(|k| k.open(*id.as_bytes(), *row.business_id.as_bytes(), &row.nonce, &row.ciphertext).ok());
+    let mut plaintext = match cached {
+        Some(pt) => pt,
+        None => Spi::connect(|c| open(c, id, row.business_id, row.key_id, &row.nonce, &row.ciphertext))?,
+    };
     String::from_utf8(std::mem::take(&mut *plaintext))
         .map(Some)
         .map_err(|_| Error::Corrupted(format!("secret {id} is not valid UTF-8 text")))
@@ -257,7 +250,7 @@ mod integrations {
         (|| {
             require_privileged("integrations.read_secret")?;
             let Some(id) = p_secret_id else { return Ok(None) };
-            Spi::connect(|c| read(c, id))
+            read(id)
         })()
         .or_raise()
     }

@@ -26,7 +26,7 @@ SELECT p.proname,
        has_function_privilege('service_role', p.oid, 'EXECUTE') AS service_role,
        has_function_privilege('integrations_admin', p.oid, 'EXECUTE') AS admin
 FROM pg_proc p
-WHERE p.pronamespace = 'integrations'::regnamespace
+WHERE p.pronamespace = 'integrations'::regnamespace AND p.prorettype <> 'trigger'::regtype
 ORDER BY p.proname;
 
 -- The roles exist as Supabase defines them.
@@ -126,6 +126,7 @@ SELECT try(format('SELECT integrations.read_secret(%L)', :'victim'), :'victim');
 ROLLBACK;
 BEGIN;
 UPDATE integrations.secrets SET key_id = 99 WHERE id = :'victim';
+SELECT try(format('SELECT integrations.read_secret(%L)', :'victim'), :'victim');
 ROLLBACK;
 BEGIN;
 -- moved to another tenant
@@ -161,10 +162,20 @@ ROLLBACK;
 SELECT key_id, status, secrets FROM integrations.keyring_status();
 SELECT count(*) FILTER (WHERE integrations.read_secret(id) IS NOT NULL) AS all_open, count(*) AS total
 FROM integrations.secrets;
+-- a key that still seals secrets cannot be deleted
+SELECT try('DELETE FROM integrations.keys WHERE key_id = 2');
 SELECT integrations.reencrypt_secrets(1000) AS rest, integrations.reencrypt_secrets() AS then_zero;
 SELECT key_id, status, secrets FROM integrations.keyring_status();
 SELECT count(*) FILTER (WHERE integrations.read_secret(id) LIKE 'batch-%') AS batch_secrets_open
 FROM integrations.secrets;
+
+-- The settings are superuser-only: hidden from others, never set per session.
+SELECT name, context FROM pg_settings WHERE name LIKE 'integrations.%' ORDER BY name;
+SET ROLE service_role;
+SELECT count(*) AS visible_settings FROM pg_settings WHERE name LIKE 'integrations.%';
+SELECT try('SHOW integrations.master_key_file');
+RESET ROLE;
+SELECT try($$SET integrations.master_key_file = '/tmp/attacker.key'$$);
 
 -- Update and delete.
 SELECT integrations.update_secret(:'beta', 'sk_test_beta_v2');
