@@ -33,6 +33,7 @@ stop:
 
 # Every test level; stops at the first failing one.
 test: setup unit pgrx-test install regress client
+	@bash scripts/cluster.sh stop test
 	@echo "All test levels passed."
 
 unit:

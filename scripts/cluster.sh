@@ -10,7 +10,8 @@ bin=/usr/lib/postgresql/15/bin
 dir="$root/target/clusters/$name"
 pgdata="$dir/data"
 log="$dir/server.log"
-as_pg() { runuser -u postgres -- "$@"; }
+# RUST_BACKTRACE would make pgrx append backtraces to error details.
+as_pg() { runuser -u postgres -- env -u RUST_BACKTRACE "$@"; }
 
 case "$cmd" in
   start)

@@ -3,13 +3,18 @@
 
 -- CREATE FUNCTION grants EXECUTE to PUBLIC; Supabase's default privileges also
 -- grant it to anon and authenticated. Take both away, by name.
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA integrations FROM PUBLIC;
-DO $revoke$
-BEGIN
-    EXECUTE 'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA integrations FROM anon, authenticated';
-    EXECUTE 'REVOKE ALL ON integrations.keys, integrations.secrets FROM anon, authenticated, service_role, integrations_admin';
-END
-$revoke$;
+REVOKE ALL ON FUNCTION
+    integrations.create_secret(uuid, text, text),
+    integrations.update_secret(uuid, text),
+    integrations.read_secret(uuid),
+    integrations.delete_secret(uuid),
+    integrations.rotate_data_key(),
+    integrations.rotate_master_key(),
+    integrations.reencrypt_secrets(integer),
+    integrations.keyring_status(),
+    integrations.keys_guard_delete()
+FROM PUBLIC, anon, authenticated;
+REVOKE ALL ON integrations.keys, integrations.secrets FROM anon, authenticated, service_role, integrations_admin;
 
 GRANT EXECUTE ON FUNCTION
     integrations.create_secret(uuid, text, text),

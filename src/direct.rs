@@ -1,100 +1,251 @@
-//! Point reads of `integrations.secrets` by primary key straight through the
-//! index AM, without SPI. Reading a secret is the hottest call there is, and
-//! SPI's per-query executor start-up (plus re-checking the plan against the
-//! function's pinned search_path) cost more than the index lookup itself.
+//! Point reads and appends that bypass SPI. The hot RPCs read one row by a
+//! unique key; SPI's per-statement executor start-up (and the re-check of a
+//! cached plan against the function's pinned search_path) would cost more than
+//! the index lookup itself.
 //!
-//! Visibility matches what SPI gives a VOLATILE function: our own earlier writes
-//! in this transaction are made visible (CommandCounterIncrement), then the scan
-//! runs under a fresh transaction snapshot with the current command id.
+//! Reads match what SPI gives a VOLATILE function: our own earlier writes in
+//! this transaction are made visible (CommandCounterIncrement) and the scan runs
+//! under a fresh transaction snapshot. Relation OIDs and attribute numbers are
+//! looked up once per backend and forgotten on any relcache invalidation of the
+//! relation (DDL, DROP/CREATE EXTENSION).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
-use pgrx::{FromDatum, Uuid};
 
 use crate::error::{Error, Result};
 
-/// One stored secret, as read from its row.
-pub struct SecretRow {
-    pub business_id: Uuid,
-    pub key_id: i32,
-    pub nonce: Vec<u8>,
-    pub ciphertext: Vec<u8>,
+/// A relation we read directly, with the attribute numbers it is read by.
+pub struct RelInfo {
+    pub relid: pg_sys::Oid,
+    attnums: HashMap<&'static str, i16>,
 }
 
-// Column numbers in integrations.secrets (see sql/bootstrap.sql).
-const ATT_BUSINESS_ID: usize = 2;
-const ATT_KEY_ID: usize = 5;
-const ATT_NONCE: usize = 6;
-const ATT_CIPHERTEXT: usize = 7;
+impl RelInfo {
+    /// Attribute number of `column`; errors if the column is missing.
+    pub fn att(&self, column: &'static str) -> Result<i16> {
+        self.attnums
+            .get(column)
+            .copied()
+            .ok_or_else(|| Error::Internal(format!("column {column} is missing")))
+    }
+}
 
-fn relid(name: &std::ffi::CStr) -> Result<pg_sys::Oid> {
+thread_local! {
+    static RELS: RefCell<HashMap<(&'static str, &'static str), Rc<RelInfo>>> = RefCell::new(HashMap::new());
+}
+
+/// Forget cached relation info; registered as a relcache callback.
+pub fn forget_relation(relid: pg_sys::Oid) {
+    RELS.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            if relid == pg_sys::InvalidOid {
+                r.clear();
+            } else {
+                r.retain(|_, info| info.relid != relid);
+            }
+        }
+    });
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    forget_relation(relid);
+}
+
+pub fn init() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
+}
+
+/// The OID of `schema.name`, or an error naming it.
+pub fn relid(schema: &CStr, name: &CStr) -> Result<pg_sys::Oid> {
     unsafe {
-        let ns = pg_sys::get_namespace_oid(c"integrations".as_ptr(), true);
+        let ns = pg_sys::get_namespace_oid(schema.as_ptr(), true);
         let oid = if ns == pg_sys::InvalidOid { ns } else { pg_sys::get_relname_relid(name.as_ptr(), ns) };
         if oid == pg_sys::InvalidOid {
-            Err(Error::Internal(format!("relation integrations.{} is missing", name.to_string_lossy())))
+            Err(Error::Internal(format!(
+                "relation {}.{} is missing; is the extension installed?",
+                schema.to_string_lossy(),
+                name.to_string_lossy()
+            )))
         } else {
             Ok(oid)
         }
     }
 }
 
-/// The row of secret `id`, if any.
-pub fn fetch_secret(id: Uuid) -> Result<Option<SecretRow>> {
-    let table = relid(c"secrets")?;
-    let index = relid(c"secrets_pkey")?;
+/// Cached info for `schema.table` with the given columns.
+pub fn rel(schema: &'static str, table: &'static str, columns: &[&'static str]) -> Result<Rc<RelInfo>> {
+    if let Some(r) = RELS.with(|r| r.borrow().get(&(schema, table)).cloned()) {
+        return Ok(r);
+    }
+    let s = std::ffi::CString::new(schema).expect("no NUL");
+    let t = std::ffi::CString::new(table).expect("no NUL");
+    let relid = relid(&s, &t)?;
+    let mut attnums = HashMap::new();
+    for c in columns {
+        let cname = std::ffi::CString::new(*c).expect("no NUL");
+        let n = unsafe { pg_sys::get_attnum(relid, cname.as_ptr()) };
+        if n <= 0 {
+            return Err(Error::Internal(format!("column {schema}.{table}.{c} is missing")));
+        }
+        attnums.insert(*c, n);
+    }
+    let info = Rc::new(RelInfo { relid, attnums });
+    RELS.with(|r| r.borrow_mut().insert((schema, table), info.clone()));
+    Ok(info)
+}
+
+/// An equality condition on the `attno`-th column of an index.
+pub struct Key {
+    pub index_column: i16,
+    pub eq_proc: u32,
+    pub value: pg_sys::Datum,
+}
+
+pub fn uuid_key(index_column: i16, value: &pgrx::Uuid) -> Key {
+    Key { index_column, eq_proc: pg_sys::F_UUID_EQ, value: pg_sys::Datum::from(value.as_bytes().as_ptr()) }
+}
+
+/// A fetched row, valid inside the callback only.
+pub struct Row {
+    slot: *mut pg_sys::TupleTableSlot,
+}
+
+impl Row {
+    /// The raw datum of attribute `att` (None for NULL); points into a pinned
+    /// buffer, so it must be used or copied before the callback returns.
+    pub fn datum(&self, att: i16) -> Option<pg_sys::Datum> {
+        unsafe {
+            pg_sys::slot_getsomeattrs_int(self.slot, att as i32);
+            let i = (att - 1) as usize;
+            if *(*self.slot).tts_isnull.add(i) {
+                None
+            } else {
+                Some(*(*self.slot).tts_values.add(i))
+            }
+        }
+    }
+
+    pub fn get<T: pgrx::FromDatum>(&self, att: i16) -> Option<T> {
+        self.datum(att).and_then(|d| unsafe { T::from_datum(d, false) })
+    }
+
+    /// The whole row as a composite datum of the table's row type (a copy).
+    pub fn composite(&self) -> pg_sys::Datum {
+        unsafe { pg_sys::ExecFetchSlotHeapTupleDatum(self.slot) }
+    }
+}
+
+/// Scan `index` of `table` for rows matching `keys`, calling `f` on each until
+/// it returns `Some`.
+pub fn find<T>(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key], mut f: impl FnMut(&Row) -> Result<Option<T>>) -> Result<Option<T>> {
+    const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
     unsafe {
         if pg_sys::GetCurrentTransactionIdIfAny() != pg_sys::InvalidTransactionId {
             pg_sys::CommandCounterIncrement();
         }
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         pg_sys::UpdateActiveSnapshotCommandId();
-        let snapshot = pg_sys::GetActiveSnapshot();
-
-        let heap = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-        let id_datum = pgrx::IntoDatum::into_datum(id).expect("a uuid datum");
-        pg_sys::ScanKeyInit(
-            &mut key,
-            1,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::Oid::from(pg_sys::F_UUID_EQ),
-            id_datum,
-        );
-        let scan = pg_sys::index_beginscan(heap, idx, snapshot, 1, 0);
-        pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+        let heap = pg_sys::relation_open(table, LOCK);
+        let idx = pg_sys::index_open(index, LOCK);
+        let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());
+        for k in keys {
+            let mut sk: pg_sys::ScanKeyData = std::mem::zeroed();
+            pg_sys::ScanKeyInit(
+                &mut sk,
+                k.index_column,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                pg_sys::Oid::from(k.eq_proc),
+                k.value,
+            );
+            scankeys.push(sk);
+        }
+        let scan = pg_sys::index_beginscan(heap, idx, pg_sys::GetActiveSnapshot(), keys.len() as i32, 0);
+        pg_sys::index_rescan(scan, scankeys.as_mut_ptr(), keys.len() as i32, std::ptr::null_mut(), 0);
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-        let row = if found {
-            pg_sys::slot_getsomeattrs_int(slot, ATT_CIPHERTEXT as i32);
-            let values = std::slice::from_raw_parts((*slot).tts_values, ATT_CIPHERTEXT);
-            let nulls = std::slice::from_raw_parts((*slot).tts_isnull, ATT_CIPHERTEXT);
-            let get = |att: usize| (values[att - 1], nulls[att - 1]);
-            let (d, n) = get(ATT_BUSINESS_ID);
-            let business_id = Uuid::from_datum(d, n);
-            let (d, n) = get(ATT_KEY_ID);
-            let key_id = i32::from_datum(d, n);
-            let (d, n) = get(ATT_NONCE);
-            let nonce = Vec::<u8>::from_datum(d, n);
-            let (d, n) = get(ATT_CIPHERTEXT);
-            let ciphertext = Vec::<u8>::from_datum(d, n);
-            match (business_id, key_id, nonce, ciphertext) {
-                (Some(business_id), Some(key_id), Some(nonce), Some(ciphertext)) => {
-                    Some(SecretRow { business_id, key_id, nonce, ciphertext })
+        let mut out = Ok(None);
+        while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+            match f(&Row { slot }) {
+                Ok(None) => continue,
+                other => {
+                    out = other;
+                    break;
                 }
-                _ => None,
             }
-        } else {
-            None
-        };
+        }
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::index_endscan(scan);
-        pg_sys::index_close(idx, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        pg_sys::relation_close(heap, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        pg_sys::index_close(idx, LOCK);
+        pg_sys::relation_close(heap, LOCK);
         pg_sys::PopActiveSnapshot();
-        if found && row.is_none() {
-            return Err(Error::Corrupted(format!("secret {id} has a NULL column")));
-        }
-        Ok(row)
+        out
     }
+}
+
+/// The first row of `schema.table` whose `index` matches `keys`.
+pub fn find_in<T>(
+    schema: &'static CStr,
+    index: &'static CStr,
+    table: &RelInfo,
+    keys: &[Key],
+    f: impl FnMut(&Row) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let index = relid(schema, index)?;
+    find(table.relid, index, keys, f)
+}
+
+/// Append a row to a table that has no indexes, triggers or constraints to run
+/// (the audit log), without the executor. `values` pairs attribute numbers with
+/// datums; other columns are NULL. Refused in a read-only transaction, as an
+/// INSERT would be.
+pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
+    const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    unsafe {
+        pg_sys::PreventCommandIfReadOnly(c"INSERT".as_ptr());
+        let rel = pg_sys::relation_open(table, LOCK);
+        let natts = (*(*rel).rd_att).natts as usize;
+        let mut datums = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        for (att, d) in values {
+            if let Some(d) = d {
+                datums[(*att - 1) as usize] = *d;
+                nulls[(*att - 1) as usize] = false;
+            }
+        }
+        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, datums.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::simple_heap_insert(rel, tuple);
+        pg_sys::heap_freetuple(tuple);
+        pg_sys::relation_close(rel, LOCK);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// integrations.secrets
+
+/// One stored secret, as read from its row.
+pub struct SecretRow {
+    pub business_id: pgrx::Uuid,
+    pub key_id: i32,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+const SECRET_COLUMNS: &[&str] = &["business_id", "key_id", "nonce", "ciphertext"];
+
+/// The row of secret `id`, if any.
+pub fn fetch_secret(id: pgrx::Uuid) -> Result<Option<SecretRow>> {
+    let rel = rel("integrations", "secrets", SECRET_COLUMNS)?;
+    let (b, k, n, c) = (rel.att("business_id")?, rel.att("key_id")?, rel.att("nonce")?, rel.att("ciphertext")?);
+    find_in(c"integrations", c"secrets_pkey", &rel, &[uuid_key(1, &id)], |row| {
+        match (row.get(b), row.get(k), row.get(n), row.get(c)) {
+            (Some(business_id), Some(key_id), Some(nonce), Some(ciphertext)) => {
+                Ok(Some(SecretRow { business_id, key_id, nonce, ciphertext }))
+            }
+            _ => Err(Error::Corrupted(format!("secret {id} has a NULL column"))),
+        }
+    })
 }

@@ -111,7 +111,14 @@ thread_local! {
 /// Functions that take a secret as an argument. A statement that names one of
 /// them may hold a secret in its text, even when it fails before the function
 /// runs (a parse error, a constant folded at plan time).
-const SECRET_TAKING_FUNCTIONS: &[&str] = &["create_secret", "update_secret"];
+const SECRET_TAKING_FUNCTIONS: &[&str] = &[
+    "create_secret",
+    "update_secret",
+    "set_ai_avatar_integration",
+    "set_email_integration",
+    "set_blog_integration",
+    "migrate_business_columns",
+];
 
 fn statement_names_secret_function() -> bool {
     let p = unsafe { pg_sys::debug_query_string };

@@ -18,6 +18,11 @@ static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 static PREVIOUS_MASTER_KEY_FILE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 
+/// Lets the owners and members of a business (not only privileged roles) read
+/// its API keys through `get_*_secret`. Off by default: decrypting is for
+/// back-end jobs. Superuser-set (`ALTER DATABASE ... SET`), never by the caller.
+static OWNER_CAN_READ_SECRETS: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// The name of the key file generated in the data directory when no master key
 /// file is configured.
 pub const DEFAULT_MASTER_KEY_FILE: &str = "pg_integrations.key";
@@ -39,6 +44,14 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_bool_guc(
+        c"integrations.owner_can_read_secrets",
+        c"Lets owners and members of a business read its secrets with get_*_secret.",
+        c"Off: only superusers, service_role and integrations_admin decrypt secrets.",
+        &OWNER_CAN_READ_SECRETS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"integrations".as_ptr()) };
 }
 
@@ -49,6 +62,10 @@ fn non_empty(v: Option<CString>) -> Option<String> {
 /// The configured master key file, if any (not resolved against the data directory).
 pub fn master_key_file() -> Option<String> {
     non_empty(MASTER_KEY_FILE.get())
+}
+
+pub fn owner_can_read_secrets() -> bool {
+    OWNER_CAN_READ_SECRETS.get()
 }
 
 pub fn previous_master_key_file() -> Option<String> {

@@ -11,19 +11,26 @@
 use pgrx::prelude::*;
 
 pub mod access;
+pub mod audit;
 pub mod crypto;
 pub mod direct;
 pub mod error;
+pub mod fcall;
+pub mod kinds;
 pub mod gucs;
 pub mod keyring;
 pub mod plans;
 pub mod secrets;
+pub mod tenancy;
+pub mod triggers;
+pub mod validate;
 
 ::pgrx::pg_module_magic!(name, version);
 
 // Roles, schema and tables first; grants and comments on the generated
 // functions last.
 extension_sql_file!("../sql/bootstrap.sql", bootstrap);
+extension_sql_file!("../sql/seed_integrations.sql", name = "seed_integrations");
 extension_sql_file!("../sql/finalize.sql", finalize);
 
 #[pg_guard]
@@ -31,6 +38,8 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     error::init();
     keyring::init();
+    direct::init();
+    tenancy::init();
 }
 
 // In-database tests: only with `cargo pgrx test` (feature pg_test), so a

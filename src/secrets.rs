@@ -36,6 +36,12 @@ static UPDATE_SECRET: Statement = Statement {
     args: &[BuiltinOid::UUIDOID, BuiltinOid::INT4OID, BuiltinOid::BYTEAOID, BuiltinOid::BYTEAOID],
     mutating: true,
 };
+static REPLACE_SECRET: Statement = Statement {
+    sql: "UPDATE integrations.secrets SET key_id = $3, nonce = $4, ciphertext = $5, updated_at = now() \
+          WHERE id = $1 AND business_id = $2",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID, BuiltinOid::INT4OID, BuiltinOid::BYTEAOID, BuiltinOid::BYTEAOID],
+    mutating: true,
+};
 static REENCRYPT_ONE: Statement = Statement {
     sql: "UPDATE integrations.secrets SET key_id = $2, nonce = $3, ciphertext = $4 WHERE id = $1",
     args: &[BuiltinOid::UUIDOID, BuiltinOid::INT4OID, BuiltinOid::BYTEAOID, BuiltinOid::BYTEAOID],
@@ -153,6 +159,19 @@ pub(crate) fn update(client: &mut SpiClient<'_>, id: Uuid, plaintext: Vec<u8>) -
         plan,
         None,
         &[id.into(), key_id.into(), sealed.nonce.as_slice().into(), sealed.ciphertext.as_slice().into()],
+    )?;
+    Ok(!done.is_empty())
+}
+
+/// Replace the value of secret `id` of `business` (whose owner the caller
+/// already knows, so no lookup is needed); `false` when there is no such secret.
+pub(crate) fn replace(client: &mut SpiClient<'_>, id: Uuid, business: Uuid, plaintext: Vec<u8>) -> Result<bool> {
+    let (key_id, sealed) = seal(client, id, business, plaintext)?;
+    let plan = plans::plan(client, &REPLACE_SECRET)?;
+    let done = client.update(
+        plan,
+        None,
+        &[id.into(), business.into(), key_id.into(), sealed.nonce.as_slice().into(), sealed.ciphertext.as_slice().into()],
     )?;
     Ok(!done.is_empty())
 }

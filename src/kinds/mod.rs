@@ -1,0 +1,269 @@
+//! The seed-compatible integration kinds (seeds 000 and 001): one table per
+//! kind, each with `set_*`, `get_*`, `get_*_secret` and `delete_*` RPCs of the
+//! seeds' names and shapes. This module is the engine; each kind's module
+//! describes its table and declares its entry points.
+//!
+//! Semantics (seed 001, corrected):
+//! - `set_*` upserts on (business_id, provider): the API key is sealed in the
+//!   secret store (one secret per row, re-sealed in place on later calls), the
+//!   optional columns keep their value when the argument is NULL and are
+//!   cleared by an empty string, `p_config` NULL keeps the old config (`{}` for
+//!   a new row), status goes back to `active`, `validated_at` to now.
+//! - `get_*` returns the active row (the first provider by name if several).
+//! - `get_*_secret` decrypts the active row's key; privileged callers only
+//!   unless `integrations.owner_can_read_secrets` is on. Audited.
+//! - `delete_*` deletes every row of the business; a trigger deletes their
+//!   secrets (also when the rows go by a cascade from the tenant table).
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use crate::audit::{self, Action};
+use crate::direct;
+use crate::error::{statement_holds_secret, Error, Result};
+use crate::fcall;
+use crate::gucs;
+use crate::plans::{self, Statement};
+use crate::secrets;
+use crate::tenancy;
+use crate::validate;
+
+pub mod ai_avatar;
+pub mod blog;
+pub mod email;
+pub mod social;
+
+/// An optional, validated configuration column set by `set_*`.
+pub struct OptionArg {
+    pub column: &'static str,
+    pub arg: &'static str,
+    pub check: Option<fn(&str, &str) -> std::result::Result<(), String>>,
+}
+
+pub struct KindStatements {
+    pub update: Statement,
+    pub attach_secret: Statement,
+    pub insert: Statement,
+    pub delete: Statement,
+}
+
+/// One integration kind.
+pub struct Kind {
+    /// Name in the audit log: `ai_avatar`, `email`, `blog`.
+    pub name: &'static str,
+    pub table: &'static str,
+    pub unique_index: &'static CStr,
+    /// For messages: "AI avatar provider".
+    pub label: &'static str,
+    pub providers: &'static [&'static str],
+    pub options: [OptionArg; 2],
+    /// id, provider, option 1, option 2, provider_config, status, validated_at, secret_id
+    pub columns: [&'static str; 8],
+    pub statements: KindStatements,
+    pub secret_description: &'static str,
+}
+
+/// The four statements of a kind, from its table and option columns.
+#[macro_export]
+macro_rules! kind_statements {
+    ($table:literal, $c1:literal, $c2:literal) => {
+        $crate::kinds::KindStatements {
+            update: $crate::plans::Statement {
+                sql: concat!(
+                    "UPDATE public.", $table, " SET ",
+                    $c1, " = CASE WHEN $3 IS NULL THEN ", $c1, " ELSE NULLIF($3, '') END, ",
+                    $c2, " = CASE WHEN $4 IS NULL THEN ", $c2, " ELSE NULLIF($4, '') END, ",
+                    "provider_config = COALESCE($5, provider_config), status = 'active', validated_at = pg_catalog.now() ",
+                    "WHERE business_id = $1 AND provider = $2 RETURNING id, secret_id"
+                ),
+                args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],
+                mutating: true,
+            },
+            attach_secret: $crate::plans::Statement {
+                sql: concat!("UPDATE public.", $table, " SET secret_id = $2 WHERE id = $1"),
+                args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID],
+                mutating: true,
+            },
+            insert: $crate::plans::Statement {
+                sql: concat!(
+                    "INSERT INTO public.", $table,
+                    " (business_id, provider, secret_id, ", $c1, ", ", $c2, ", provider_config, status, validated_at) ",
+                    "VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), COALESCE($6, '{}'::jsonb), 'active', pg_catalog.now()) ",
+                    "ON CONFLICT (business_id, provider) DO NOTHING RETURNING id"
+                ),
+                args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],
+                mutating: true,
+            },
+            delete: $crate::plans::Statement {
+                sql: concat!("DELETE FROM public.", $table, " WHERE business_id = $1 RETURNING id, provider"),
+                args: &[BuiltinOid::UUIDOID],
+                mutating: true,
+            },
+        }
+    };
+}
+
+pub(crate) fn required_business(fcinfo: pg_sys::FunctionCallInfo) -> Result<Uuid> {
+    unsafe { fcall::arg::<Uuid>(fcinfo, 0) }.ok_or_else(|| Error::InvalidArgument("p_business_id must not be null".into()))
+}
+
+/// An optional text argument: `None` keeps the column, `Some("")` clears it.
+fn option_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize, opt: &OptionArg) -> Result<Option<String>> {
+    let v = unsafe { fcall::arg::<String>(fcinfo, n) };
+    if let (Some(value), Some(check)) = (&v, opt.check) {
+        if !value.is_empty() {
+            check(opt.arg, value).map_err(Error::InvalidArgument)?;
+        }
+    }
+    Ok(v)
+}
+
+/// A JSONB object argument, as a raw datum; `None` for NULL.
+pub(crate) fn object_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize, name: &str) -> Result<Option<pg_sys::Datum>> {
+    match unsafe { fcall::arg_datum(fcinfo, n) } {
+        None => Ok(None),
+        Some(d) if unsafe { fcall::jsonb_is_object(d) } => Ok(Some(d)),
+        Some(_) => Err(Error::InvalidArgument(format!("{name} must be a JSON object"))),
+    }
+}
+
+pub(crate) fn jsonb_arg<'a>(d: Option<pg_sys::Datum>) -> pgrx::datum::DatumWithOid<'a> {
+    match d {
+        Some(d) => unsafe {
+            pgrx::datum::DatumWithOid::new(d, pg_sys::JSONBOID)
+        },
+        None => pgrx::datum::DatumWithOid::null_oid(pg_sys::JSONBOID),
+    }
+}
+
+pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
+    statement_holds_secret();
+    let business = required_business(fcinfo)?;
+    let caller = tenancy::authorize(&business)?;
+    let provider = unsafe { fcall::arg::<String>(fcinfo, 1) }
+        .ok_or_else(|| Error::InvalidArgument("p_provider must not be null".into()))?;
+    validate::one_of("p_provider", kind.label, &provider, kind.providers).map_err(Error::InvalidArgument)?;
+    let api_key = unsafe { fcall::arg::<&str>(fcinfo, 2) }
+        .ok_or_else(|| Error::InvalidArgument("p_api_key must not be null".into()))?;
+    if api_key.trim().is_empty() {
+        return Err(Error::InvalidArgument("p_api_key must not be empty".into()));
+    }
+    if api_key.len() > secrets::MAX_SECRET_BYTES {
+        return Err(Error::InvalidArgument("p_api_key is too long".into()));
+    }
+    let opt1 = option_arg(fcinfo, 3, &kind.options[0])?;
+    let opt2 = option_arg(fcinfo, 4, &kind.options[1])?;
+    let config = object_arg(fcinfo, 5, "p_config")?;
+    let st = &kind.statements;
+    let id = Spi::connect_mut(|c| -> Result<Uuid> {
+        loop {
+            let plan = plans::plan(c, &st.update)?;
+            let updated = c.update(
+                plan,
+                None,
+                &[business.into(), provider.as_str().into(), opt1.as_deref().into(), opt2.as_deref().into(), jsonb_arg(config)],
+            )?;
+            if !updated.is_empty() {
+                let row = updated.first();
+                let id: Uuid = row.get(1)?.ok_or_else(|| Error::Internal("no id".into()))?;
+                let secret: Option<Uuid> = row.get(2)?;
+                let replaced = match secret {
+                    Some(s) => secrets::replace(c, s, business, api_key.as_bytes().to_vec())?,
+                    None => false,
+                };
+                if !replaced {
+                    let s = secrets::create(c, business, api_key.as_bytes().to_vec(), kind.secret_description)?;
+                    let plan = plans::plan(c, &st.attach_secret)?;
+                    c.update(plan, None, &[id.into(), s.into()])?;
+                }
+                return Ok(id);
+            }
+            let s = secrets::create(c, business, api_key.as_bytes().to_vec(), kind.secret_description)?;
+            let plan = plans::plan(c, &st.insert)?;
+            let inserted = c.update(
+                plan,
+                None,
+                &[business.into(), provider.as_str().into(), s.into(), opt1.as_deref().into(), opt2.as_deref().into(), jsonb_arg(config)],
+            )?;
+            if !inserted.is_empty() {
+                return inserted.first().get::<Uuid>(1)?.ok_or_else(|| Error::Internal("no id".into()));
+            }
+            // Another session inserted the row first: drop our secret, update theirs.
+            secrets::delete(c, s)?;
+        }
+    })?;
+    audit::record(&caller, Action::Set, kind.name, &business, Some(&provider), Some(&id))?;
+    Ok(fcall::datum(id))
+}
+
+/// The active row of `business`, handed to `f` while it is pinned.
+fn active_row<T>(kind: &'static Kind, business: &Uuid, f: impl FnMut(&direct::Row, &direct::RelInfo) -> Result<Option<T>>) -> Result<Option<T>> {
+    let rel = direct::rel("public", kind.table, &kind.columns)?;
+    let status = rel.att("status")?;
+    let mut f = f;
+    direct::find_in(c"public", kind.unique_index, &rel, &[direct::uuid_key(1, business)], |row| {
+        if row.get::<&str>(status) == Some("active") {
+            f(row, &rel)
+        } else {
+            Ok(None)
+        }
+    })
+}
+
+pub fn get(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
+    let business = required_business(fcinfo)?;
+    tenancy::authorize(&business)?;
+    unsafe { fcall::begin_rows(fcinfo) };
+    active_row(kind, &business, |row, rel| {
+        let mut values = [pg_sys::Datum::from(0); 7];
+        let mut nulls = [true; 7];
+        for (i, col) in kind.columns[..7].iter().enumerate() {
+            if let Some(d) = row.datum(rel.att(col)?) {
+                values[i] = d;
+                nulls[i] = false;
+            }
+        }
+        unsafe { fcall::put_row(fcinfo, &mut values, &mut nulls) };
+        Ok(Some(()))
+    })?;
+    Ok(fcall::void())
+}
+
+pub fn get_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
+    let business = required_business(fcinfo)?;
+    let caller = tenancy::authorize(&business)?;
+    if !caller.privileged && !gucs::owner_can_read_secrets() {
+        return Err(Error::NotAllowed(format!(
+            "permission denied: get_{}_secret is for service_role, integrations_admin and superusers (integrations.owner_can_read_secrets is off)",
+            kind.name
+        )));
+    }
+    let found = active_row(kind, &business, |row, rel| {
+        Ok(Some((row.get::<Uuid>(rel.att("id")?), row.get::<Uuid>(rel.att("secret_id")?), row.get::<String>(rel.att("provider")?))))
+    })?;
+    let Some((Some(id), Some(secret_id), provider)) = found else { return Ok(unsafe { fcall::null(fcinfo) }) };
+    let Some(value) = secrets::read(secret_id)? else { return Ok(unsafe { fcall::null(fcinfo) }) };
+    audit::record(&caller, Action::ReadSecret, kind.name, &business, provider.as_deref(), Some(&id))?;
+    Ok(fcall::datum(value))
+}
+
+pub fn delete(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
+    let business = required_business(fcinfo)?;
+    let caller = tenancy::authorize(&business)?;
+    let deleted = Spi::connect_mut(|c| -> Result<Vec<(Option<Uuid>, Option<String>)>> {
+        let plan = plans::plan(c, &kind.statements.delete)?;
+        let mut out = Vec::new();
+        for row in c.update(plan, None, &[business.into()])? {
+            out.push((row.get::<Uuid>(1)?, row.get::<String>(2)?));
+        }
+        Ok(out)
+    })?;
+    for (id, provider) in deleted {
+        audit::record(&caller, Action::Delete, kind.name, &business, provider.as_deref(), id.as_ref())?;
+    }
+    Ok(fcall::void())
+}
+

@@ -1,0 +1,306 @@
+//! Tenancy: who the signed-in user is, which businesses they may act on, and
+//! the app's tenant table.
+//!
+//! A caller may act on a business if it is privileged (superuser, service_role,
+//! integrations_admin), or if it acts as `authenticated` and the `sub` of its
+//! JWT claims owns the business (the attached tenant table's owner column) or
+//! is a member of it (`integrations.business_members`).
+
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use crate::access;
+use crate::direct;
+use crate::error::{Error, Result};
+use crate::sql_function;
+
+/// Who is calling: the role, the signed-in user (if any) and whether the role
+/// is privileged. Recorded in the audit log.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub role: pg_sys::Oid,
+    pub user_id: Option<Uuid>,
+    pub privileged: bool,
+}
+
+impl Caller {
+    pub fn current() -> Caller {
+        let role = access::caller();
+        Caller { role, user_id: current_user_id(), privileged: access::is_privileged(role) }
+    }
+
+    pub fn role_name(&self) -> String {
+        access::role_name(self.role)
+    }
+}
+
+thread_local! {
+    /// The last claims string seen and the `sub` parsed from it.
+    static CLAIMS: RefCell<(String, Option<Uuid>)> = RefCell::new((String::new(), None));
+    static TENANT: RefCell<Option<Option<TenantTable>>> = const { RefCell::new(None) };
+}
+
+fn setting(name: &CStr) -> Option<String> {
+    unsafe {
+        let p = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        if p.is_null() {
+            None
+        } else {
+            Some(CStr::from_ptr(p).to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+        }
+    }
+}
+
+/// `sub` of the JWT claims, as PostgREST and Supabase set them (the legacy
+/// `request.jwt.claim.sub` first, then `request.jwt.claims`, like `auth.uid()`).
+/// A `sub` that is not a UUID counts as no user.
+pub fn current_user_id() -> Option<Uuid> {
+    if let Some(sub) = setting(c"request.jwt.claim.sub") {
+        return parse_uuid(&sub);
+    }
+    let claims = setting(c"request.jwt.claims")?;
+    CLAIMS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != claims {
+            let sub = serde_json::from_str::<serde_json::Value>(&claims)
+                .ok()
+                .and_then(|v| v.get("sub").and_then(|s| s.as_str()).and_then(parse_uuid));
+            *c = (claims, sub);
+        }
+        c.1
+    })
+}
+
+pub fn parse_uuid(s: &str) -> Option<Uuid> {
+    let hex: String = s.trim().chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    hex::decode_to_slice(&hex, &mut b).ok()?;
+    Some(Uuid::from_bytes(b))
+}
+
+/// The app's tenant table, as attached.
+#[derive(Clone)]
+struct TenantTable {
+    relid: pg_sys::Oid,
+    index: pg_sys::Oid,
+    owner_att: i16,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    TENANT.with(|t| {
+        if let Ok(mut t) = t.try_borrow_mut() {
+            let watched = match &*t {
+                Some(Some(tt)) => relid == tt.relid,
+                _ => false,
+            };
+            let config = direct::relid(c"integrations", c"tenant_table").ok();
+            if relid == pg_sys::InvalidOid || watched || Some(relid) == config {
+                *t = None;
+            }
+        }
+    });
+}
+
+pub fn init() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
+}
+
+fn load_tenant_table() -> Result<Option<TenantTable>> {
+    Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT t.table_name::oid, \
+                    (SELECT i.indexrelid FROM pg_catalog.pg_index i \
+                      WHERE i.indrelid = t.table_name AND i.indisunique AND i.indnkeyatts = 1 \
+                        AND i.indkey[0] = (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = 'id') \
+                      ORDER BY i.indisprimary DESC LIMIT 1), \
+                    (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = t.owner_column AND NOT attisdropped) \
+             FROM integrations.tenant_table t",
+            Some(1),
+            &[],
+        )?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let row = rows.first();
+        match (row.get::<pg_sys::Oid>(1)?, row.get::<pg_sys::Oid>(2)?, row.get::<i16>(3)?) {
+            (Some(relid), Some(index), Some(owner_att)) => Ok(Some(TenantTable { relid, index, owner_att })),
+            _ => Err(Error::KeyConfig {
+                message: "the attached tenant table lost its unique id index or its owner column".into(),
+                hint: "Call integrations.attach_tenant_table() again.".into(),
+            }),
+        }
+    })
+}
+
+fn tenant_table() -> Result<Option<TenantTable>> {
+    if let Some(t) = TENANT.with(|t| t.borrow().clone()) {
+        return Ok(t);
+    }
+    let t = load_tenant_table()?;
+    TENANT.with(|c| *c.borrow_mut() = Some(t.clone()));
+    Ok(t)
+}
+
+/// Whether `user` owns `business` (tenant table) or is one of its members.
+fn owns_or_belongs(user: &Uuid, business: &Uuid) -> Result<bool> {
+    if let Some(t) = tenant_table()? {
+        let owner = direct::find(t.relid, t.index, &[direct::uuid_key(1, business)], |row| {
+            Ok(Some(row.get::<Uuid>(t.owner_att)))
+        })?;
+        if owner.flatten().as_ref() == Some(user) {
+            return Ok(true);
+        }
+    }
+    let members = direct::rel("integrations", "business_members", &[])?;
+    let member = direct::find_in(
+        c"integrations",
+        c"business_members_pkey",
+        &members,
+        &[direct::uuid_key(1, business), direct::uuid_key(2, user)],
+        |_| Ok(Some(())),
+    )?;
+    Ok(member.is_some())
+}
+
+fn is_api_user(role: pg_sys::Oid) -> bool {
+    unsafe {
+        let authenticated = pg_sys::get_role_oid(c"authenticated".as_ptr(), true);
+        authenticated != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, authenticated)
+    }
+}
+
+/// Whether the caller may act on `business`.
+pub fn can_access(caller: &Caller, business: &Uuid) -> Result<bool> {
+    if caller.privileged {
+        return Ok(true);
+    }
+    match &caller.user_id {
+        Some(user) if is_api_user(caller.role) => owns_or_belongs(user, business),
+        _ => Ok(false),
+    }
+}
+
+/// The caller, if it may act on `business`; 42501 otherwise.
+pub fn authorize(business: &Uuid) -> Result<Caller> {
+    let caller = Caller::current();
+    if can_access(&caller, business)? {
+        Ok(caller)
+    } else {
+        Err(Error::NotAllowed(format!(
+            "permission denied for business {business}: the caller ({}) neither owns it nor belongs to it",
+            caller.role_name()
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SQL entry points (declared in sql/tenancy.sql)
+
+sql_function!(pg_finfo_pgi_current_user_id, pgi_current_user_id, |fcinfo| {
+    Ok(match current_user_id() {
+        Some(u) => crate::fcall::datum(u),
+        None => crate::fcall::null(fcinfo),
+    })
+});
+
+sql_function!(pg_finfo_pgi_can_access_business, pgi_can_access_business, |fcinfo| {
+    let Some(business) = crate::fcall::arg::<Uuid>(fcinfo, 0) else { return Ok(crate::fcall::datum(false)) };
+    Ok(crate::fcall::datum(can_access(&Caller::current(), &business)?))
+});
+
+/// Tables whose `business_id` gets a foreign key to the attached tenant table.
+pub const TENANT_SCOPED_TABLES: &[&str] = &[
+    "integrations.secrets",
+    "integrations.business_members",
+    "public.ai_avatar_integrations",
+    "public.email_integrations",
+    "public.blog_integrations",
+    "public.upload_post_profiles",
+];
+
+sql_function!(pg_finfo_pgi_attach_tenant_table, pgi_attach_tenant_table, |fcinfo| {
+    access::require_privileged("integrations.attach_tenant_table")?;
+    let table: pg_sys::Oid = crate::fcall::arg(fcinfo, 0)
+        .ok_or_else(|| Error::InvalidArgument("p_table must not be null".into()))?;
+    let owner: String = crate::fcall::arg_name(fcinfo, 1).unwrap_or_else(|| "profile_id".into());
+    attach(table, &owner)?;
+    Ok(crate::fcall::void())
+});
+
+fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
+    Spi::connect_mut(|c| {
+        let check = c.select(
+            "SELECT c.oid::regclass::text, \
+                    (SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attname = 'id' AND NOT attisdropped), \
+                    (SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attname = $2 AND NOT attisdropped), \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 \
+                            AND i.indkey[0] = (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = c.oid AND attname = 'id')), \
+                    c.relkind \
+             FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            Some(1),
+            &[table.into(), owner.into()],
+        )?;
+        if check.is_empty() {
+            return Err(Error::InvalidArgument(format!("p_table: relation {} does not exist", table.to_u32())));
+        }
+        let row = check.first();
+        let name: String = row.get(1)?.unwrap_or_default();
+        let id_type: Option<String> = row.get(2)?;
+        let owner_type: Option<String> = row.get(3)?;
+        let id_unique: bool = row.get(4)?.unwrap_or(false);
+        let relkind: Option<i8> = row.get(5)?;
+        if !matches!(relkind.map(|k| k as u8), Some(b'r') | Some(b'p')) {
+            return Err(Error::InvalidArgument(format!("p_table: {name} is not a table")));
+        }
+        if id_type.as_deref() != Some("uuid") || !id_unique {
+            return Err(Error::InvalidArgument(format!(
+                "p_table: {name} needs a uuid column \"id\" with a primary key or unique constraint"
+            )));
+        }
+        if owner_type.as_deref() != Some("uuid") {
+            return Err(Error::InvalidArgument(format!(
+                "p_owner_column: {name} has no uuid column \"{owner}\""
+            )));
+        }
+        c.update(
+            "INSERT INTO integrations.tenant_table (table_name, owner_column) VALUES ($1, $2) \
+             ON CONFLICT (singleton) DO UPDATE SET table_name = EXCLUDED.table_name, owner_column = EXCLUDED.owner_column, attached_at = now()",
+            None,
+            &[table.into(), owner.into()],
+        )?;
+        for scoped in TENANT_SCOPED_TABLES {
+            let constraint = format!("{}_business_id_fkey", scoped.rsplit('.').next().unwrap_or(scoped));
+            let exists = c
+                .select(
+                    "SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1::regclass AND conname = $2",
+                    Some(1),
+                    &[(*scoped).into(), constraint.as_str().into()],
+                )?
+                .len()
+                > 0;
+            if exists {
+                c.update(&format!("ALTER TABLE {scoped} DROP CONSTRAINT {constraint}"), None, &[])?;
+            }
+            c.update(
+                &format!(
+                    "ALTER TABLE {scoped} ADD CONSTRAINT {constraint} FOREIGN KEY (business_id) REFERENCES {name} (id) ON DELETE CASCADE"
+                ),
+                None,
+                &[],
+            )?;
+        }
+        Ok(())
+    })?;
+    if let Ok(config) = direct::relid(c"integrations", c"tenant_table") {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(config) };
+    }
+    Ok(())
+}
