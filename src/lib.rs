@@ -19,6 +19,7 @@ pub mod fcall;
 pub mod kinds;
 pub mod gucs;
 pub mod keyring;
+pub mod migrate;
 pub mod plans;
 pub mod secrets;
 pub mod tenancy;

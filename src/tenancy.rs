@@ -41,7 +41,7 @@ impl Caller {
 thread_local! {
     /// The last claims string seen and the `sub` parsed from it.
     static CLAIMS: RefCell<(String, Option<Uuid>)> = RefCell::new((String::new(), None));
-    static TENANT: RefCell<Option<Option<TenantTable>>> = const { RefCell::new(None) };
+    static TENANT: RefCell<Option<TenantCache>> = const { RefCell::new(None) };
 }
 
 fn setting(name: &CStr) -> Option<String> {
@@ -93,16 +93,28 @@ struct TenantTable {
     owner_att: i16,
 }
 
+/// What this backend knows of the tenant table, and the relations whose
+/// invalidation makes it stale.
+#[derive(Clone)]
+struct TenantCache {
+    config_relid: pg_sys::Oid,
+    table: Option<TenantTable>,
+}
+
+/// No catalog access here: invalidation callbacks may run during abort.
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     TENANT.with(|t| {
         if let Ok(mut t) = t.try_borrow_mut() {
-            let watched = match &*t {
-                Some(Some(tt)) => relid == tt.relid,
-                _ => false,
+            let stale = match &*t {
+                Some(c) => {
+                    relid == pg_sys::InvalidOid
+                        || relid == c.config_relid
+                        || c.table.as_ref().is_some_and(|tt| tt.relid == relid)
+                }
+                None => false,
             };
-            let config = direct::relid(c"integrations", c"tenant_table").ok();
-            if relid == pg_sys::InvalidOid || watched || Some(relid) == config {
+            if stale {
                 *t = None;
             }
         }
@@ -141,12 +153,13 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
 }
 
 fn tenant_table() -> Result<Option<TenantTable>> {
-    if let Some(t) = TENANT.with(|t| t.borrow().clone()) {
-        return Ok(t);
+    if let Some(c) = TENANT.with(|t| t.borrow().clone()) {
+        return Ok(c.table);
     }
-    let t = load_tenant_table()?;
-    TENANT.with(|c| *c.borrow_mut() = Some(t.clone()));
-    Ok(t)
+    let config_relid = direct::relid(c"integrations", c"tenant_table")?;
+    let table = load_tenant_table()?;
+    TENANT.with(|c| *c.borrow_mut() = Some(TenantCache { config_relid, table: table.clone() }));
+    Ok(table)
 }
 
 /// Whether `user` owns `business` (tenant table) or is one of its members.

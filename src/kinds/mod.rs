@@ -130,7 +130,7 @@ pub(crate) fn object_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize, name: &str)
     }
 }
 
-pub(crate) fn jsonb_arg<'a>(d: Option<pg_sys::Datum>) -> pgrx::datum::DatumWithOid<'a> {
+pub fn jsonb_arg<'a>(d: Option<pg_sys::Datum>) -> pgrx::datum::DatumWithOid<'a> {
     match d {
         Some(d) => unsafe {
             pgrx::datum::DatumWithOid::new(d, pg_sys::JSONBOID)

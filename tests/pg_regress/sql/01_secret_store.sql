@@ -15,8 +15,9 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 DROP ROLE IF EXISTS pgi_regress_worker;
 
--- Every function is SECURITY DEFINER with a pinned search_path, has a comment,
--- and is executable by the privileged roles only.
+-- Every function that reads or writes tables is SECURITY DEFINER with a pinned
+-- search_path; every function has a comment;
+-- the secret store is executable by the privileged roles only.
 SELECT p.proname,
        p.prosecdef AS security_definer,
        p.proconfig,

@@ -1,0 +1,227 @@
+//! Moving off the wide `businesses` table (seeds 000/001):
+//! `integrations.migrate_business_columns()` copies the legacy columns
+//! (`heygen_*`, `email_provider`/`email_secret_id`/`sender_*`, `blog_*`) into
+//! the per-kind tables, re-encrypting legacy Vault secrets into our store, and
+//! optionally drops the columns and the old RPCs. Idempotent: a business that
+//! already has a row for that provider is left as it is.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use crate::access;
+use crate::audit::{self, Action};
+use crate::error::{statement_holds_secret, Error, Result};
+use crate::fcall;
+use crate::kinds::{self, Kind};
+use crate::plans;
+use crate::secrets;
+use crate::sql_function;
+use crate::tenancy::Caller;
+
+struct Legacy {
+    kind: &'static Kind,
+    /// Legacy provider column, or the one provider the kind had.
+    provider: LegacyProvider,
+    secret: &'static str,
+    options: [&'static str; 2],
+}
+
+enum LegacyProvider {
+    Column(&'static str),
+    Fixed(&'static str),
+}
+
+static LEGACY: [Legacy; 3] = [
+    Legacy {
+        kind: &kinds::ai_avatar::KIND,
+        provider: LegacyProvider::Fixed("heygen"),
+        secret: "heygen_secret_id",
+        options: ["heygen_avatar_id", "heygen_voice_id"],
+    },
+    Legacy {
+        kind: &kinds::email::KIND,
+        provider: LegacyProvider::Column("email_provider"),
+        secret: "email_secret_id",
+        options: ["sender_name", "sender_email"],
+    },
+    Legacy {
+        kind: &kinds::blog::KIND,
+        provider: LegacyProvider::Column("blog_provider"),
+        secret: "blog_secret_id",
+        options: ["blog_site_url", "blog_username"],
+    },
+];
+
+/// Old RPCs of the wide-table era, dropped with the columns.
+const LEGACY_FUNCTIONS: &[&str] = &[
+    "public.set_heygen_key(uuid, text)",
+    "public.delete_heygen_key(uuid)",
+    "public.get_heygen_secret(uuid)",
+];
+
+fn legacy_columns(l: &Legacy) -> Vec<&'static str> {
+    let mut cols = vec![l.secret, l.options[0], l.options[1]];
+    if let LegacyProvider::Column(c) = l.provider {
+        cols.push(c);
+    }
+    cols
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+struct LegacyRow {
+    business: Uuid,
+    provider: Option<String>,
+    secret: Option<String>,
+    secret_id: Option<Uuid>,
+    options: [Option<String>; 2],
+}
+
+fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, i64)>> {
+    access::require_privileged("integrations.migrate_business_columns")?;
+    let caller = Caller::current();
+    Spi::connect_mut(|c| {
+        let name: String = c
+            .select("SELECT $1::regclass::text", Some(1), &[table.into()])?
+            .first()
+            .get(1)?
+            .ok_or_else(|| Error::InvalidArgument("p_table does not exist".into()))?;
+        let mut columns = Vec::new();
+        for row in c.select(
+            "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+            None,
+            &[table.into()],
+        )? {
+            columns.extend(row.get::<String>(1)?);
+        }
+        let vault = c
+            .select("SELECT pg_catalog.to_regclass('vault.decrypted_secrets') IS NOT NULL", Some(1), &[])?
+            .first()
+            .get::<bool>(1)?
+            .unwrap_or(false);
+        let mut report = Vec::new();
+        for l in &LEGACY {
+            let needed = legacy_columns(l);
+            if !needed.iter().all(|col| columns.iter().any(|have| have == col)) {
+                continue;
+            }
+            let provider_expr = match l.provider {
+                LegacyProvider::Column(col) => format!("pg_catalog.lower(pg_catalog.btrim(t.{}))", quote_ident(col)),
+                LegacyProvider::Fixed(p) => format!("'{p}'::text"),
+            };
+            let secret_expr = if vault {
+                format!("(SELECT v.decrypted_secret::text FROM vault.decrypted_secrets v WHERE v.id = t.{})", quote_ident(l.secret))
+            } else {
+                "NULL::text".into()
+            };
+            let (s, o1, o2) = (quote_ident(l.secret), quote_ident(l.options[0]), quote_ident(l.options[1]));
+            let sql = format!(
+                "SELECT t.id, {provider_expr}, {secret_expr}, t.{s}, t.{o1}::text, t.{o2}::text FROM {name} t \
+                 WHERE t.{s} IS NOT NULL OR t.{o1} IS NOT NULL OR t.{o2} IS NOT NULL ORDER BY t.id"
+            );
+            let mut rows = Vec::new();
+            for row in c.select(&sql, None, &[])? {
+                let Some(business) = row.get::<Uuid>(1)? else { continue };
+                rows.push(LegacyRow {
+                    business,
+                    provider: row.get(2)?,
+                    secret: row.get(3)?,
+                    secret_id: row.get(4)?,
+                    options: [row.get(5)?, row.get(6)?],
+                });
+            }
+            let mut migrated = 0i64;
+            for r in rows {
+                if let Some(why) = invalid(l.kind, &r) {
+                    notice(format!("{}: skipped business {}: {why}", l.kind.name, r.business));
+                    continue;
+                }
+                let provider = r.provider.clone().unwrap_or_default();
+                if r.secret_id.is_some() && r.secret.is_none() {
+                    notice(format!(
+                        "{}: business {}: its legacy secret could not be read (no vault.decrypted_secrets, or no such secret); migrated without a key",
+                        l.kind.name, r.business
+                    ));
+                }
+                let secret = match &r.secret {
+                    Some(v) if !v.is_empty() => Some(secrets::create(c, r.business, v.as_bytes().to_vec(), l.kind.secret_description)?),
+                    _ => None,
+                };
+                let plan = plans::plan(c, &l.kind.statements.insert)?;
+                let inserted = c.update(
+                    plan,
+                    None,
+                    &[
+                        r.business.into(),
+                        provider.as_str().into(),
+                        secret.into(),
+                        r.options[0].as_deref().into(),
+                        r.options[1].as_deref().into(),
+                        kinds::jsonb_arg(None),
+                    ],
+                )?;
+                if inserted.is_empty() {
+                    // Already migrated (or set through the new RPCs): keep it.
+                    if let Some(s) = secret {
+                        secrets::delete(c, s)?;
+                    }
+                    continue;
+                }
+                let id = inserted.first().get::<Uuid>(1)?;
+                audit::record(&caller, Action::Set, l.kind.name, &r.business, Some(&provider), id.as_ref())?;
+                migrated += 1;
+            }
+            report.push((l.kind.name, migrated));
+        }
+        if drop_columns {
+            for l in &LEGACY {
+                for col in legacy_columns(l) {
+                    c.update(&format!("ALTER TABLE {name} DROP COLUMN IF EXISTS {}", quote_ident(col)), None, &[])?;
+                }
+            }
+            for f in LEGACY_FUNCTIONS {
+                c.update(&format!("DROP FUNCTION IF EXISTS {f}"), None, &[])?;
+            }
+        }
+        Ok(report)
+    })
+}
+
+fn invalid(kind: &Kind, r: &LegacyRow) -> Option<String> {
+    let Some(provider) = &r.provider else { return Some("no provider".into()) };
+    if let Err(e) = crate::validate::one_of("provider", kind.label, provider, kind.providers) {
+        return Some(e);
+    }
+    for (opt, value) in kind.options.iter().zip(&r.options) {
+        if let (Some(check), Some(v)) = (opt.check, value) {
+            if !v.is_empty() {
+                if let Err(e) = check(opt.column, v) {
+                    return Some(e);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn notice(message: String) {
+    pgrx::notice!("{message}");
+}
+
+sql_function!(pg_finfo_pgi_migrate_business_columns, pgi_migrate_business_columns, |fcinfo| {
+    statement_holds_secret();
+    let table: pg_sys::Oid =
+        fcall::arg(fcinfo, 0).ok_or_else(|| Error::InvalidArgument("p_table must not be null".into()))?;
+    let drop_columns: bool = fcall::arg(fcinfo, 1).unwrap_or(false);
+    let report = migrate(table, drop_columns)?;
+    fcall::begin_rows(fcinfo);
+    for (kind, n) in report {
+        let mut values = [fcall::datum(kind), fcall::datum(n)];
+        let mut nulls = [false, false];
+        fcall::put_row(fcinfo, &mut values, &mut nulls);
+    }
+    Ok(fcall::void())
+});
