@@ -1,0 +1,165 @@
+"""The seed-compatible RPCs called the way PostgREST calls them: owners,
+other users, anon and service_role, with PostgREST's HTTP status mapping."""
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import connect, server_log
+from postgrest import RpcError, rpc
+
+B1 = "b1000000-0000-4000-8000-000000000001"
+B2 = "b2000000-0000-4000-8000-000000000002"
+OWNER1 = "a1000000-0000-4000-8000-00000000000a"
+OWNER2 = "a2000000-0000-4000-8000-00000000000b"
+T = {"p_business_id": "uuid", "p_config": "jsonb", "p_social_accounts": "jsonb"}
+
+
+def user(sub):
+    return {"sub": sub, "aud": "authenticated", "email": f"{sub[:4]}@example.com"}
+
+
+@pytest.fixture
+def tenant_db(fresh_db):
+    with connect(fresh_db) as c:
+        c.execute("CREATE TABLE public.businesses (id uuid PRIMARY KEY, profile_id uuid, name text)")
+        c.execute("INSERT INTO public.businesses VALUES (%s, %s, 'One'), (%s, %s, 'Two')", [B1, OWNER1, B2, OWNER2])
+        c.execute("GRANT SELECT ON public.businesses TO authenticated")
+        c.execute("SELECT integrations.attach_tenant_table('public.businesses')")
+    return fresh_db
+
+
+def test_owner_flow_like_the_heygen_settings_form(tenant_db):
+    with connect(tenant_db) as c:
+        body = {"p_business_id": B1, "p_provider": "heygen", "p_api_key": "hg_live_owner",
+                "p_avatar_id": "avatar-7", "p_voice_id": "voice-3"}
+        iid = rpc(c, "set_ai_avatar_integration", body, role="authenticated", claims=user(OWNER1), types=T)
+        uuid.UUID(iid)
+        # POST to a STABLE function (or GET) runs READ ONLY, and still works
+        rows = rpc(c, "get_ai_avatar_integration", {"p_business_id": B1}, role="authenticated",
+                   claims=user(OWNER1), types=T, volatile=False, returns_set=True, scalar=False)
+        assert rows == [{"id": iid, "provider": "heygen", "avatar_id": "avatar-7", "voice_id": "voice-3",
+                         "provider_config": {}, "status": "active", "validated_at": rows[0]["validated_at"]}]
+        assert "hg_live_owner" not in str(rows)
+        # the secret is for back-end callers
+        with pytest.raises(RpcError) as e:
+            rpc(c, "get_ai_avatar_secret", {"p_business_id": B1}, role="authenticated", claims=user(OWNER1), types=T)
+        assert (e.value.status, e.value.sqlstate) == (403, "42501")
+        assert rpc(c, "get_ai_avatar_secret", {"p_business_id": B1}, role="service_role", types=T) == "hg_live_owner"
+        # a secret read writes an audit row, so GET (READ ONLY) is refused like PostgREST refuses writes
+        with pytest.raises(RpcError) as e:
+            rpc(c, "get_ai_avatar_secret", {"p_business_id": B1}, role="service_role", types=T, volatile=False)
+        assert (e.value.status, e.value.sqlstate) == (405, "25006")
+        assert rpc(c, "delete_ai_avatar_integration", {"p_business_id": B1}, role="authenticated",
+                   claims=user(OWNER1), types=T) == ""
+        assert rpc(c, "get_ai_avatar_integration", {"p_business_id": B1}, role="authenticated", claims=user(OWNER1),
+                   types=T, volatile=False, returns_set=True, scalar=False) == []
+
+
+@pytest.mark.parametrize("fn,body", [
+    ("set_email_integration", {"p_business_id": B1, "p_provider": "brevo", "p_api_key": "x"}),
+    ("get_email_integration", {"p_business_id": B1}),
+    ("get_email_secret", {"p_business_id": B1}),
+    ("delete_blog_integration", {"p_business_id": B1}),
+    ("get_or_create_upload_post_profile", {"p_business_id": B1}),
+])
+def test_other_users_get_403_and_anon_401(tenant_db, fn, body):
+    with connect(tenant_db) as c:
+        scalar = fn not in ("get_email_integration", "get_or_create_upload_post_profile")
+        for role, claims, status in [("authenticated", user(OWNER2), 403), ("anon", {}, 401)]:
+            with pytest.raises(RpcError) as e:
+                rpc(c, fn, body, role=role, claims=claims, types=T, scalar=scalar,
+                    returns_set=fn == "get_email_integration")
+            assert (e.value.status, e.value.sqlstate) == (status, "42501"), (fn, role)
+
+
+def test_bad_input_is_400_and_names_the_field(tenant_db):
+    cases = [
+        ("set_ai_avatar_integration", {"p_business_id": B1, "p_provider": "synthesia", "p_api_key": "k"}, "p_provider"),
+        ("set_ai_avatar_integration", {"p_business_id": B1, "p_provider": "heygen", "p_api_key": ""}, "p_api_key"),
+        ("set_email_integration", {"p_business_id": B1, "p_provider": "brevo", "p_api_key": "k",
+                                   "p_sender_email": "nope"}, "p_sender_email"),
+        ("set_blog_integration", {"p_business_id": B1, "p_provider": "wix", "p_api_key": "k",
+                                  "p_site_url": "javascript:alert(1)"}, "p_site_url"),
+        ("set_blog_integration", {"p_business_id": B1, "p_provider": "wix", "p_api_key": "k",
+                                  "p_config": [1, 2]}, "p_config"),
+        ("set_upload_post_social_accounts", {"p_business_id": B1, "p_social_accounts": "x"}, "p_social_accounts"),
+    ]
+    with connect(tenant_db) as c:
+        for fn, body, field in cases:
+            with pytest.raises(RpcError) as e:
+                rpc(c, fn, body, role="authenticated", claims=user(OWNER1), types=T)
+            assert (e.value.status, e.value.sqlstate) == (400, "22023"), fn
+            assert e.value.message.startswith(field), e.value.message
+        assert c.execute("SELECT count(*) FROM integrations.secrets").fetchone()[0] == 0
+        # a malformed uuid in the body fails in json_to_record, before any function runs
+        with pytest.raises(RpcError) as e:
+            rpc(c, "get_email_secret", {"p_business_id": "not-a-uuid"}, role="service_role", types=T)
+        assert (e.value.status, e.value.sqlstate) == (400, "22P02")
+
+
+def test_social_profile_object_shape(tenant_db):
+    with connect(tenant_db) as c:
+        profile = rpc(c, "get_or_create_upload_post_profile", {"p_business_id": B2}, role="authenticated",
+                      claims=user(OWNER2), types=T, scalar=False)
+        assert profile["business_id"] == B2
+        assert profile["upload_post_username"] == "biz_" + B2.replace("-", "")
+        assert profile["social_accounts"] == {}
+        assert rpc(c, "set_upload_post_social_accounts", {"p_business_id": B2, "p_social_accounts": {"tiktok": "@two"}},
+                   role="authenticated", claims=user(OWNER2), types=T) == ""
+        again = rpc(c, "get_or_create_upload_post_profile", {"p_business_id": B2}, role="authenticated",
+                    claims=user(OWNER2), types=T, scalar=False)
+        assert again["id"] == profile["id"] and again["social_accounts"] == {"tiktok": "@two"}
+
+
+def test_concurrent_sets_leave_one_row_and_one_secret(tenant_db):
+    keys = [f"hg_concurrent_{i}" for i in range(8)]
+    errors = []
+    start = threading.Barrier(len(keys))
+
+    def worker(key):
+        try:
+            with connect(tenant_db) as c:
+                start.wait()
+                for n in range(15):
+                    rpc(c, "set_ai_avatar_integration",
+                        {"p_business_id": B1, "p_provider": "heygen", "p_api_key": f"{key}_{n}"},
+                        role="service_role", types=T)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with connect(tenant_db) as c:
+        rows = c.execute("SELECT count(*), count(DISTINCT secret_id) FROM ai_avatar_integrations WHERE business_id = %s",
+                         [B1]).fetchone()
+        assert rows == (1, 1)
+        assert c.execute("SELECT count(*) FROM integrations.secrets WHERE business_id = %s", [B1]).fetchone()[0] == 1
+        assert c.execute("SELECT get_ai_avatar_secret(%s)", [B1]).fetchone()[0] in {f"{k}_14" for k in keys}
+        audited = c.execute("SELECT count(*) FROM integrations.audit_log WHERE action = 'set' AND kind = 'ai_avatar'"
+                            ).fetchone()[0]
+        assert audited == len(keys) * 15
+
+
+def test_failed_calls_keep_the_api_key_out_of_the_log(tenant_db):
+    marker = "hg_LOGMARKER_" + uuid.uuid4().hex
+    control = "LOGCONTROL_" + uuid.uuid4().hex
+    with connect(tenant_db) as c:
+        for sql in [
+            f"SELECT set_ai_avatar_integration('{B1}', 'not-a-provider', '{marker}')",
+            f"SELECT set_ai_avatar_integration('not-a-uuid', 'heygen', '{marker}')",
+            f"SELECT set_email_integration('{B1}', 'brevo', '{marker}', p_sender_email => 'bad')",
+        ]:
+            with pytest.raises(psycopg.Error):
+                c.execute(sql)
+        with pytest.raises(psycopg.Error):
+            c.execute(f"SELECT '{control}'::int")
+    log = server_log()
+    assert control in log
+    assert marker not in log
