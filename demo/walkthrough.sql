@@ -57,3 +57,63 @@ SELECT integrations.read_secret(:'stripe_secret_id') AS stripe_key_still_opens;
 \echo '== 8. Delete'
 SELECT integrations.delete_secret(:'mailer_secret_id') AS deleted;
 SELECT integrations.read_secret(:'mailer_secret_id') AS gone_reads_as_null;
+
+\echo
+\echo '== 9. Attach the app''s tenant table (Supabase-style businesses, owner column profile_id)'
+CREATE TABLE public.businesses (id uuid PRIMARY KEY, profile_id uuid NOT NULL, name text NOT NULL);
+INSERT INTO public.businesses VALUES
+    ('b1000000-0000-4000-8000-000000000001', 'a1000000-0000-4000-8000-00000000000a', 'Acme Bakery'),
+    ('b2000000-0000-4000-8000-000000000002', 'a2000000-0000-4000-8000-00000000000b', 'Other Co');
+GRANT SELECT ON public.businesses TO authenticated;
+SELECT integrations.attach_tenant_table('public.businesses', 'profile_id');
+SELECT conrelid::regclass AS table_with_cascading_fk FROM pg_constraint
+WHERE contype = 'f' AND confrelid = 'public.businesses'::regclass ORDER BY 1::text;
+
+\echo
+\echo '== 10. The owner saves a HeyGen key, as supabase.rpc(''set_ai_avatar_integration'', ...) does'
+BEGIN;
+SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims',
+       '{"sub":"a1000000-0000-4000-8000-00000000000a","role":"authenticated"}', true) \g /dev/null
+SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', 'heygen', 'hg_live_demo_key', 'avatar-42', 'voice-7') AS integration_id;
+SELECT set_email_integration('b1000000-0000-4000-8000-000000000001', 'mailerlite', 'mlsn.demo', 'Acme Bakery', 'hello@acme.example') AS email_integration_id;
+SELECT * FROM get_ai_avatar_integration('b1000000-0000-4000-8000-000000000001');
+\echo 'the owner sees its rows through RLS (no secret anywhere):'
+SELECT provider, avatar_id, voice_id, status FROM ai_avatar_integrations;
+\echo 'but cannot decrypt the key (back-end only by default):'
+\set ON_ERROR_STOP 0
+SELECT get_ai_avatar_secret('b1000000-0000-4000-8000-000000000001');
+\set ON_ERROR_STOP 1
+ROLLBACK;
+-- (rolled back to show the next steps from a clean state)
+SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', 'heygen', 'hg_live_demo_key', 'avatar-42', 'voice-7') IS NOT NULL AS saved_as_superuser;
+
+\echo
+\echo '== 11. Another signed-in user is refused (42501, HTTP 403 through PostgREST)'
+BEGIN;
+SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims',
+       '{"sub":"a2000000-0000-4000-8000-00000000000b","role":"authenticated"}', true) \g /dev/null
+\set ON_ERROR_STOP 0
+SELECT * FROM get_ai_avatar_integration('b1000000-0000-4000-8000-000000000001');
+\set ON_ERROR_STOP 1
+SELECT count(*) AS rows_visible_to_other_user FROM ai_avatar_integrations;
+ROLLBACK;
+
+\echo
+\echo '== 12. A back-end job (service_role) reads the key; the read is audited'
+BEGIN;
+SET LOCAL ROLE service_role;
+SELECT get_ai_avatar_secret('b1000000-0000-4000-8000-000000000001') AS heygen_key;
+COMMIT;
+SELECT action, kind, provider, actor_role, business_id FROM integrations.audit_log ORDER BY at, action;
+
+\echo
+\echo '== 13. Social profile: generated, stable username'
+SELECT upload_post_username, social_accounts FROM get_or_create_upload_post_profile('b1000000-0000-4000-8000-000000000001');
+
+\echo
+\echo '== 14. Deleting the business deletes its integrations and their secrets'
+SELECT count(*) AS secrets_before FROM integrations.secrets WHERE business_id = 'b1000000-0000-4000-8000-000000000001';
+DELETE FROM public.businesses WHERE id = 'b1000000-0000-4000-8000-000000000001';
+SELECT (SELECT count(*) FROM ai_avatar_integrations) AS ai_rows,
+       (SELECT count(*) FROM upload_post_profiles) AS profiles,
+       (SELECT count(*) FROM integrations.secrets WHERE business_id = 'b1000000-0000-4000-8000-000000000001') AS secrets_after;

@@ -3,9 +3,43 @@
 //! `authenticated` or `service_role`), read with `GetOuterUserId()`; the
 //! definer's identity (`current_user` inside the function) says nothing.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+
 use pgrx::pg_sys;
 
 use crate::error::{Error, Result};
+
+thread_local! {
+    /// Role OIDs by name, forgotten whenever pg_authid changes.
+    static ROLES: RefCell<HashMap<&'static CStr, pg_sys::Oid>> = RefCell::new(HashMap::new());
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    ROLES.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            r.clear();
+        }
+    });
+}
+
+pub fn init() {
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHOID as i32, Some(authid_callback), pg_sys::Datum::from(0));
+    }
+}
+
+/// The OID of role `name` (InvalidOid if it does not exist), cached.
+pub fn role_oid(name: &'static CStr) -> pg_sys::Oid {
+    if let Some(oid) = ROLES.with(|r| r.borrow().get(name).copied()) {
+        return oid;
+    }
+    let oid = unsafe { pg_sys::get_role_oid(name.as_ptr(), true) };
+    ROLES.with(|r| r.borrow_mut().insert(name, oid));
+    oid
+}
 
 /// Roles that may act on any business and use the secret store.
 pub const PRIVILEGED_ROLES: [&std::ffi::CStr; 2] = [c"service_role", c"integrations_admin"];
@@ -24,7 +58,7 @@ pub fn is_privileged(role: pg_sys::Oid) -> bool {
             return true;
         }
         PRIVILEGED_ROLES.iter().any(|name| {
-            let oid = pg_sys::get_role_oid(name.as_ptr(), true);
+            let oid = role_oid(name);
             oid != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, oid)
         })
     }

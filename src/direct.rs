@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 pub struct RelInfo {
     pub relid: pg_sys::Oid,
     attnums: HashMap<&'static str, i16>,
+    indexes: RefCell<HashMap<&'static CStr, pg_sys::Oid>>,
 }
 
 impl RelInfo {
@@ -31,6 +32,16 @@ impl RelInfo {
             .get(column)
             .copied()
             .ok_or_else(|| Error::Internal(format!("column {column} is missing")))
+    }
+
+    /// The OID of index `name` in the same schema, looked up once.
+    pub fn index(&self, schema: &CStr, name: &'static CStr) -> Result<pg_sys::Oid> {
+        if let Some(oid) = self.indexes.borrow().get(name) {
+            return Ok(*oid);
+        }
+        let oid = relid(schema, name)?;
+        self.indexes.borrow_mut().insert(name, oid);
+        Ok(oid)
     }
 }
 
@@ -94,7 +105,7 @@ pub fn rel(schema: &'static str, table: &'static str, columns: &[&'static str]) 
         }
         attnums.insert(*c, n);
     }
-    let info = Rc::new(RelInfo { relid, attnums });
+    let info = Rc::new(RelInfo { relid, attnums, indexes: RefCell::new(HashMap::new()) });
     RELS.with(|r| r.borrow_mut().insert((schema, table), info.clone()));
     Ok(info)
 }
@@ -140,16 +151,55 @@ impl Row {
     }
 }
 
+thread_local! {
+    static SNAPSHOT_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+struct SnapshotScope;
+
+impl Drop for SnapshotScope {
+    fn drop(&mut self) {
+        let depth = SNAPSHOT_DEPTH.with(|d| {
+            d.set(d.get() - 1);
+            d.get()
+        });
+        // On an error the transaction abort pops the snapshot stack itself.
+        if depth == 0 && !std::thread::panicking() {
+            unsafe { pg_sys::PopActiveSnapshot() };
+        }
+    }
+}
+
+/// Run `f` with one snapshot for all the direct reads inside it (an RPC that
+/// checks ownership and then reads a row takes one snapshot, not two).
+pub fn with_snapshot<T>(f: impl FnOnce() -> T) -> T {
+    let outer = SNAPSHOT_DEPTH.with(|d| {
+        let v = d.get();
+        d.set(v + 1);
+        v
+    });
+    if outer == 0 {
+        unsafe {
+            if pg_sys::GetCurrentTransactionIdIfAny() != pg_sys::InvalidTransactionId {
+                pg_sys::CommandCounterIncrement();
+            }
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            pg_sys::UpdateActiveSnapshotCommandId();
+        }
+    }
+    let _scope = SnapshotScope;
+    f()
+}
+
 /// Scan `index` of `table` for rows matching `keys`, calling `f` on each until
 /// it returns `Some`.
-pub fn find<T>(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key], mut f: impl FnMut(&Row) -> Result<Option<T>>) -> Result<Option<T>> {
+pub fn find<T>(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key], f: impl FnMut(&Row) -> Result<Option<T>>) -> Result<Option<T>> {
+    with_snapshot(|| scan(table, index, keys, f))
+}
+
+fn scan<T>(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key], mut f: impl FnMut(&Row) -> Result<Option<T>>) -> Result<Option<T>> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
     unsafe {
-        if pg_sys::GetCurrentTransactionIdIfAny() != pg_sys::InvalidTransactionId {
-            pg_sys::CommandCounterIncrement();
-        }
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        pg_sys::UpdateActiveSnapshotCommandId();
         let heap = pg_sys::relation_open(table, LOCK);
         let idx = pg_sys::index_open(index, LOCK);
         let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());
@@ -181,7 +231,6 @@ pub fn find<T>(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key], mut f: impl
         pg_sys::index_endscan(scan);
         pg_sys::index_close(idx, LOCK);
         pg_sys::relation_close(heap, LOCK);
-        pg_sys::PopActiveSnapshot();
         out
     }
 }
@@ -194,7 +243,7 @@ pub fn find_in<T>(
     keys: &[Key],
     f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
-    let index = relid(schema, index)?;
+    let index = table.index(schema, index)?;
     find(table.relid, index, keys, f)
 }
 

@@ -67,7 +67,14 @@ pub fn datum<T: pgrx::IntoDatum>(v: T) -> pg_sys::Datum {
 /// Start a materialized result set for a `RETURNS TABLE`/`SETOF` function;
 /// add rows with [`put_row`], then return [`void`]'s datum.
 pub unsafe fn begin_rows(fcinfo: pg_sys::FunctionCallInfo) {
-    unsafe { pg_sys::InitMaterializedSRF(fcinfo, 0) };
+    // The executor's expected row type, when it gives one, saves rebuilding
+    // the RETURNS TABLE descriptor from pg_proc on every call.
+    const MAT_SRF_USE_EXPECTED_DESC: u32 = 0x01;
+    unsafe {
+        let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+        let flags = if !rsinfo.is_null() && !(*rsinfo).expectedDesc.is_null() { MAT_SRF_USE_EXPECTED_DESC } else { 0 };
+        pg_sys::InitMaterializedSRF(fcinfo, flags);
+    }
 }
 
 pub unsafe fn put_row(fcinfo: pg_sys::FunctionCallInfo, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {

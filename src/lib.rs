@@ -37,6 +37,7 @@ extension_sql_file!("../sql/finalize.sql", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    access::init();
     error::init();
     keyring::init();
     direct::init();

@@ -81,7 +81,7 @@ fn crypto_failure(e: CryptoError) -> Error {
 }
 
 /// Seal `plaintext` for secret `id` of `business` under the active key.
-fn seal(client: &mut SpiClient<'_>, id: Uuid, business: Uuid, plaintext: Vec<u8>) -> Result<(i32, crypto::Sealed)> {
+pub(crate) fn seal(client: &mut SpiClient<'_>, id: Uuid, business: Uuid, plaintext: Vec<u8>) -> Result<(i32, crypto::Sealed)> {
     let key = keyring::active_key(client)?;
     let sealed = key.seal(*id.as_bytes(), *business.as_bytes(), plaintext).map_err(crypto_failure)?;
     Ok((key.key_id, sealed))

@@ -185,7 +185,7 @@ fn owns_or_belongs(user: &Uuid, business: &Uuid) -> Result<bool> {
 
 fn is_api_user(role: pg_sys::Oid) -> bool {
     unsafe {
-        let authenticated = pg_sys::get_role_oid(c"authenticated".as_ptr(), true);
+        let authenticated = access::role_oid(c"authenticated");
         authenticated != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, authenticated)
     }
 }

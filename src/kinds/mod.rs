@@ -44,6 +44,8 @@ pub struct OptionArg {
 }
 
 pub struct KindStatements {
+    /// Update the row and re-seal its known secret, in one statement.
+    pub fast_update: Statement,
     pub update: Statement,
     pub attach_secret: Statement,
     pub insert: Statement,
@@ -71,6 +73,22 @@ pub struct Kind {
 macro_rules! kind_statements {
     ($table:literal, $c1:literal, $c2:literal) => {
         $crate::kinds::KindStatements {
+            // Locks the integration row before the secret, like the general
+            // path, so concurrent calls cannot deadlock.
+            fast_update: $crate::plans::Statement {
+                sql: concat!(
+                    "WITH r AS (UPDATE public.", $table, " SET ",
+                    $c1, " = CASE WHEN $3 IS NULL THEN ", $c1, " ELSE NULLIF($3, '') END, ",
+                    $c2, " = CASE WHEN $4 IS NULL THEN ", $c2, " ELSE NULLIF($4, '') END, ",
+                    "provider_config = COALESCE($5, provider_config), status = 'active', validated_at = pg_catalog.now() ",
+                    "WHERE business_id = $1 AND provider = $2 AND secret_id = $6 RETURNING id) ",
+                    "UPDATE integrations.secrets SET key_id = $7, nonce = $8, ciphertext = $9, updated_at = pg_catalog.now() ",
+                    "WHERE id = $6 AND business_id = $1 AND EXISTS (SELECT 1 FROM r) RETURNING (SELECT id FROM r)"
+                ),
+                args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID,
+                        BuiltinOid::UUIDOID, BuiltinOid::INT4OID, BuiltinOid::BYTEAOID, BuiltinOid::BYTEAOID],
+                mutating: true,
+            },
             update: $crate::plans::Statement {
                 sql: concat!(
                     "UPDATE public.", $table, " SET ",
@@ -158,7 +176,43 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
     let opt2 = option_arg(fcinfo, 4, &kind.options[1])?;
     let config = object_arg(fcinfo, 5, "p_config")?;
     let st = &kind.statements;
+    // The row's current secret, read without SQL (None: no row or no secret).
+    let known = direct::with_snapshot(|| {
+        let rel = direct::rel("public", kind.table, &kind.columns)?;
+        let (p, sid, id) = (rel.att("provider")?, rel.att("secret_id")?, rel.att("id")?);
+        direct::find_in(c"public", kind.unique_index, &rel, &[direct::uuid_key(1, &business)], |row| {
+            if row.get::<&str>(p) == Some(provider.as_str()) {
+                Ok(Some((row.get::<Uuid>(id), row.get::<Uuid>(sid))))
+            } else {
+                Ok(None)
+            }
+        })
+    })?;
     let id = Spi::connect_mut(|c| -> Result<Uuid> {
+        if let Some((Some(_), Some(secret))) = known {
+            // The common case, re-saving settings: one statement.
+            let (key_id, sealed) = secrets::seal(c, secret, business, api_key.as_bytes().to_vec())?;
+            let plan = plans::plan(c, &st.fast_update)?;
+            let rows = c.update(
+                plan,
+                None,
+                &[
+                    business.into(),
+                    provider.as_str().into(),
+                    opt1.as_deref().into(),
+                    opt2.as_deref().into(),
+                    jsonb_arg(config),
+                    secret.into(),
+                    key_id.into(),
+                    sealed.nonce.as_slice().into(),
+                    sealed.ciphertext.as_slice().into(),
+                ],
+            )?;
+            if !rows.is_empty() {
+                return rows.first().get::<Uuid>(1)?.ok_or_else(|| Error::Internal("no id".into()));
+            }
+            // The row changed under us: take the general path.
+        }
         loop {
             let plan = plans::plan(c, &st.update)?;
             let updated = c.update(
@@ -214,6 +268,10 @@ fn active_row<T>(kind: &'static Kind, business: &Uuid, f: impl FnMut(&direct::Ro
 }
 
 pub fn get(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
+    direct::with_snapshot(|| get_row(kind, fcinfo))
+}
+
+fn get_row(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
     let business = required_business(fcinfo)?;
     tenancy::authorize(&business)?;
     unsafe { fcall::begin_rows(fcinfo) };
@@ -233,6 +291,10 @@ pub fn get(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
 }
 
 pub fn get_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
+    direct::with_snapshot(|| read_secret(kind, fcinfo))
+}
+
+fn read_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
     let business = required_business(fcinfo)?;
     let caller = tenancy::authorize(&business)?;
     if !caller.privileged && !gucs::owner_can_read_secrets() {
@@ -241,11 +303,14 @@ pub fn get_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Resu
             kind.name
         )));
     }
-    let found = active_row(kind, &business, |row, rel| {
+    let row = active_row(kind, &business, |row, rel| {
         Ok(Some((row.get::<Uuid>(rel.att("id")?), row.get::<Uuid>(rel.att("secret_id")?), row.get::<String>(rel.att("provider")?))))
     })?;
-    let Some((Some(id), Some(secret_id), provider)) = found else { return Ok(unsafe { fcall::null(fcinfo) }) };
-    let Some(value) = secrets::read(secret_id)? else { return Ok(unsafe { fcall::null(fcinfo) }) };
+    let found = match row {
+        Some((Some(id), Some(secret_id), provider)) => secrets::read(secret_id)?.map(|v| (id, provider, v)),
+        _ => None,
+    };
+    let Some((id, provider, value)) = found else { return Ok(unsafe { fcall::null(fcinfo) }) };
     audit::record(&caller, Action::ReadSecret, kind.name, &business, provider.as_deref(), Some(&id))?;
     Ok(fcall::datum(value))
 }
