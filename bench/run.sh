@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every benchmark script in bench/ against a fresh database each, on the
-# cluster listening on 127.0.0.1:$1, and prints their tables of ratios.
+# Runs every benchmark in bench/ (each *.sql against a fresh database, then each
+# *.sh) on the cluster listening on 127.0.0.1:$1, and prints their tables of ratios.
 set -euo pipefail
 port=${1:-28817}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -8,9 +8,15 @@ psql=(/usr/lib/postgresql/15/bin/psql -X -h 127.0.0.1 -p "$port" -U postgres)
 echo "pg_integrations benchmarks — $(date -u +%F) — $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
 for script in "$here"/*.sql; do
   db=pgi_bench_$(basename "$script" .sql)
-  "${psql[@]}" -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  "${psql[@]}" -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
   echo
   echo "== $(basename "$script")"
   "${psql[@]}" -q -d "$db" -f "$script"
   "${psql[@]}" -q -d postgres -c "DROP DATABASE $db"
+done
+for script in "$here"/*.sh; do
+  [ "$(basename "$script")" = run.sh ] && continue
+  echo
+  echo "== $(basename "$script")"
+  bash "$script" "$port"
 done

@@ -9,7 +9,7 @@ CREATE EXTENSION pg_integrations;
 -- 20,000 secrets (one statement), and a floor table of the same shape, indexes
 -- and bytes, without the extension in the way.
 SELECT count(integrations.create_secret(gen_random_uuid(), 'sk_live_' || md5(g::text))) AS loaded
-FROM generate_series(1, 20000) g;
+FROM generate_series(1, 20000) g \g /dev/null
 CREATE TABLE bench_floor (LIKE integrations.secrets INCLUDING ALL);
 INSERT INTO bench_floor SELECT * FROM integrations.secrets;
 CREATE TABLE bench_floor_insert (LIKE integrations.secrets INCLUDING ALL);

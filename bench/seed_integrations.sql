@@ -10,13 +10,13 @@ CREATE EXTENSION pg_integrations;
 
 CREATE TABLE businesses (id uuid PRIMARY KEY, profile_id uuid NOT NULL, name text);
 INSERT INTO businesses SELECT gen_random_uuid(), 'a0000000-0000-4000-8000-00000000000a', 'b' || g FROM generate_series(1, 20000) g;
-SELECT integrations.attach_tenant_table('businesses');
+SELECT integrations.attach_tenant_table('businesses') \g /dev/null
 GRANT SELECT ON businesses TO authenticated;
 
 -- one statement per kind loads 20,000 integrations with their secrets
-SELECT count(set_ai_avatar_integration(id, 'heygen', 'hg_' || md5(id::text), 'avatar', 'voice')) AS ai FROM businesses;
-SELECT count(set_email_integration(id, 'brevo', 'xkeysib-' || md5(id::text), 'Sender', 'news@example.com')) AS email FROM businesses;
-SELECT count(set_blog_integration(id, 'wordpress', 'wp_' || md5(id::text), 'https://blog.example.com', 'editor')) AS blog FROM businesses;
+SELECT count(set_ai_avatar_integration(id, 'heygen', 'hg_' || md5(id::text), 'avatar', 'voice')) AS ai FROM businesses \g /dev/null
+SELECT count(set_email_integration(id, 'brevo', 'xkeysib-' || md5(id::text), 'Sender', 'news@example.com')) AS email FROM businesses \g /dev/null
+SELECT count(set_blog_integration(id, 'wordpress', 'wp_' || md5(id::text), 'https://blog.example.com', 'editor')) AS blog FROM businesses \g /dev/null
 
 -- Floors: copies of the tables with the same rows and indexes, no extension in the way.
 CREATE TABLE floor_ai_avatar (LIKE ai_avatar_integrations INCLUDING ALL);
@@ -104,7 +104,7 @@ GRANT SELECT ON businesses TO service_role;
 
 -- Each sample is its own transaction, as the caller PostgREST would switch to;
 -- an RPC and its floor run back to back in every round.
-SELECT format($f$BEGIN; SELECT set_config('request.jwt.claims', '{"sub":"a0000000-0000-4000-8000-00000000000a","role":%1$s}', true), set_config('role', %2$L, true);
+SELECT format($f$BEGIN; SET LOCAL request.jwt.claims = '{"sub":"a0000000-0000-4000-8000-00000000000a","role":%1$s}'; SET LOCAL ROLE %2$I;
                INSERT INTO samples SELECT %3$L, %4$s, bench_loop(%3$L, 1000); COMMIT;$f$,
               to_json(p.caller)::text, p.caller, op, r)
 FROM generate_series(0, 11) r, pairs p, LATERAL (VALUES (p.rpc), (p.floor)) o(op)

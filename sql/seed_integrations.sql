@@ -91,6 +91,8 @@ COMMENT ON FUNCTION integrations.attach_tenant_table(regclass, name) IS
 
 ----------------------------------------------------------------------------
 -- Seed 001: AI avatar integrations (HeyGen)
+-- (fillfactor 70 on the integration tables: re-saving settings updates a row,
+-- and a HOT update that stays on its page touches none of the six indexes)
 
 CREATE TABLE public.ai_avatar_integrations (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -106,7 +108,7 @@ CREATE TABLE public.ai_avatar_integrations (
     validated_at TIMESTAMP WITH TIME ZONE,
     last_synced_at TIMESTAMP WITH TIME ZONE,
     CONSTRAINT unique_business_ai_avatar_provider UNIQUE (business_id, provider)
-);
+) WITH (fillfactor = 70);
 COMMENT ON TABLE public.ai_avatar_integrations IS 'AI avatar video generation service integrations (HeyGen, future providers)';
 COMMENT ON COLUMN public.ai_avatar_integrations.business_id IS 'Reference to the business that owns this integration';
 COMMENT ON COLUMN public.ai_avatar_integrations.provider IS 'AI avatar service provider (heygen)';
@@ -138,7 +140,7 @@ CREATE TABLE public.email_integrations (
     validated_at TIMESTAMP WITH TIME ZONE,
     last_synced_at TIMESTAMP WITH TIME ZONE,
     CONSTRAINT unique_business_email_provider UNIQUE (business_id, provider)
-);
+) WITH (fillfactor = 70);
 COMMENT ON TABLE public.email_integrations IS 'Email service provider integrations (MailerLite, Mailchimp, Brevo)';
 COMMENT ON COLUMN public.email_integrations.business_id IS 'Reference to the business that owns this integration';
 COMMENT ON COLUMN public.email_integrations.provider IS 'Email service provider (mailerlite, mailchimp, brevo)';
@@ -169,7 +171,7 @@ CREATE TABLE public.blog_integrations (
     validated_at TIMESTAMP WITH TIME ZONE,
     last_synced_at TIMESTAMP WITH TIME ZONE,
     CONSTRAINT unique_business_blog_provider UNIQUE (business_id, provider)
-);
+) WITH (fillfactor = 70);
 COMMENT ON TABLE public.blog_integrations IS 'Blog platform integrations (WordPress, Wix)';
 COMMENT ON COLUMN public.blog_integrations.business_id IS 'Reference to the business that owns this integration';
 COMMENT ON COLUMN public.blog_integrations.provider IS 'Blog platform (wordpress, wix)';
@@ -195,7 +197,7 @@ CREATE TABLE public.upload_post_profiles (
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
     CONSTRAINT unique_upload_post_business UNIQUE (business_id),
     CONSTRAINT unique_upload_post_username UNIQUE (upload_post_username)
-);
+) WITH (fillfactor = 70);
 COMMENT ON TABLE public.upload_post_profiles IS 'Upload-Post profiles: one per business, with its connected social accounts';
 COMMENT ON COLUMN public.upload_post_profiles.upload_post_username IS 'Generated: biz_ followed by the business id''s 32 lower-case hex digits (stable, unique, URL-safe)';
 COMMENT ON COLUMN public.upload_post_profiles.social_accounts IS 'Connected social accounts, as Upload-Post reports them';
