@@ -27,7 +27,11 @@ unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, 
 
 pub fn init() {
     unsafe {
-        pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHOID as i32, Some(authid_callback), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::AUTHOID as i32,
+            Some(authid_callback),
+            pg_sys::Datum::from(0),
+        );
     }
 }
 

@@ -10,8 +10,16 @@ use crate::direct;
 use crate::error::Result;
 use crate::tenancy::Caller;
 
-const COLUMNS: &[&str] =
-    &["at", "actor_user_id", "actor_role", "business_id", "action", "kind", "provider", "target_id"];
+const COLUMNS: &[&str] = &[
+    "at",
+    "actor_user_id",
+    "actor_role",
+    "business_id",
+    "action",
+    "kind",
+    "provider",
+    "target_id",
+];
 
 /// What happened.
 #[derive(Clone, Copy)]
@@ -45,13 +53,19 @@ pub fn record(
         rel.relid,
         &[
             (rel.att("at")?, Some(now)),
-            (rel.att("actor_user_id")?, caller.user_id.and_then(|u| u.into_datum())),
+            (
+                rel.att("actor_user_id")?,
+                caller.user_id.and_then(|u| u.into_datum()),
+            ),
             (rel.att("actor_role")?, caller.role_name().into_datum()),
             (rel.att("business_id")?, (*business).into_datum()),
             (rel.att("action")?, action.as_str().into_datum()),
             (rel.att("kind")?, kind.into_datum()),
             (rel.att("provider")?, provider.and_then(|p| p.into_datum())),
-            (rel.att("target_id")?, target.and_then(|t| (*t).into_datum())),
+            (
+                rel.att("target_id")?,
+                target.and_then(|t| (*t).into_datum()),
+            ),
         ],
     );
     Ok(())

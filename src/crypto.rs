@@ -43,15 +43,6 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), CryptoError> {
     getrandom::getrandom(buf).map_err(|_| CryptoError::Rng)
 }
 
-/// A random version-4 UUID, as 16 bytes.
-pub fn random_uuid() -> Result<[u8; 16], CryptoError> {
-    let mut b = [0u8; 16];
-    random_bytes(&mut b)?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    Ok(b)
-}
-
 /// 256 bits of key material that is wiped from memory when dropped.
 pub struct KeyBytes(Zeroizing<[u8; KEY_LEN]>);
 
@@ -89,7 +80,10 @@ pub struct MasterKey {
 
 impl MasterKey {
     pub fn new(key: &KeyBytes) -> Self {
-        MasterKey { cipher: key.cipher(), fingerprint: fingerprint(key) }
+        MasterKey {
+            cipher: key.cipher(),
+            fingerprint: fingerprint(key),
+        }
     }
 
     /// Parse a key file's contents: 64 hex digits (surrounding whitespace ignored)
@@ -160,8 +154,14 @@ impl MasterKey {
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -217,7 +217,10 @@ pub struct Sealed {
 
 impl DataKey {
     pub fn new(key_id: i32, key: &KeyBytes) -> Self {
-        DataKey { key_id, cipher: key.cipher() }
+        DataKey {
+            key_id,
+            cipher: key.cipher(),
+        }
     }
 
     /// Encrypt `plaintext` in place (the buffer becomes the ciphertext, so no
@@ -226,11 +229,43 @@ impl DataKey {
         &self,
         secret_id: [u8; 16],
         business_id: [u8; 16],
-        mut plaintext: Vec<u8>,
+        plaintext: Vec<u8>,
     ) -> Result<Sealed, CryptoError> {
-        let ctx = SecretContext { key_id: self.key_id, secret_id, business_id };
         let mut nonce = [0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
+        self.seal_with_nonce(secret_id, business_id, nonce, plaintext)
+    }
+
+    /// Seal a new secret: its random id and the nonce come from one read of the
+    /// OS random number generator. Returns the id.
+    pub fn seal_new(
+        &self,
+        business_id: [u8; 16],
+        plaintext: Vec<u8>,
+    ) -> Result<([u8; 16], Sealed), CryptoError> {
+        let mut random = [0u8; 16 + NONCE_LEN];
+        random_bytes(&mut random)?;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&random[..16]);
+        id[6] = (id[6] & 0x0f) | 0x40;
+        id[8] = (id[8] & 0x3f) | 0x80;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&random[16..]);
+        Ok((id, self.seal_with_nonce(id, business_id, nonce, plaintext)?))
+    }
+
+    fn seal_with_nonce(
+        &self,
+        secret_id: [u8; 16],
+        business_id: [u8; 16],
+        nonce: [u8; NONCE_LEN],
+        mut plaintext: Vec<u8>,
+    ) -> Result<Sealed, CryptoError> {
+        let ctx = SecretContext {
+            key_id: self.key_id,
+            secret_id,
+            business_id,
+        };
         plaintext.reserve_exact(TAG_LEN);
         let tag = match self.cipher.encrypt_in_place_detached(
             Nonce::from_slice(&nonce),
@@ -244,7 +279,10 @@ impl DataKey {
             }
         };
         plaintext.extend_from_slice(&tag);
-        Ok(Sealed { nonce, ciphertext: plaintext })
+        Ok(Sealed {
+            nonce,
+            ciphertext: plaintext,
+        })
     }
 
     /// Decrypt a sealed secret; any change to the ciphertext, nonce, key id,
@@ -262,7 +300,11 @@ impl DataKey {
         if ciphertext.len() < TAG_LEN {
             return Err(CryptoError::Malformed("a ciphertext is at least 16 bytes"));
         }
-        let ctx = SecretContext { key_id: self.key_id, secret_id, business_id };
+        let ctx = SecretContext {
+            key_id: self.key_id,
+            secret_id,
+            business_id,
+        };
         let (body, tag) = ciphertext.split_at(ciphertext.len() - TAG_LEN);
         let mut buf = Zeroizing::new(body.to_vec());
         self.cipher
@@ -326,10 +368,16 @@ mod tests {
         // flipped ciphertext bit, flipped tag bit, flipped nonce bit
         let mut ct = s.ciphertext.clone();
         ct[0] ^= 1;
-        assert_eq!(k.open(SID, BID, &s.nonce, &ct).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            k.open(SID, BID, &s.nonce, &ct).unwrap_err(),
+            CryptoError::Authentication
+        );
         let mut ct = s.ciphertext.clone();
         *ct.last_mut().unwrap() ^= 0x80;
-        assert_eq!(k.open(SID, BID, &s.nonce, &ct).unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            k.open(SID, BID, &s.nonce, &ct).unwrap_err(),
+            CryptoError::Authentication
+        );
         let mut nonce = s.nonce;
         nonce[11] ^= 1;
         assert_eq!(
@@ -364,8 +412,15 @@ mod tests {
         let wrapped = master.wrap(3, &dk_raw).unwrap();
         assert_eq!(wrapped.len(), WRAPPED_KEY_LEN);
         let dk = master.unwrap(3, &wrapped).unwrap();
-        let s = DataKey::new(3, &dk_raw).seal(SID, BID, b"v".to_vec()).unwrap();
-        assert_eq!(dk.open(SID, BID, &s.nonce, &s.ciphertext).unwrap().as_slice(), b"v");
+        let s = DataKey::new(3, &dk_raw)
+            .seal(SID, BID, b"v".to_vec())
+            .unwrap();
+        assert_eq!(
+            dk.open(SID, BID, &s.nonce, &s.ciphertext)
+                .unwrap()
+                .as_slice(),
+            b"v"
+        );
         // wrong key id, wrong master, tampered
         assert!(master.unwrap(4, &wrapped).is_err());
         let other = MasterKey::new(&KeyBytes::generate().unwrap());
@@ -383,7 +438,11 @@ mod tests {
         let b = MasterKey::parse_file_contents(&hex::decode(hex_key).unwrap()).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.fingerprint().len(), 16);
-        for bad in [&b""[..], b"abc", b"zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"] {
+        for bad in [
+            &b""[..],
+            b"abc",
+            b"zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ] {
             assert!(MasterKey::parse_file_contents(bad).is_err());
         }
         let c = MasterKey::parse_file_contents(
@@ -394,10 +453,17 @@ mod tests {
     }
 
     #[test]
-    fn random_uuids_are_version_4() {
-        let u = random_uuid().unwrap();
-        assert_eq!(u[6] >> 4, 4);
-        assert_eq!(u[8] >> 6, 2);
-        assert_ne!(random_uuid().unwrap(), u);
+    fn new_secrets_get_a_version_4_id_and_open_under_it() {
+        let k = key(5);
+        let (id, s) = k.seal_new(BID, b"fresh".to_vec()).unwrap();
+        assert_eq!(id[6] >> 4, 4);
+        assert_eq!(id[8] >> 6, 2);
+        assert_eq!(
+            k.open(id, BID, &s.nonce, &s.ciphertext).unwrap().as_slice(),
+            b"fresh"
+        );
+        let (id2, s2) = k.seal_new(BID, b"fresh".to_vec()).unwrap();
+        assert_ne!(id, id2);
+        assert_ne!(s.nonce, s2.nonce);
     }
 }

@@ -68,14 +68,20 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 }
 
 pub fn init() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
+    };
 }
 
 /// The OID of `schema.name`, or an error naming it.
 pub fn relid(schema: &CStr, name: &CStr) -> Result<pg_sys::Oid> {
     unsafe {
         let ns = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        let oid = if ns == pg_sys::InvalidOid { ns } else { pg_sys::get_relname_relid(name.as_ptr(), ns) };
+        let oid = if ns == pg_sys::InvalidOid {
+            ns
+        } else {
+            pg_sys::get_relname_relid(name.as_ptr(), ns)
+        };
         if oid == pg_sys::InvalidOid {
             Err(Error::Internal(format!(
                 "relation {}.{} is missing; is the extension installed?",
@@ -89,7 +95,11 @@ pub fn relid(schema: &CStr, name: &CStr) -> Result<pg_sys::Oid> {
 }
 
 /// Cached info for `schema.table` with the given columns.
-pub fn rel(schema: &'static str, table: &'static str, columns: &[&'static str]) -> Result<Rc<RelInfo>> {
+pub fn rel(
+    schema: &'static str,
+    table: &'static str,
+    columns: &[&'static str],
+) -> Result<Rc<RelInfo>> {
     if let Some(r) = RELS.with(|r| r.borrow().get(&(schema, table)).cloned()) {
         return Ok(r);
     }
@@ -101,11 +111,17 @@ pub fn rel(schema: &'static str, table: &'static str, columns: &[&'static str]) 
         let cname = std::ffi::CString::new(*c).expect("no NUL");
         let n = unsafe { pg_sys::get_attnum(relid, cname.as_ptr()) };
         if n <= 0 {
-            return Err(Error::Internal(format!("column {schema}.{table}.{c} is missing")));
+            return Err(Error::Internal(format!(
+                "column {schema}.{table}.{c} is missing"
+            )));
         }
         attnums.insert(*c, n);
     }
-    let info = Rc::new(RelInfo { relid, attnums, indexes: RefCell::new(HashMap::new()) });
+    let info = Rc::new(RelInfo {
+        relid,
+        attnums,
+        indexes: RefCell::new(HashMap::new()),
+    });
     RELS.with(|r| r.borrow_mut().insert((schema, table), info.clone()));
     Ok(info)
 }
@@ -118,7 +134,11 @@ pub struct Key {
 }
 
 pub fn uuid_key(index_column: i16, value: &pgrx::Uuid) -> Key {
-    Key { index_column, eq_proc: pg_sys::F_UUID_EQ, value: pg_sys::Datum::from(value.as_bytes().as_ptr()) }
+    Key {
+        index_column,
+        eq_proc: pg_sys::F_UUID_EQ,
+        value: pg_sys::Datum::from(value.as_bytes().as_ptr()),
+    }
 }
 
 /// A fetched row, valid inside the callback only.
@@ -142,7 +162,8 @@ impl Row {
     }
 
     pub fn get<T: pgrx::FromDatum>(&self, att: i16) -> Option<T> {
-        self.datum(att).and_then(|d| unsafe { T::from_datum(d, false) })
+        self.datum(att)
+            .and_then(|d| unsafe { T::from_datum(d, false) })
     }
 
     /// The whole row as a composite datum of the table's row type (a copy).
@@ -193,11 +214,21 @@ pub fn with_snapshot<T>(f: impl FnOnce() -> T) -> T {
 
 /// Scan `index` of `table` for rows matching `keys`, calling `f` on each until
 /// it returns `Some`.
-pub fn find<T>(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key], f: impl FnMut(&Row) -> Result<Option<T>>) -> Result<Option<T>> {
+pub fn find<T>(
+    table: pg_sys::Oid,
+    index: pg_sys::Oid,
+    keys: &[Key],
+    f: impl FnMut(&Row) -> Result<Option<T>>,
+) -> Result<Option<T>> {
     with_snapshot(|| scan(table, index, keys, f))
 }
 
-fn scan<T>(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key], mut f: impl FnMut(&Row) -> Result<Option<T>>) -> Result<Option<T>> {
+fn scan<T>(
+    table: pg_sys::Oid,
+    index: pg_sys::Oid,
+    keys: &[Key],
+    mut f: impl FnMut(&Row) -> Result<Option<T>>,
+) -> Result<Option<T>> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
     unsafe {
         let heap = pg_sys::relation_open(table, LOCK);
@@ -214,8 +245,15 @@ fn scan<T>(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key], mut f: impl FnM
             );
             scankeys.push(sk);
         }
-        let scan = pg_sys::index_beginscan(heap, idx, pg_sys::GetActiveSnapshot(), keys.len() as i32, 0);
-        pg_sys::index_rescan(scan, scankeys.as_mut_ptr(), keys.len() as i32, std::ptr::null_mut(), 0);
+        let scan =
+            pg_sys::index_beginscan(heap, idx, pg_sys::GetActiveSnapshot(), keys.len() as i32, 0);
+        pg_sys::index_rescan(
+            scan,
+            scankeys.as_mut_ptr(),
+            keys.len() as i32,
+            std::ptr::null_mut(),
+            0,
+        );
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let mut out = Ok(None);
         while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
@@ -288,13 +326,27 @@ const SECRET_COLUMNS: &[&str] = &["business_id", "key_id", "nonce", "ciphertext"
 /// The row of secret `id`, if any.
 pub fn fetch_secret(id: pgrx::Uuid) -> Result<Option<SecretRow>> {
     let rel = rel("integrations", "secrets", SECRET_COLUMNS)?;
-    let (b, k, n, c) = (rel.att("business_id")?, rel.att("key_id")?, rel.att("nonce")?, rel.att("ciphertext")?);
-    find_in(c"integrations", c"secrets_pkey", &rel, &[uuid_key(1, &id)], |row| {
-        match (row.get(b), row.get(k), row.get(n), row.get(c)) {
+    let (b, k, n, c) = (
+        rel.att("business_id")?,
+        rel.att("key_id")?,
+        rel.att("nonce")?,
+        rel.att("ciphertext")?,
+    );
+    find_in(
+        c"integrations",
+        c"secrets_pkey",
+        &rel,
+        &[uuid_key(1, &id)],
+        |row| match (row.get(b), row.get(k), row.get(n), row.get(c)) {
             (Some(business_id), Some(key_id), Some(nonce), Some(ciphertext)) => {
-                Ok(Some(SecretRow { business_id, key_id, nonce, ciphertext }))
+                Ok(Some(SecretRow {
+                    business_id,
+                    key_id,
+                    nonce,
+                    ciphertext,
+                }))
             }
             _ => Err(Error::Corrupted(format!("secret {id} has a NULL column"))),
-        }
-    })
+        },
+    )
 }

@@ -16,8 +16,8 @@ use std::cell::Cell;
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 /// The message domain our errors carry; the log hook recognises them by it.
@@ -65,8 +65,8 @@ impl Error {
 
     /// Raise this error as a Postgres ERROR. Never returns.
     pub fn raise(self) -> ! {
-        let mut report =
-            ErrorReport::new(self.sqlstate(), self.to_string(), "pg_integrations").set_domain(DOMAIN);
+        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_integrations")
+            .set_domain(DOMAIN);
         if let Error::KeyConfig { hint, .. } = &self {
             report = report.set_hint(hint.clone());
         }
@@ -83,9 +83,13 @@ impl From<pgrx::spi::SpiError> for Error {
 
 /// Write a LOG line to the server log (never with the statement text).
 pub fn log(message: String) {
-    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "pg_integrations")
-        .set_domain(DOMAIN)
-        .report(PgLogLevel::LOG);
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        message,
+        "pg_integrations",
+    )
+    .set_domain(DOMAIN)
+    .report(PgLogLevel::LOG);
 }
 
 /// Unwrap a result or raise its error.
@@ -170,9 +174,19 @@ unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pg_sys::XactEvent::*;
-    if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE) {
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PARALLEL_ABORT
+            | XACT_EVENT_PREPARE
+    ) {
         SECRET_IN_STATEMENT.with(|f| f.set(false));
     }
 }
@@ -193,8 +207,14 @@ mod tests {
     #[test]
     fn sqlstates_encode_like_postgres() {
         // MAKE_SQLSTATE('4','2','5','0','1') from utils/errcodes.h
-        assert_eq!(sqlstate(b"42501"), pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
-        assert_eq!(sqlstate(b"P0002"), pgrx::PgSqlErrorCode::ERRCODE_NO_DATA_FOUND as i32);
+        assert_eq!(
+            sqlstate(b"42501"),
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32
+        );
+        assert_eq!(
+            sqlstate(b"P0002"),
+            pgrx::PgSqlErrorCode::ERRCODE_NO_DATA_FOUND as i32
+        );
         assert_ne!(sqlstate(b"PT404"), sqlstate(b"P0002"));
     }
 }

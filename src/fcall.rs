@@ -15,12 +15,15 @@ macro_rules! sql_function {
         #[no_mangle]
         #[doc(hidden)]
         pub extern "C" fn $finfo() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
-            const V1: ::pgrx::pg_sys::Pg_finfo_record = ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+            const V1: ::pgrx::pg_sys::Pg_finfo_record =
+                ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
             &V1
         }
 
         #[no_mangle]
-        pub unsafe extern "C-unwind" fn $name($fcinfo: ::pgrx::pg_sys::FunctionCallInfo) -> ::pgrx::pg_sys::Datum {
+        pub unsafe extern "C-unwind" fn $name(
+            $fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
+        ) -> ::pgrx::pg_sys::Datum {
             // What #[pg_guard] does: Rust panics (our errors among them) become
             // PostgreSQL errors once the closure's frames have unwound.
             unsafe {
@@ -72,15 +75,28 @@ pub unsafe fn begin_rows(fcinfo: pg_sys::FunctionCallInfo) {
     const MAT_SRF_USE_EXPECTED_DESC: u32 = 0x01;
     unsafe {
         let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
-        let flags = if !rsinfo.is_null() && !(*rsinfo).expectedDesc.is_null() { MAT_SRF_USE_EXPECTED_DESC } else { 0 };
+        let flags = if !rsinfo.is_null() && !(*rsinfo).expectedDesc.is_null() {
+            MAT_SRF_USE_EXPECTED_DESC
+        } else {
+            0
+        };
         pg_sys::InitMaterializedSRF(fcinfo, flags);
     }
 }
 
-pub unsafe fn put_row(fcinfo: pg_sys::FunctionCallInfo, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+pub unsafe fn put_row(
+    fcinfo: pg_sys::FunctionCallInfo,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+) {
     unsafe {
         let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
-        pg_sys::tuplestore_putvalues((*rsinfo).setResult, (*rsinfo).setDesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::tuplestore_putvalues(
+            (*rsinfo).setResult,
+            (*rsinfo).setDesc,
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        );
     }
 }
 
@@ -98,6 +114,10 @@ pub unsafe fn jsonb_is_object(d: pg_sys::Datum) -> bool {
 /// A `name` argument (a fixed-size C string, not a varlena).
 pub unsafe fn arg_name(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
     unsafe {
-        arg_datum(fcinfo, n).map(|d| std::ffi::CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>()).to_string_lossy().into_owned())
+        arg_datum(fcinfo, n).map(|d| {
+            std::ffi::CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>())
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 }

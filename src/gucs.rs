@@ -56,7 +56,8 @@ pub fn init() {
 }
 
 fn non_empty(v: Option<CString>) -> Option<String> {
-    v.map(|c| c.to_string_lossy().into_owned()).filter(|s| !s.trim().is_empty())
+    v.map(|c| c.to_string_lossy().into_owned())
+        .filter(|s| !s.trim().is_empty())
 }
 
 /// The configured master key file, if any (not resolved against the data directory).

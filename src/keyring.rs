@@ -78,7 +78,10 @@ thread_local! {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
@@ -156,7 +159,10 @@ pub fn forget(key_id: i32) {
 fn master_key_path() -> (PathBuf, bool) {
     match gucs::master_key_file() {
         Some(p) => (gucs::resolve(&p), false),
-        None => (gucs::data_directory().join(gucs::DEFAULT_MASTER_KEY_FILE), true),
+        None => (
+            gucs::data_directory().join(gucs::DEFAULT_MASTER_KEY_FILE),
+            true,
+        ),
     }
 }
 
@@ -167,29 +173,37 @@ enum FileProblem {
 
 fn read_master_file(path: &Path) -> std::result::Result<MasterKey, FileProblem> {
     let shown = path.display();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Err(FileProblem::Missing),
-        Err(e) => {
-            return Err(FileProblem::Other(Error::KeyConfig {
+    let meta =
+        match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(FileProblem::Missing),
+            Err(e) => return Err(FileProblem::Other(Error::KeyConfig {
                 message: format!("could not read master key file \"{shown}\": {e}"),
-                hint: "The file must be readable by the operating-system user that runs PostgreSQL.".into(),
-            }))
-        }
-    };
+                hint:
+                    "The file must be readable by the operating-system user that runs PostgreSQL."
+                        .into(),
+            })),
+        };
     // Like PostgreSQL's rule for ssl_key_file: 0600, or 0640 when owned by root.
     let mode = meta.mode() & 0o777;
-    let too_open = if meta.uid() == 0 { mode & 0o037 != 0 } else { mode & 0o077 != 0 };
+    let too_open = if meta.uid() == 0 {
+        mode & 0o037 != 0
+    } else {
+        mode & 0o077 != 0
+    };
     if too_open {
         return Err(FileProblem::Other(Error::KeyConfig {
-            message: format!("master key file \"{shown}\" is accessible by other users (mode {mode:04o})"),
+            message: format!(
+                "master key file \"{shown}\" is accessible by other users (mode {mode:04o})"
+            ),
             hint: format!("Run: chmod 600 \"{shown}\""),
         }));
     }
     let contents = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| {
         FileProblem::Other(Error::KeyConfig {
             message: format!("could not read master key file \"{shown}\": {e}"),
-            hint: "The file must be readable by the operating-system user that runs PostgreSQL.".into(),
+            hint: "The file must be readable by the operating-system user that runs PostgreSQL."
+                .into(),
         })
     })?);
     MasterKey::parse_file_contents(&contents).map_err(|e| {
@@ -203,12 +217,20 @@ fn read_master_file(path: &Path) -> std::result::Result<MasterKey, FileProblem> 
 /// Create a new random key file; `Ok(false)` when another backend made it first.
 fn generate_master_file(path: &Path) -> Result<bool> {
     let key = KeyBytes::generate().map_err(|e| Error::Internal(e.to_string()))?;
-    let mut f = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    let mut f = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => {
             return Err(Error::KeyConfig {
-                message: format!("could not create master key file \"{}\": {e}", path.display()),
+                message: format!(
+                    "could not create master key file \"{}\": {e}",
+                    path.display()
+                ),
                 hint: "Set integrations.master_key_file to a key file you provide.".into(),
             })
         }
@@ -218,7 +240,10 @@ fn generate_master_file(path: &Path) -> Result<bool> {
     f.write_all(hex.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::Internal(format!("could not write master key file: {e}")))?;
-    crate::error::log(format!("pg_integrations: generated master key file \"{}\"", path.display()));
+    crate::error::log(format!(
+        "pg_integrations: generated master key file \"{}\"",
+        path.display()
+    ));
     Ok(true)
 }
 
@@ -227,7 +252,11 @@ fn generate_master_file(path: &Path) -> Result<bool> {
 fn current_master(keyring_empty: bool, wrapped_by: Option<&str>) -> Result<Rc<MasterKey>> {
     let (path, is_default) = master_key_path();
     if let Some(k) = CACHE.with(|c| {
-        c.borrow().master.as_ref().filter(|m| m.path == path).map(|m| m.key.clone())
+        c.borrow()
+            .master
+            .as_ref()
+            .filter(|m| m.path == path)
+            .map(|m| m.key.clone())
     }) {
         if wrapped_by.is_none_or(|fp| fp == k.fingerprint()) {
             return Ok(k);
@@ -258,16 +287,27 @@ fn current_master(keyring_empty: bool, wrapped_by: Option<&str>) -> Result<Rc<Ma
         }
     };
     let key = Rc::new(key);
-    CACHE.with(|c| c.borrow_mut().master = Some(LoadedMaster { path, key: key.clone() }));
+    CACHE.with(|c| {
+        c.borrow_mut().master = Some(LoadedMaster {
+            path,
+            key: key.clone(),
+        })
+    });
     Ok(key)
 }
 
 /// The previous master key, if `integrations.previous_master_key_file` is set.
 fn previous_master() -> Result<Option<Rc<MasterKey>>> {
-    let Some(p) = gucs::previous_master_key_file() else { return Ok(None) };
+    let Some(p) = gucs::previous_master_key_file() else {
+        return Ok(None);
+    };
     let path = gucs::resolve(&p);
     if let Some(k) = CACHE.with(|c| {
-        c.borrow().previous.as_ref().filter(|m| m.path == path).map(|m| m.key.clone())
+        c.borrow()
+            .previous
+            .as_ref()
+            .filter(|m| m.path == path)
+            .map(|m| m.key.clone())
     }) {
         return Ok(Some(k));
     }
@@ -275,13 +315,21 @@ fn previous_master() -> Result<Option<Rc<MasterKey>>> {
         Ok(k) => Rc::new(k),
         Err(FileProblem::Missing) => {
             return Err(Error::KeyConfig {
-                message: format!("previous master key file \"{}\" does not exist", path.display()),
+                message: format!(
+                    "previous master key file \"{}\" does not exist",
+                    path.display()
+                ),
                 hint: "Fix or reset integrations.previous_master_key_file and reload.".into(),
             })
         }
         Err(FileProblem::Other(e)) => return Err(e),
     };
-    CACHE.with(|c| c.borrow_mut().previous = Some(LoadedMaster { path, key: key.clone() }));
+    CACHE.with(|c| {
+        c.borrow_mut().previous = Some(LoadedMaster {
+            path,
+            key: key.clone(),
+        })
+    });
     Ok(Some(key))
 }
 
@@ -348,7 +396,11 @@ pub fn data_key(client: &SpiClient<'_>, key_id: i32) -> Result<Rc<DataKey>> {
 }
 
 fn lock_keyring(client: &mut SpiClient<'_>) -> Result<()> {
-    client.update("LOCK TABLE integrations.keys IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
+    client.update(
+        "LOCK TABLE integrations.keys IN SHARE ROW EXCLUSIVE MODE",
+        None,
+        &[],
+    )?;
     Ok(())
 }
 
@@ -376,9 +428,15 @@ fn summary(client: &SpiClient<'_>) -> Result<KeyringSummary> {
 }
 
 /// Insert a new active data key (retiring the old one). Caller holds the lock.
-fn insert_new_key(client: &mut SpiClient<'_>, master: &MasterKey, key_id: i32) -> Result<Rc<DataKey>> {
+fn insert_new_key(
+    client: &mut SpiClient<'_>,
+    master: &MasterKey,
+    key_id: i32,
+) -> Result<Rc<DataKey>> {
     let raw = KeyBytes::generate().map_err(|e| Error::Internal(e.to_string()))?;
-    let wrapped = master.wrap(key_id, &raw).map_err(|e| Error::Internal(e.to_string()))?;
+    let wrapped = master
+        .wrap(key_id, &raw)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     client.update(
         "UPDATE integrations.keys SET status = 'retired', retired_at = now() WHERE status = 'active'",
         None,
@@ -494,9 +552,13 @@ pub fn rotate_master_key(client: &mut SpiClient<'_>) -> Result<i32> {
             }
         };
         let raw = old.unwrap_raw(key_id, &wrapped).map_err(|_| {
-            Error::Corrupted(format!("data key {key_id} failed to unwrap with the previous master key"))
+            Error::Corrupted(format!(
+                "data key {key_id} failed to unwrap with the previous master key"
+            ))
         })?;
-        let rewrapped = current.wrap(key_id, &raw).map_err(|e| Error::Internal(e.to_string()))?;
+        let rewrapped = current
+            .wrap(key_id, &raw)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         client.update(
             "UPDATE integrations.keys SET wrapped_key = $2, master_key_id = $3, rewrapped_at = now() WHERE key_id = $1",
             None,

@@ -98,18 +98,27 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
             columns.extend(row.get::<String>(1)?);
         }
         let vault = c
-            .select("SELECT pg_catalog.to_regclass('vault.decrypted_secrets') IS NOT NULL", Some(1), &[])?
+            .select(
+                "SELECT pg_catalog.to_regclass('vault.decrypted_secrets') IS NOT NULL",
+                Some(1),
+                &[],
+            )?
             .first()
             .get::<bool>(1)?
             .unwrap_or(false);
         let mut report = Vec::new();
         for l in &LEGACY {
             let needed = legacy_columns(l);
-            if !needed.iter().all(|col| columns.iter().any(|have| have == col)) {
+            if !needed
+                .iter()
+                .all(|col| columns.iter().any(|have| have == col))
+            {
                 continue;
             }
             let provider_expr = match l.provider {
-                LegacyProvider::Column(col) => format!("pg_catalog.lower(pg_catalog.btrim(t.{}))", quote_ident(col)),
+                LegacyProvider::Column(col) => {
+                    format!("pg_catalog.lower(pg_catalog.btrim(t.{}))", quote_ident(col))
+                }
                 LegacyProvider::Fixed(p) => format!("'{p}'::text"),
             };
             let secret_expr = if vault {
@@ -117,14 +126,20 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
             } else {
                 "NULL::text".into()
             };
-            let (s, o1, o2) = (quote_ident(l.secret), quote_ident(l.options[0]), quote_ident(l.options[1]));
+            let (s, o1, o2) = (
+                quote_ident(l.secret),
+                quote_ident(l.options[0]),
+                quote_ident(l.options[1]),
+            );
             let sql = format!(
                 "SELECT t.id, {provider_expr}, {secret_expr}, t.{s}, t.{o1}::text, t.{o2}::text FROM {name} t \
                  WHERE t.{s} IS NOT NULL OR t.{o1} IS NOT NULL OR t.{o2} IS NOT NULL ORDER BY t.id"
             );
             let mut rows = Vec::new();
             for row in c.select(&sql, None, &[])? {
-                let Some(business) = row.get::<Uuid>(1)? else { continue };
+                let Some(business) = row.get::<Uuid>(1)? else {
+                    continue;
+                };
                 rows.push(LegacyRow {
                     business,
                     provider: row.get(2)?,
@@ -136,7 +151,10 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
             let mut migrated = 0i64;
             for r in rows {
                 if let Some(why) = invalid(l.kind, &r) {
-                    notice(format!("{}: skipped business {}: {why}", l.kind.name, r.business));
+                    notice(format!(
+                        "{}: skipped business {}: {why}",
+                        l.kind.name, r.business
+                    ));
                     continue;
                 }
                 let provider = r.provider.clone().unwrap_or_default();
@@ -147,7 +165,12 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
                     ));
                 }
                 let secret = match &r.secret {
-                    Some(v) if !v.is_empty() => Some(secrets::create(c, r.business, v.as_bytes().to_vec(), l.kind.secret_description)?),
+                    Some(v) if !v.is_empty() => Some(secrets::create(
+                        c,
+                        r.business,
+                        v.as_bytes().to_vec(),
+                        l.kind.secret_description,
+                    )?),
                     _ => None,
                 };
                 let plan = plans::plan(c, &l.kind.statements.insert)?;
@@ -171,7 +194,14 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
                     continue;
                 }
                 let id = inserted.first().get::<Uuid>(1)?;
-                audit::record(&caller, Action::Set, l.kind.name, &r.business, Some(&provider), id.as_ref())?;
+                audit::record(
+                    &caller,
+                    Action::Set,
+                    l.kind.name,
+                    &r.business,
+                    Some(&provider),
+                    id.as_ref(),
+                )?;
                 migrated += 1;
             }
             report.push((l.kind.name, migrated));
@@ -179,7 +209,14 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
         if drop_columns {
             for l in &LEGACY {
                 for col in legacy_columns(l) {
-                    c.update(&format!("ALTER TABLE {name} DROP COLUMN IF EXISTS {}", quote_ident(col)), None, &[])?;
+                    c.update(
+                        &format!(
+                            "ALTER TABLE {name} DROP COLUMN IF EXISTS {}",
+                            quote_ident(col)
+                        ),
+                        None,
+                        &[],
+                    )?;
                 }
             }
             for f in LEGACY_FUNCTIONS {
@@ -191,7 +228,9 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
 }
 
 fn invalid(kind: &Kind, r: &LegacyRow) -> Option<String> {
-    let Some(provider) = &r.provider else { return Some("no provider".into()) };
+    let Some(provider) = &r.provider else {
+        return Some("no provider".into());
+    };
     if let Err(e) = crate::validate::one_of("provider", kind.label, provider, kind.providers) {
         return Some(e);
     }
@@ -211,17 +250,21 @@ fn notice(message: String) {
     pgrx::notice!("{message}");
 }
 
-sql_function!(pg_finfo_pgi_migrate_business_columns, pgi_migrate_business_columns, |fcinfo| {
-    statement_holds_secret();
-    let table: pg_sys::Oid =
-        fcall::arg(fcinfo, 0).ok_or_else(|| Error::InvalidArgument("p_table must not be null".into()))?;
-    let drop_columns: bool = fcall::arg(fcinfo, 1).unwrap_or(false);
-    let report = migrate(table, drop_columns)?;
-    fcall::begin_rows(fcinfo);
-    for (kind, n) in report {
-        let mut values = [fcall::datum(kind), fcall::datum(n)];
-        let mut nulls = [false, false];
-        fcall::put_row(fcinfo, &mut values, &mut nulls);
+sql_function!(
+    pg_finfo_pgi_migrate_business_columns,
+    pgi_migrate_business_columns,
+    |fcinfo| {
+        statement_holds_secret();
+        let table: pg_sys::Oid = fcall::arg(fcinfo, 0)
+            .ok_or_else(|| Error::InvalidArgument("p_table must not be null".into()))?;
+        let drop_columns: bool = fcall::arg(fcinfo, 1).unwrap_or(false);
+        let report = migrate(table, drop_columns)?;
+        fcall::begin_rows(fcinfo);
+        for (kind, n) in report {
+            let mut values = [fcall::datum(kind), fcall::datum(n)];
+            let mut nulls = [false, false];
+            fcall::put_row(fcinfo, &mut values, &mut nulls);
+        }
+        Ok(fcall::void())
     }
-    Ok(fcall::void())
-});
+);

@@ -18,7 +18,8 @@ mod tests {
     }
 
     fn read(id: &str) -> Option<String> {
-        Spi::get_one_with_args::<String>("SELECT integrations.read_secret($1::uuid)", &[id.into()]).unwrap()
+        Spi::get_one_with_args::<String>("SELECT integrations.read_secret($1::uuid)", &[id.into()])
+            .unwrap()
     }
 
     fn count(sql: &str) -> i64 {
@@ -28,7 +29,12 @@ mod tests {
     #[pg_test]
     fn round_trips_empty_ascii_multibyte_and_1mib() {
         let big = "k".repeat(1 << 20);
-        for value in ["", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "مفتاح سري — ключ — 秘密 🔑", big.as_str()] {
+        for value in [
+            "",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "مفتاح سري — ключ — 秘密 🔑",
+            big.as_str(),
+        ] {
             let id = create(value);
             assert_eq!(read(&id).as_deref(), Some(value));
         }
@@ -36,7 +42,11 @@ mod tests {
             "SELECT length(ciphertext)::bigint FROM integrations.secrets WHERE length(ciphertext) > {}",
             1 << 20
         ));
-        assert_eq!(big_ct, (1 << 20) + 16, "ciphertext is plaintext plus a 16-byte tag");
+        assert_eq!(
+            big_ct,
+            (1 << 20) + 16,
+            "ciphertext is plaintext plus a 16-byte tag"
+        );
     }
 
     #[pg_test]
@@ -46,29 +56,51 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(count("SELECT count(*) FROM integrations.secrets"), 10_000);
-        assert_eq!(count("SELECT count(DISTINCT nonce) FROM integrations.secrets"), 10_000);
-        assert_eq!(count("SELECT count(DISTINCT ciphertext) FROM integrations.secrets"), 10_000);
+        assert_eq!(
+            count("SELECT count(DISTINCT nonce) FROM integrations.secrets"),
+            10_000
+        );
+        assert_eq!(
+            count("SELECT count(DISTINCT ciphertext) FROM integrations.secrets"),
+            10_000
+        );
     }
 
     #[pg_test]
     fn first_secret_creates_the_first_data_key() {
         assert_eq!(count("SELECT count(*) FROM integrations.keys"), 0);
         create("v");
-        assert_eq!(count("SELECT count(*) FROM integrations.keys WHERE status = 'active' AND key_id = 1"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM integrations.keys WHERE status = 'active' AND key_id = 1"),
+            1
+        );
         create("w");
         assert_eq!(count("SELECT count(*) FROM integrations.keys"), 1);
-        assert_eq!(count("SELECT secrets FROM integrations.keyring_status() WHERE key_id = 1"), 2);
+        assert_eq!(
+            count("SELECT secrets FROM integrations.keyring_status() WHERE key_id = 1"),
+            2
+        );
     }
 
     #[pg_test]
     fn update_and_delete() {
         let id = create("old");
-        Spi::run_with_args("SELECT integrations.update_secret($1::uuid, 'new')", &[id.as_str().into()]).unwrap();
+        Spi::run_with_args(
+            "SELECT integrations.update_secret($1::uuid, 'new')",
+            &[id.as_str().into()],
+        )
+        .unwrap();
         assert_eq!(read(&id).as_deref(), Some("new"));
-        let deleted = Spi::get_one_with_args::<bool>("SELECT integrations.delete_secret($1::uuid)", &[id.as_str().into()]);
+        let deleted = Spi::get_one_with_args::<bool>(
+            "SELECT integrations.delete_secret($1::uuid)",
+            &[id.as_str().into()],
+        );
         assert_eq!(deleted, Ok(Some(true)));
         assert_eq!(read(&id), None, "a deleted secret reads as NULL");
-        let again = Spi::get_one_with_args::<bool>("SELECT integrations.delete_secret($1::uuid)", &[id.as_str().into()]);
+        let again = Spi::get_one_with_args::<bool>(
+            "SELECT integrations.delete_secret($1::uuid)",
+            &[id.as_str().into()],
+        );
         assert_eq!(again, Ok(Some(false)));
     }
 
@@ -76,12 +108,16 @@ mod tests {
     fn rotation_then_batched_reencryption_keeps_every_secret_open() {
         let values: Vec<String> = (0..25).map(|i| format!("value-{i}-ü")).collect();
         let ids: Vec<String> = values.iter().map(|v| create(v)).collect();
-        let new_key = Spi::get_one::<i32>("SELECT integrations.rotate_data_key()").unwrap().unwrap();
+        let new_key = Spi::get_one::<i32>("SELECT integrations.rotate_data_key()")
+            .unwrap()
+            .unwrap();
         assert_eq!(new_key, 2);
         // Secrets made after the rotation use the new key at once.
         let fresh = create("after rotation");
         assert_eq!(
-            count(&format!("SELECT key_id::bigint FROM integrations.secrets WHERE id = '{fresh}'")),
+            count(&format!(
+                "SELECT key_id::bigint FROM integrations.secrets WHERE id = '{fresh}'"
+            )),
             2
         );
         let mut total = 0;
@@ -90,7 +126,9 @@ mod tests {
             for (id, v) in ids.iter().zip(&values) {
                 assert_eq!(read(id).as_deref(), Some(v.as_str()));
             }
-            let n = Spi::get_one::<i32>("SELECT integrations.reencrypt_secrets(7)").unwrap().unwrap();
+            let n = Spi::get_one::<i32>("SELECT integrations.reencrypt_secrets(7)")
+                .unwrap()
+                .unwrap();
             if n == 0 {
                 break;
             }
@@ -98,9 +136,18 @@ mod tests {
             total += n;
         }
         assert_eq!(total, 25);
-        assert_eq!(count("SELECT count(*) FROM integrations.secrets WHERE key_id <> 2"), 0);
-        assert_eq!(count("SELECT secrets FROM integrations.keyring_status() WHERE key_id = 1"), 0);
-        assert_eq!(count("SELECT count(*) FROM integrations.keys WHERE status = 'retired'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM integrations.secrets WHERE key_id <> 2"),
+            0
+        );
+        assert_eq!(
+            count("SELECT secrets FROM integrations.keyring_status() WHERE key_id = 1"),
+            0
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM integrations.keys WHERE status = 'retired'"),
+            1
+        );
         for (id, v) in ids.iter().zip(&values) {
             assert_eq!(read(id).as_deref(), Some(v.as_str()));
         }
@@ -109,10 +156,15 @@ mod tests {
     #[pg_test]
     fn unknown_or_null_ids_read_as_null() {
         assert_eq!(read("00000000-0000-4000-8000-000000000000"), None);
-        assert_eq!(Spi::get_one::<String>("SELECT integrations.read_secret(NULL)").unwrap(), None);
+        assert_eq!(
+            Spi::get_one::<String>("SELECT integrations.read_secret(NULL)").unwrap(),
+            None
+        );
     }
 
-    #[pg_test(error = "secret 00000000-0000-4000-8000-00000000c0de failed authentication: its ciphertext, nonce, key id or business id was altered, or it was copied from another row")]
+    #[pg_test(
+        error = "secret 00000000-0000-4000-8000-00000000c0de failed authentication: its ciphertext, nonce, key id or business id was altered, or it was copied from another row"
+    )]
     fn a_ciphertext_copied_onto_another_row_does_not_open() {
         let id = create("copy me");
         Spi::run(&format!(
@@ -139,7 +191,11 @@ mod tests {
         create("x");
         let path = crate::gucs::data_directory().join(crate::gucs::DEFAULT_MASTER_KEY_FILE);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).expect("generated key file").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&path)
+            .expect("generated key file")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         let contents = std::fs::read_to_string(&path).unwrap();
         assert_eq!(contents.trim().len(), 64);

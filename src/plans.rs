@@ -29,7 +29,10 @@ thread_local! {
 }
 
 /// The kept plan for `stmt`, prepared on first use.
-pub fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> Result<&'static OwnedPreparedStatement> {
+pub fn plan(
+    client: &SpiClient<'_>,
+    stmt: &'static Statement,
+) -> Result<&'static OwnedPreparedStatement> {
     let key = stmt as *const Statement as usize;
     if let Some(p) = PLANS.with(|m| m.borrow().get(&key).copied()) {
         return Ok(p);

@@ -44,7 +44,12 @@ static REPLACE_SECRET: Statement = Statement {
 };
 static REENCRYPT_ONE: Statement = Statement {
     sql: "UPDATE integrations.secrets SET key_id = $2, nonce = $3, ciphertext = $4 WHERE id = $1",
-    args: &[BuiltinOid::UUIDOID, BuiltinOid::INT4OID, BuiltinOid::BYTEAOID, BuiltinOid::BYTEAOID],
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::INT4OID,
+        BuiltinOid::BYTEAOID,
+        BuiltinOid::BYTEAOID,
+    ],
     mutating: true,
 };
 static DELETE_SECRET: Statement = Statement {
@@ -81,9 +86,16 @@ fn crypto_failure(e: CryptoError) -> Error {
 }
 
 /// Seal `plaintext` for secret `id` of `business` under the active key.
-pub(crate) fn seal(client: &mut SpiClient<'_>, id: Uuid, business: Uuid, plaintext: Vec<u8>) -> Result<(i32, crypto::Sealed)> {
+pub(crate) fn seal(
+    client: &mut SpiClient<'_>,
+    id: Uuid,
+    business: Uuid,
+    plaintext: Vec<u8>,
+) -> Result<(i32, crypto::Sealed)> {
     let key = keyring::active_key(client)?;
-    let sealed = key.seal(*id.as_bytes(), *business.as_bytes(), plaintext).map_err(crypto_failure)?;
+    let sealed = key
+        .seal(*id.as_bytes(), *business.as_bytes(), plaintext)
+        .map_err(crypto_failure)?;
     Ok((key.key_id, sealed))
 }
 
@@ -113,12 +125,30 @@ pub(crate) fn open(
 /// Read and decrypt one secret; `None` when there is no such secret. With the
 /// data key cached (the common case) this runs no SQL at all.
 pub(crate) fn read(id: Uuid) -> Result<Option<String>> {
-    let Some(row) = direct::fetch_secret(id)? else { return Ok(None) };
-    let cached = keyring::cached_data_key(row.key_id)
-        .and_then(|k| k.open(*id.as_bytes(), *row.business_id.as_bytes(), &row.nonce, &row.ciphertext).ok());
+    let Some(row) = direct::fetch_secret(id)? else {
+        return Ok(None);
+    };
+    let cached = keyring::cached_data_key(row.key_id).and_then(|k| {
+        k.open(
+            *id.as_bytes(),
+            *row.business_id.as_bytes(),
+            &row.nonce,
+            &row.ciphertext,
+        )
+        .ok()
+    });
     let mut plaintext = match cached {
         Some(pt) => pt,
-        None => Spi::connect(|c| open(c, id, row.business_id, row.key_id, &row.nonce, &row.ciphertext))?,
+        None => Spi::connect(|c| {
+            open(
+                c,
+                id,
+                row.business_id,
+                row.key_id,
+                &row.nonce,
+                &row.ciphertext,
+            )
+        })?,
     };
     String::from_utf8(std::mem::take(&mut *plaintext))
         .map(Some)
@@ -126,9 +156,17 @@ pub(crate) fn read(id: Uuid) -> Result<Option<String>> {
 }
 
 /// Store a new secret; returns its id.
-pub(crate) fn create(client: &mut SpiClient<'_>, business: Uuid, plaintext: Vec<u8>, description: &str) -> Result<Uuid> {
-    let id = Uuid::from_bytes(crypto::random_uuid().map_err(crypto_failure)?);
-    let (key_id, sealed) = seal(client, id, business, plaintext)?;
+pub(crate) fn create(
+    client: &mut SpiClient<'_>,
+    business: Uuid,
+    plaintext: Vec<u8>,
+    description: &str,
+) -> Result<Uuid> {
+    let key = keyring::active_key(client)?;
+    let (id, sealed) = key
+        .seal_new(*business.as_bytes(), plaintext)
+        .map_err(crypto_failure)?;
+    let (id, key_id) = (Uuid::from_bytes(id), key.key_id);
     let plan = plans::plan(client, &INSERT_SECRET)?;
     client.update(
         plan,
@@ -158,20 +196,36 @@ pub(crate) fn update(client: &mut SpiClient<'_>, id: Uuid, plaintext: Vec<u8>) -
     let done = client.update(
         plan,
         None,
-        &[id.into(), key_id.into(), sealed.nonce.as_slice().into(), sealed.ciphertext.as_slice().into()],
+        &[
+            id.into(),
+            key_id.into(),
+            sealed.nonce.as_slice().into(),
+            sealed.ciphertext.as_slice().into(),
+        ],
     )?;
     Ok(!done.is_empty())
 }
 
 /// Replace the value of secret `id` of `business` (whose owner the caller
 /// already knows, so no lookup is needed); `false` when there is no such secret.
-pub(crate) fn replace(client: &mut SpiClient<'_>, id: Uuid, business: Uuid, plaintext: Vec<u8>) -> Result<bool> {
+pub(crate) fn replace(
+    client: &mut SpiClient<'_>,
+    id: Uuid,
+    business: Uuid,
+    plaintext: Vec<u8>,
+) -> Result<bool> {
     let (key_id, sealed) = seal(client, id, business, plaintext)?;
     let plan = plans::plan(client, &REPLACE_SECRET)?;
     let done = client.update(
         plan,
         None,
-        &[id.into(), business.into(), key_id.into(), sealed.nonce.as_slice().into(), sealed.ciphertext.as_slice().into()],
+        &[
+            id.into(),
+            business.into(),
+            key_id.into(),
+            sealed.nonce.as_slice().into(),
+            sealed.ciphertext.as_slice().into(),
+        ],
     )?;
     Ok(!done.is_empty())
 }
@@ -210,18 +264,26 @@ pub(crate) fn reencrypt(client: &mut SpiClient<'_>, batch: i64) -> Result<i32> {
     for (id, business, key_id, nonce, ciphertext) in rows {
         let mut plaintext = open(client, id, business, key_id, &nonce, &ciphertext)?;
         let sealed = active
-            .seal(*id.as_bytes(), *business.as_bytes(), std::mem::take(&mut *plaintext))
+            .seal(
+                *id.as_bytes(),
+                *business.as_bytes(),
+                std::mem::take(&mut *plaintext),
+            )
             .map_err(crypto_failure)?;
         client.update(
             update,
             None,
-            &[id.into(), active.key_id.into(), sealed.nonce.as_slice().into(), sealed.ciphertext.as_slice().into()],
+            &[
+                id.into(),
+                active.key_id.into(),
+                sealed.nonce.as_slice().into(),
+                sealed.ciphertext.as_slice().into(),
+            ],
         )?;
         n += 1;
     }
     Ok(n)
 }
-
 
 /// The SQL surface, in schema `integrations`.
 #[pg_schema]
@@ -268,7 +330,9 @@ mod integrations {
     fn read_secret(p_secret_id: Option<Uuid>) -> Option<String> {
         (|| {
             require_privileged("integrations.read_secret")?;
-            let Some(id) = p_secret_id else { return Ok(None) };
+            let Some(id) = p_secret_id else {
+                return Ok(None);
+            };
             read(id)
         })()
         .or_raise()
@@ -279,7 +343,9 @@ mod integrations {
     fn delete_secret(p_secret_id: Option<Uuid>) -> bool {
         (|| {
             require_privileged("integrations.delete_secret")?;
-            let Some(id) = p_secret_id else { return Ok(false) };
+            let Some(id) = p_secret_id else {
+                return Ok(false);
+            };
             Spi::connect_mut(|c| delete(c, id))
         })()
         .or_raise()

@@ -30,7 +30,11 @@ pub struct Caller {
 impl Caller {
     pub fn current() -> Caller {
         let role = access::caller();
-        Caller { role, user_id: current_user_id(), privileged: access::is_privileged(role) }
+        Caller {
+            role,
+            user_id: current_user_id(),
+            privileged: access::is_privileged(role),
+        }
     }
 
     pub fn role_name(&self) -> String {
@@ -122,7 +126,9 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 }
 
 pub fn init() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
+    };
 }
 
 fn load_tenant_table() -> Result<Option<TenantTable>> {
@@ -142,10 +148,19 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
             return Ok(None);
         }
         let row = rows.first();
-        match (row.get::<pg_sys::Oid>(1)?, row.get::<pg_sys::Oid>(2)?, row.get::<i16>(3)?) {
-            (Some(relid), Some(index), Some(owner_att)) => Ok(Some(TenantTable { relid, index, owner_att })),
+        match (
+            row.get::<pg_sys::Oid>(1)?,
+            row.get::<pg_sys::Oid>(2)?,
+            row.get::<i16>(3)?,
+        ) {
+            (Some(relid), Some(index), Some(owner_att)) => Ok(Some(TenantTable {
+                relid,
+                index,
+                owner_att,
+            })),
             _ => Err(Error::KeyConfig {
-                message: "the attached tenant table lost its unique id index or its owner column".into(),
+                message: "the attached tenant table lost its unique id index or its owner column"
+                    .into(),
                 hint: "Call integrations.attach_tenant_table() again.".into(),
             }),
         }
@@ -158,7 +173,12 @@ fn tenant_table() -> Result<Option<TenantTable>> {
     }
     let config_relid = direct::relid(c"integrations", c"tenant_table")?;
     let table = load_tenant_table()?;
-    TENANT.with(|c| *c.borrow_mut() = Some(TenantCache { config_relid, table: table.clone() }));
+    TENANT.with(|c| {
+        *c.borrow_mut() = Some(TenantCache {
+            config_relid,
+            table: table.clone(),
+        })
+    });
     Ok(table)
 }
 
@@ -217,17 +237,30 @@ pub fn authorize(business: &Uuid) -> Result<Caller> {
 // ---------------------------------------------------------------------------
 // SQL entry points (declared in sql/tenancy.sql)
 
-sql_function!(pg_finfo_pgi_current_user_id, pgi_current_user_id, |fcinfo| {
-    Ok(match current_user_id() {
-        Some(u) => crate::fcall::datum(u),
-        None => crate::fcall::null(fcinfo),
-    })
-});
+sql_function!(
+    pg_finfo_pgi_current_user_id,
+    pgi_current_user_id,
+    |fcinfo| {
+        Ok(match current_user_id() {
+            Some(u) => crate::fcall::datum(u),
+            None => crate::fcall::null(fcinfo),
+        })
+    }
+);
 
-sql_function!(pg_finfo_pgi_can_access_business, pgi_can_access_business, |fcinfo| {
-    let Some(business) = crate::fcall::arg::<Uuid>(fcinfo, 0) else { return Ok(crate::fcall::datum(false)) };
-    Ok(crate::fcall::datum(can_access(&Caller::current(), &business)?))
-});
+sql_function!(
+    pg_finfo_pgi_can_access_business,
+    pgi_can_access_business,
+    |fcinfo| {
+        let Some(business) = crate::fcall::arg::<Uuid>(fcinfo, 0) else {
+            return Ok(crate::fcall::datum(false));
+        };
+        Ok(crate::fcall::datum(can_access(
+            &Caller::current(),
+            &business,
+        )?))
+    }
+);
 
 /// Tables whose `business_id` gets a foreign key to the attached tenant table.
 pub const TENANT_SCOPED_TABLES: &[&str] = &[
@@ -239,14 +272,19 @@ pub const TENANT_SCOPED_TABLES: &[&str] = &[
     "public.upload_post_profiles",
 ];
 
-sql_function!(pg_finfo_pgi_attach_tenant_table, pgi_attach_tenant_table, |fcinfo| {
-    access::require_privileged("integrations.attach_tenant_table")?;
-    let table: pg_sys::Oid = crate::fcall::arg(fcinfo, 0)
-        .ok_or_else(|| Error::InvalidArgument("p_table must not be null".into()))?;
-    let owner: String = crate::fcall::arg_name(fcinfo, 1).unwrap_or_else(|| "profile_id".into());
-    attach(table, &owner)?;
-    Ok(crate::fcall::void())
-});
+sql_function!(
+    pg_finfo_pgi_attach_tenant_table,
+    pgi_attach_tenant_table,
+    |fcinfo| {
+        access::require_privileged("integrations.attach_tenant_table")?;
+        let table: pg_sys::Oid = crate::fcall::arg(fcinfo, 0)
+            .ok_or_else(|| Error::InvalidArgument("p_table must not be null".into()))?;
+        let owner: String =
+            crate::fcall::arg_name(fcinfo, 1).unwrap_or_else(|| "profile_id".into());
+        attach(table, &owner)?;
+        Ok(crate::fcall::void())
+    }
+);
 
 fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
     Spi::connect_mut(|c| {
@@ -262,7 +300,10 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
             &[table.into(), owner.into()],
         )?;
         if check.is_empty() {
-            return Err(Error::InvalidArgument(format!("p_table: relation {} does not exist", table.to_u32())));
+            return Err(Error::InvalidArgument(format!(
+                "p_table: relation {} does not exist",
+                table.to_u32()
+            )));
         }
         let row = check.first();
         let name: String = row.get(1)?.unwrap_or_default();
@@ -271,7 +312,9 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
         let id_unique: bool = row.get(4)?.unwrap_or(false);
         let relkind: Option<i8> = row.get(5)?;
         if !matches!(relkind.map(|k| k as u8), Some(b'r') | Some(b'p')) {
-            return Err(Error::InvalidArgument(format!("p_table: {name} is not a table")));
+            return Err(Error::InvalidArgument(format!(
+                "p_table: {name} is not a table"
+            )));
         }
         if id_type.as_deref() != Some("uuid") || !id_unique {
             return Err(Error::InvalidArgument(format!(
@@ -290,7 +333,10 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
             &[table.into(), owner.into()],
         )?;
         for scoped in TENANT_SCOPED_TABLES {
-            let constraint = format!("{}_business_id_fkey", scoped.rsplit('.').next().unwrap_or(scoped));
+            let constraint = format!(
+                "{}_business_id_fkey",
+                scoped.rsplit('.').next().unwrap_or(scoped)
+            );
             let exists = c
                 .select(
                     "SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1::regclass AND conname = $2",
@@ -300,7 +346,11 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
                 .len()
                 > 0;
             if exists {
-                c.update(&format!("ALTER TABLE {scoped} DROP CONSTRAINT {constraint}"), None, &[])?;
+                c.update(
+                    &format!("ALTER TABLE {scoped} DROP CONSTRAINT {constraint}"),
+                    None,
+                    &[],
+                )?;
             }
             c.update(
                 &format!(

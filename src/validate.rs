@@ -16,7 +16,11 @@ pub fn one_of(arg: &str, what: &str, value: &str, allowed: &[&str]) -> Result<()
 
 /// Truncates and escapes a caller's value for an error message.
 pub fn printable(value: &str) -> String {
-    let mut out: String = value.chars().take(64).flat_map(char::escape_default).collect();
+    let mut out: String = value
+        .chars()
+        .take(64)
+        .flat_map(char::escape_default)
+        .collect();
     if value.chars().count() > 64 {
         out.push('…');
     }
@@ -27,17 +31,26 @@ pub fn printable(value: &str) -> String {
 /// one `@`, a non-empty local part of printable ASCII without spaces or
 /// specials, and a domain of dot-separated labels with a TLD of 2+ letters.
 pub fn email(arg: &str, value: &str) -> Result<(), String> {
-    let bad = || Err(format!("{arg}: \"{}\" is not a valid e-mail address", printable(value)));
+    let bad = || {
+        Err(format!(
+            "{arg}: \"{}\" is not a valid e-mail address",
+            printable(value)
+        ))
+    };
     if value.len() > 254 {
         return bad();
     }
-    let Some((local, domain)) = value.split_once('@') else { return bad() };
+    let Some((local, domain)) = value.split_once('@') else {
+        return bad();
+    };
     if local.is_empty()
         || local.len() > 64
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
-        || !local.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b))
+        || !local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b))
     {
         return bad();
     }
@@ -59,15 +72,26 @@ fn hostname(host: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
 /// An absolute http(s) URL with a host name (or `localhost`), an optional port
 /// and no credentials, spaces or control characters. `https_only` refuses http.
 pub fn url(arg: &str, value: &str, https_only: bool) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("{arg}: \"{}\" is not a valid {why}", printable(value)));
-    let what = if https_only { "https URL" } else { "http(s) URL" };
+    let bad = |why: &str| {
+        Err(format!(
+            "{arg}: \"{}\" is not a valid {why}",
+            printable(value)
+        ))
+    };
+    let what = if https_only {
+        "https URL"
+    } else {
+        "http(s) URL"
+    };
     if value.len() > 2048 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad(what);
     }
@@ -91,7 +115,11 @@ pub fn url(arg: &str, value: &str, https_only: bool) -> Result<(), String> {
         None => (authority, None),
     };
     if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u32>().map_or(true, |n| n == 0 || n > 65535) {
+        if p.is_empty()
+            || p.len() > 5
+            || !p.bytes().all(|b| b.is_ascii_digit())
+            || p.parse::<u32>().map_or(true, |n| n == 0 || n > 65535)
+        {
             return bad(what);
         }
     }
@@ -107,12 +135,32 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.com", "x_y@example.io", "o'neil@example.org"] {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@sub.example.com",
+            "x_y@example.io",
+            "o'neil@example.org",
+        ] {
             assert_eq!(email("e", ok), Ok(()), "{ok}");
         }
-        for bad in ["", "plain", "@example.com", "a@", "a@b", "a@b.c", "a b@example.com", "a@exa mple.com",
-                    "a..b@example.com", ".a@example.com", "a@-example.com", "a@example..com", "a@b@c.com",
-                    "a@example.c0m", "<a@example.com>", "a@example.com\n"] {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@b.c",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a..b@example.com",
+            ".a@example.com",
+            "a@-example.com",
+            "a@example..com",
+            "a@b@c.com",
+            "a@example.c0m",
+            "<a@example.com>",
+            "a@example.com\n",
+        ] {
             let e = email("p_sender_email", bad).unwrap_err();
             assert!(e.starts_with("p_sender_email: "), "{e}");
         }
@@ -120,12 +168,28 @@ mod tests {
 
     #[test]
     fn urls() {
-        for ok in ["https://example.com", "http://blog.example.com/path?q=1#x", "https://my-site.wixsite.com/blog",
-                   "http://localhost:8080", "https://example.com:443/wp-json"] {
+        for ok in [
+            "https://example.com",
+            "http://blog.example.com/path?q=1#x",
+            "https://my-site.wixsite.com/blog",
+            "http://localhost:8080",
+            "https://example.com:443/wp-json",
+        ] {
             assert_eq!(url("u", ok, false), Ok(()), "{ok}");
         }
-        for bad in ["", "example.com", "ftp://example.com", "https://", "https://exa mple.com", "https://user:pw@example.com",
-                    "javascript:alert(1)", "https://example.com:99999", "https://-bad.com", "http://nodots", "https://example.com\r\n"] {
+        for bad in [
+            "",
+            "example.com",
+            "ftp://example.com",
+            "https://",
+            "https://exa mple.com",
+            "https://user:pw@example.com",
+            "javascript:alert(1)",
+            "https://example.com:99999",
+            "https://-bad.com",
+            "http://nodots",
+            "https://example.com\r\n",
+        ] {
             assert!(url("p_site_url", bad, false).is_err(), "{bad}");
         }
         assert!(url("api_endpoint", "http://example.com", true).is_err());
@@ -135,8 +199,17 @@ mod tests {
     #[test]
     fn providers_and_messages() {
         assert!(one_of("p_provider", "AI avatar provider", "heygen", &["heygen"]).is_ok());
-        let e = one_of("p_provider", "AI avatar provider", "synthesia\n", &["heygen"]).unwrap_err();
-        assert_eq!(e, "p_provider: invalid AI avatar provider \"synthesia\\n\"; expected one of: heygen");
+        let e = one_of(
+            "p_provider",
+            "AI avatar provider",
+            "synthesia\n",
+            &["heygen"],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "p_provider: invalid AI avatar provider \"synthesia\\n\"; expected one of: heygen"
+        );
         let long = "x".repeat(100);
         assert!(printable(&long).ends_with('…'));
     }

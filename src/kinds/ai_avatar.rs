@@ -12,15 +12,48 @@ pub static KIND: Kind = Kind {
     label: "AI avatar provider",
     providers: &["heygen"],
     options: [
-        OptionArg { column: "avatar_id", arg: "p_avatar_id", check: None },
-        OptionArg { column: "voice_id", arg: "p_voice_id", check: None },
+        OptionArg {
+            column: "avatar_id",
+            arg: "p_avatar_id",
+            check: None,
+        },
+        OptionArg {
+            column: "voice_id",
+            arg: "p_voice_id",
+            check: None,
+        },
     ],
-    columns: ["id", "provider", "avatar_id", "voice_id", "provider_config", "status", "validated_at", "secret_id"],
+    columns: [
+        "id",
+        "provider",
+        "avatar_id",
+        "voice_id",
+        "provider_config",
+        "status",
+        "validated_at",
+        "secret_id",
+    ],
     statements: crate::kind_statements!("ai_avatar_integrations", "avatar_id", "voice_id"),
     secret_description: "AI avatar provider API key",
 };
 
-sql_function!(pg_finfo_pgi_set_ai_avatar_integration, pgi_set_ai_avatar_integration, |fcinfo| { super::set(&KIND, fcinfo) });
-sql_function!(pg_finfo_pgi_get_ai_avatar_integration, pgi_get_ai_avatar_integration, |fcinfo| { super::get(&KIND, fcinfo) });
-sql_function!(pg_finfo_pgi_get_ai_avatar_secret, pgi_get_ai_avatar_secret, |fcinfo| { super::get_secret(&KIND, fcinfo) });
-sql_function!(pg_finfo_pgi_delete_ai_avatar_integration, pgi_delete_ai_avatar_integration, |fcinfo| { super::delete(&KIND, fcinfo) });
+sql_function!(
+    pg_finfo_pgi_set_ai_avatar_integration,
+    pgi_set_ai_avatar_integration,
+    |fcinfo| { super::set(&KIND, fcinfo) }
+);
+sql_function!(
+    pg_finfo_pgi_get_ai_avatar_integration,
+    pgi_get_ai_avatar_integration,
+    |fcinfo| { super::get(&KIND, fcinfo) }
+);
+sql_function!(
+    pg_finfo_pgi_get_ai_avatar_secret,
+    pgi_get_ai_avatar_secret,
+    |fcinfo| { super::get_secret(&KIND, fcinfo) }
+);
+sql_function!(
+    pg_finfo_pgi_delete_ai_avatar_integration,
+    pgi_delete_ai_avatar_integration,
+    |fcinfo| { super::delete(&KIND, fcinfo) }
+);

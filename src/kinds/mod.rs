@@ -125,11 +125,16 @@ macro_rules! kind_statements {
 }
 
 pub(crate) fn required_business(fcinfo: pg_sys::FunctionCallInfo) -> Result<Uuid> {
-    unsafe { fcall::arg::<Uuid>(fcinfo, 0) }.ok_or_else(|| Error::InvalidArgument("p_business_id must not be null".into()))
+    unsafe { fcall::arg::<Uuid>(fcinfo, 0) }
+        .ok_or_else(|| Error::InvalidArgument("p_business_id must not be null".into()))
 }
 
 /// An optional text argument: `None` keeps the column, `Some("")` clears it.
-fn option_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize, opt: &OptionArg) -> Result<Option<String>> {
+fn option_arg(
+    fcinfo: pg_sys::FunctionCallInfo,
+    n: usize,
+    opt: &OptionArg,
+) -> Result<Option<String>> {
     let v = unsafe { fcall::arg::<String>(fcinfo, n) };
     if let (Some(value), Some(check)) = (&v, opt.check) {
         if !value.is_empty() {
@@ -140,19 +145,23 @@ fn option_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize, opt: &OptionArg) -> Re
 }
 
 /// A JSONB object argument, as a raw datum; `None` for NULL.
-pub(crate) fn object_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize, name: &str) -> Result<Option<pg_sys::Datum>> {
+pub(crate) fn object_arg(
+    fcinfo: pg_sys::FunctionCallInfo,
+    n: usize,
+    name: &str,
+) -> Result<Option<pg_sys::Datum>> {
     match unsafe { fcall::arg_datum(fcinfo, n) } {
         None => Ok(None),
         Some(d) if unsafe { fcall::jsonb_is_object(d) } => Ok(Some(d)),
-        Some(_) => Err(Error::InvalidArgument(format!("{name} must be a JSON object"))),
+        Some(_) => Err(Error::InvalidArgument(format!(
+            "{name} must be a JSON object"
+        ))),
     }
 }
 
 pub fn jsonb_arg<'a>(d: Option<pg_sys::Datum>) -> pgrx::datum::DatumWithOid<'a> {
     match d {
-        Some(d) => unsafe {
-            pgrx::datum::DatumWithOid::new(d, pg_sys::JSONBOID)
-        },
+        Some(d) => unsafe { pgrx::datum::DatumWithOid::new(d, pg_sys::JSONBOID) },
         None => pgrx::datum::DatumWithOid::null_oid(pg_sys::JSONBOID),
     }
 }
@@ -163,7 +172,8 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
     let caller = tenancy::authorize(&business)?;
     let provider = unsafe { fcall::arg::<String>(fcinfo, 1) }
         .ok_or_else(|| Error::InvalidArgument("p_provider must not be null".into()))?;
-    validate::one_of("p_provider", kind.label, &provider, kind.providers).map_err(Error::InvalidArgument)?;
+    validate::one_of("p_provider", kind.label, &provider, kind.providers)
+        .map_err(Error::InvalidArgument)?;
     let api_key = unsafe { fcall::arg::<&str>(fcinfo, 2) }
         .ok_or_else(|| Error::InvalidArgument("p_api_key must not be null".into()))?;
     if api_key.trim().is_empty() {
@@ -180,13 +190,19 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
     let known = direct::with_snapshot(|| {
         let rel = direct::rel("public", kind.table, &kind.columns)?;
         let (p, sid, id) = (rel.att("provider")?, rel.att("secret_id")?, rel.att("id")?);
-        direct::find_in(c"public", kind.unique_index, &rel, &[direct::uuid_key(1, &business)], |row| {
-            if row.get::<&str>(p) == Some(provider.as_str()) {
-                Ok(Some((row.get::<Uuid>(id), row.get::<Uuid>(sid))))
-            } else {
-                Ok(None)
-            }
-        })
+        direct::find_in(
+            c"public",
+            kind.unique_index,
+            &rel,
+            &[direct::uuid_key(1, &business)],
+            |row| {
+                if row.get::<&str>(p) == Some(provider.as_str()) {
+                    Ok(Some((row.get::<Uuid>(id), row.get::<Uuid>(sid))))
+                } else {
+                    Ok(None)
+                }
+            },
+        )
     })?;
     let id = Spi::connect_mut(|c| -> Result<Uuid> {
         if let Some((Some(_), Some(secret))) = known {
@@ -209,7 +225,10 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
                 ],
             )?;
             if !rows.is_empty() {
-                return rows.first().get::<Uuid>(1)?.ok_or_else(|| Error::Internal("no id".into()));
+                return rows
+                    .first()
+                    .get::<Uuid>(1)?
+                    .ok_or_else(|| Error::Internal("no id".into()));
             }
             // The row changed under us: take the general path.
         }
@@ -218,7 +237,13 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
             let updated = c.update(
                 plan,
                 None,
-                &[business.into(), provider.as_str().into(), opt1.as_deref().into(), opt2.as_deref().into(), jsonb_arg(config)],
+                &[
+                    business.into(),
+                    provider.as_str().into(),
+                    opt1.as_deref().into(),
+                    opt2.as_deref().into(),
+                    jsonb_arg(config),
+                ],
             )?;
             if !updated.is_empty() {
                 let row = updated.first();
@@ -229,42 +254,79 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
                     None => false,
                 };
                 if !replaced {
-                    let s = secrets::create(c, business, api_key.as_bytes().to_vec(), kind.secret_description)?;
+                    let s = secrets::create(
+                        c,
+                        business,
+                        api_key.as_bytes().to_vec(),
+                        kind.secret_description,
+                    )?;
                     let plan = plans::plan(c, &st.attach_secret)?;
                     c.update(plan, None, &[id.into(), s.into()])?;
                 }
                 return Ok(id);
             }
-            let s = secrets::create(c, business, api_key.as_bytes().to_vec(), kind.secret_description)?;
+            let s = secrets::create(
+                c,
+                business,
+                api_key.as_bytes().to_vec(),
+                kind.secret_description,
+            )?;
             let plan = plans::plan(c, &st.insert)?;
             let inserted = c.update(
                 plan,
                 None,
-                &[business.into(), provider.as_str().into(), s.into(), opt1.as_deref().into(), opt2.as_deref().into(), jsonb_arg(config)],
+                &[
+                    business.into(),
+                    provider.as_str().into(),
+                    s.into(),
+                    opt1.as_deref().into(),
+                    opt2.as_deref().into(),
+                    jsonb_arg(config),
+                ],
             )?;
             if !inserted.is_empty() {
-                return inserted.first().get::<Uuid>(1)?.ok_or_else(|| Error::Internal("no id".into()));
+                return inserted
+                    .first()
+                    .get::<Uuid>(1)?
+                    .ok_or_else(|| Error::Internal("no id".into()));
             }
             // Another session inserted the row first: drop our secret, update theirs.
             secrets::delete(c, s)?;
         }
     })?;
-    audit::record(&caller, Action::Set, kind.name, &business, Some(&provider), Some(&id))?;
+    audit::record(
+        &caller,
+        Action::Set,
+        kind.name,
+        &business,
+        Some(&provider),
+        Some(&id),
+    )?;
     Ok(fcall::datum(id))
 }
 
 /// The active row of `business`, handed to `f` while it is pinned.
-fn active_row<T>(kind: &'static Kind, business: &Uuid, f: impl FnMut(&direct::Row, &direct::RelInfo) -> Result<Option<T>>) -> Result<Option<T>> {
+fn active_row<T>(
+    kind: &'static Kind,
+    business: &Uuid,
+    f: impl FnMut(&direct::Row, &direct::RelInfo) -> Result<Option<T>>,
+) -> Result<Option<T>> {
     let rel = direct::rel("public", kind.table, &kind.columns)?;
     let status = rel.att("status")?;
     let mut f = f;
-    direct::find_in(c"public", kind.unique_index, &rel, &[direct::uuid_key(1, business)], |row| {
-        if row.get::<&str>(status) == Some("active") {
-            f(row, &rel)
-        } else {
-            Ok(None)
-        }
-    })
+    direct::find_in(
+        c"public",
+        kind.unique_index,
+        &rel,
+        &[direct::uuid_key(1, business)],
+        |row| {
+            if row.get::<&str>(status) == Some("active") {
+                f(row, &rel)
+            } else {
+                Ok(None)
+            }
+        },
+    )
 }
 
 pub fn get(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
@@ -304,14 +366,29 @@ fn read_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<
         )));
     }
     let row = active_row(kind, &business, |row, rel| {
-        Ok(Some((row.get::<Uuid>(rel.att("id")?), row.get::<Uuid>(rel.att("secret_id")?), row.get::<String>(rel.att("provider")?))))
+        Ok(Some((
+            row.get::<Uuid>(rel.att("id")?),
+            row.get::<Uuid>(rel.att("secret_id")?),
+            row.get::<String>(rel.att("provider")?),
+        )))
     })?;
     let found = match row {
-        Some((Some(id), Some(secret_id), provider)) => secrets::read(secret_id)?.map(|v| (id, provider, v)),
+        Some((Some(id), Some(secret_id), provider)) => {
+            secrets::read(secret_id)?.map(|v| (id, provider, v))
+        }
         _ => None,
     };
-    let Some((id, provider, value)) = found else { return Ok(unsafe { fcall::null(fcinfo) }) };
-    audit::record(&caller, Action::ReadSecret, kind.name, &business, provider.as_deref(), Some(&id))?;
+    let Some((id, provider, value)) = found else {
+        return Ok(unsafe { fcall::null(fcinfo) });
+    };
+    audit::record(
+        &caller,
+        Action::ReadSecret,
+        kind.name,
+        &business,
+        provider.as_deref(),
+        Some(&id),
+    )?;
     Ok(fcall::datum(value))
 }
 
@@ -327,8 +404,14 @@ pub fn delete(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<p
         Ok(out)
     })?;
     for (id, provider) in deleted {
-        audit::record(&caller, Action::Delete, kind.name, &business, provider.as_deref(), id.as_ref())?;
+        audit::record(
+            &caller,
+            Action::Delete,
+            kind.name,
+            &business,
+            provider.as_deref(),
+            id.as_ref(),
+        )?;
     }
     Ok(fcall::void())
 }
-

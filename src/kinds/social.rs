@@ -46,67 +46,121 @@ static DELETE: Statement = Statement {
 /// The profile row of `business` as a composite datum.
 fn profile(business: &Uuid) -> Result<Option<pg_sys::Datum>> {
     let rel = direct::rel("public", "upload_post_profiles", &[])?;
-    direct::find_in(c"public", c"unique_upload_post_business", &rel, &[direct::uuid_key(1, business)], |row| {
-        Ok(Some(row.composite()))
-    })
+    direct::find_in(
+        c"public",
+        c"unique_upload_post_business",
+        &rel,
+        &[direct::uuid_key(1, business)],
+        |row| Ok(Some(row.composite())),
+    )
 }
 
-sql_function!(pg_finfo_pgi_get_or_create_upload_post_profile, pgi_get_or_create_upload_post_profile, |fcinfo| {
-    let business = super::required_business(fcinfo)?;
-    let caller = tenancy::authorize(&business)?;
-    if let Some(row) = profile(&business)? {
-        return Ok(row);
-    }
-    let created = Spi::connect_mut(|c| -> Result<Option<Uuid>> {
-        let plan = plans::plan(c, &CREATE)?;
-        let rows = c.update(plan, None, &[business.into(), username(&business).into()])?;
-        Ok(if rows.is_empty() { None } else { rows.first().get::<Uuid>(1)? })
-    })?;
-    if let Some(id) = created {
-        audit::record(&caller, Action::Set, KIND, &business, Some("upload_post"), Some(&id))?;
-    }
-    profile(&business)?.ok_or_else(|| Error::Internal("the new profile is not visible".into()))
-});
-
-sql_function!(pg_finfo_pgi_set_upload_post_social_accounts, pgi_set_upload_post_social_accounts, |fcinfo| {
-    let business = super::required_business(fcinfo)?;
-    let caller = tenancy::authorize(&business)?;
-    let accounts = super::object_arg(fcinfo, 1, "p_social_accounts")?
-        .ok_or_else(|| Error::InvalidArgument("p_social_accounts must not be null".into()))?;
-    let id = Spi::connect_mut(|c| -> Result<Option<Uuid>> {
-        let plan = plans::plan(c, &SET_ACCOUNTS)?;
-        let rows = c.update(plan, None, &[business.into(), username(&business).into(), super::jsonb_arg(Some(accounts))])?;
-        Ok(rows.first().get::<Uuid>(1)?)
-    })?;
-    audit::record(&caller, Action::Set, KIND, &business, Some("upload_post"), id.as_ref())?;
-    Ok(fcall::void())
-});
-
-sql_function!(pg_finfo_pgi_delete_upload_post_profile, pgi_delete_upload_post_profile, |fcinfo| {
-    let business = super::required_business(fcinfo)?;
-    let caller = tenancy::authorize(&business)?;
-    let ids = Spi::connect_mut(|c| -> Result<Vec<Uuid>> {
-        let plan = plans::plan(c, &DELETE)?;
-        let mut out = Vec::new();
-        for row in c.update(plan, None, &[business.into()])? {
-            out.extend(row.get::<Uuid>(1)?);
+sql_function!(
+    pg_finfo_pgi_get_or_create_upload_post_profile,
+    pgi_get_or_create_upload_post_profile,
+    |fcinfo| {
+        let business = super::required_business(fcinfo)?;
+        let caller = tenancy::authorize(&business)?;
+        if let Some(row) = profile(&business)? {
+            return Ok(row);
         }
-        Ok(out)
-    })?;
-    for id in ids {
-        audit::record(&caller, Action::Delete, KIND, &business, Some("upload_post"), Some(&id))?;
+        let created = Spi::connect_mut(|c| -> Result<Option<Uuid>> {
+            let plan = plans::plan(c, &CREATE)?;
+            let rows = c.update(plan, None, &[business.into(), username(&business).into()])?;
+            Ok(if rows.is_empty() {
+                None
+            } else {
+                rows.first().get::<Uuid>(1)?
+            })
+        })?;
+        if let Some(id) = created {
+            audit::record(
+                &caller,
+                Action::Set,
+                KIND,
+                &business,
+                Some("upload_post"),
+                Some(&id),
+            )?;
+        }
+        profile(&business)?.ok_or_else(|| Error::Internal("the new profile is not visible".into()))
     }
-    Ok(fcall::void())
-});
+);
+
+sql_function!(
+    pg_finfo_pgi_set_upload_post_social_accounts,
+    pgi_set_upload_post_social_accounts,
+    |fcinfo| {
+        let business = super::required_business(fcinfo)?;
+        let caller = tenancy::authorize(&business)?;
+        let accounts = super::object_arg(fcinfo, 1, "p_social_accounts")?
+            .ok_or_else(|| Error::InvalidArgument("p_social_accounts must not be null".into()))?;
+        let id = Spi::connect_mut(|c| -> Result<Option<Uuid>> {
+            let plan = plans::plan(c, &SET_ACCOUNTS)?;
+            let rows = c.update(
+                plan,
+                None,
+                &[
+                    business.into(),
+                    username(&business).into(),
+                    super::jsonb_arg(Some(accounts)),
+                ],
+            )?;
+            Ok(rows.first().get::<Uuid>(1)?)
+        })?;
+        audit::record(
+            &caller,
+            Action::Set,
+            KIND,
+            &business,
+            Some("upload_post"),
+            id.as_ref(),
+        )?;
+        Ok(fcall::void())
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_delete_upload_post_profile,
+    pgi_delete_upload_post_profile,
+    |fcinfo| {
+        let business = super::required_business(fcinfo)?;
+        let caller = tenancy::authorize(&business)?;
+        let ids = Spi::connect_mut(|c| -> Result<Vec<Uuid>> {
+            let plan = plans::plan(c, &DELETE)?;
+            let mut out = Vec::new();
+            for row in c.update(plan, None, &[business.into()])? {
+                out.extend(row.get::<Uuid>(1)?);
+            }
+            Ok(out)
+        })?;
+        for id in ids {
+            audit::record(
+                &caller,
+                Action::Delete,
+                KIND,
+                &business,
+                Some("upload_post"),
+                Some(&id),
+            )?;
+        }
+        Ok(fcall::void())
+    }
+);
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn usernames_are_stable_lowercase_and_url_safe() {
-        let b = pgrx::Uuid::from_bytes([0x6f, 0x1c, 0x2b, 0x1e, 0x4d, 0x2a, 0x4c, 0x53, 0x9a, 0x77, 0x3f, 0x0e, 0x8f, 0x2f, 0x0a, 0x01]);
+        let b = pgrx::Uuid::from_bytes([
+            0x6f, 0x1c, 0x2b, 0x1e, 0x4d, 0x2a, 0x4c, 0x53, 0x9a, 0x77, 0x3f, 0x0e, 0x8f, 0x2f,
+            0x0a, 0x01,
+        ]);
         let u = super::username(&b);
         assert_eq!(u, "biz_6f1c2b1e4d2a4c539a773f0e8f2f0a01");
         assert_eq!(u, super::username(&b));
-        assert!(u.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'));
+        assert!(u
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'));
     }
 }

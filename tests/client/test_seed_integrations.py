@@ -163,3 +163,45 @@ def test_failed_calls_keep_the_api_key_out_of_the_log(tenant_db):
     log = server_log()
     assert control in log
     assert marker not in log
+
+
+def test_dump_and_restore_with_a_tenant_table(tenant_db, admin, tmp_path):
+    """Every table of the extension travels in the dump and every key still
+    opens; the foreign keys to the app's tenant table (constraints on extension
+    tables, which pg_dump leaves out) come back with one re-attach call."""
+    import subprocess
+    from conftest import PGBIN, PORT
+    with connect(tenant_db) as c:
+        c.execute("SELECT set_ai_avatar_integration(%s, 'heygen', 'hg_dump', 'a', 'v')", [B1])
+        c.execute("SELECT set_email_integration(%s, 'brevo', 'xkeysib-dump', 'S', 'x@example.com')", [B1])
+        c.execute("SELECT set_blog_integration(%s, 'wix', 'wix-dump', 'https://two.example')", [B2])
+        c.execute("SELECT set_upload_post_social_accounts(%s, '{\"x\":\"@one\"}')", [B1])
+        c.execute("INSERT INTO integrations.business_members VALUES (%s, %s, 'admin')", [B1, OWNER2])
+        audit = c.execute("SELECT count(*) FROM integrations.audit_log").fetchone()[0]
+    target = tenant_db + "_restored"
+    admin.execute(f'DROP DATABASE IF EXISTS "{target}"')
+    admin.execute(f'CREATE DATABASE "{target}"')
+    args = ["-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres"]
+    try:
+        dump = tmp_path / "db.dump"
+        subprocess.run([f"{PGBIN}/pg_dump", *args, "-Fc", "-f", str(dump), tenant_db], check=True)
+        subprocess.run([f"{PGBIN}/pg_restore", *args, "--exit-on-error", "-d", target, str(dump)], check=True)
+        with connect(target) as c:
+            assert c.execute("SELECT count(*) FROM integrations.audit_log").fetchone()[0] == audit
+            assert c.execute("SELECT get_ai_avatar_secret(%s), get_email_secret(%s), get_blog_secret(%s)",
+                             [B1, B1, B2]).fetchone() == ("hg_dump", "xkeysib-dump", "wix-dump")
+            assert c.execute("SELECT social_accounts FROM upload_post_profiles WHERE business_id = %s",
+                             [B1]).fetchone()[0] == {"x": "@one"}
+            assert c.execute("SELECT count(*) FROM integrations.business_members").fetchone()[0] == 1
+            fks = "SELECT count(*) FROM pg_constraint WHERE confrelid = 'public.businesses'::regclass"
+            assert c.execute(fks).fetchone()[0] == 0
+            c.execute("SELECT integrations.attach_tenant_table(table_name, owner_column) FROM integrations.tenant_table")
+            assert c.execute(fks).fetchone()[0] == 6
+            # the owner still acts on its business, and a cascade deletes everything
+            rows = rpc(c, "get_ai_avatar_integration", {"p_business_id": B1}, role="authenticated",
+                       claims=user(OWNER1), types=T, volatile=False, returns_set=True, scalar=False)
+            assert [r["provider"] for r in rows] == ["heygen"]
+            c.execute("DELETE FROM public.businesses WHERE id = %s", [B1])
+            assert c.execute("SELECT count(*) FROM integrations.secrets WHERE business_id = %s", [B1]).fetchone()[0] == 0
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
