@@ -28,13 +28,13 @@ GRANT EXECUTE ON FUNCTION
 TO service_role, integrations_admin;
 
 COMMENT ON FUNCTION integrations.create_secret(uuid, text, text) IS
-    'Encrypts p_secret (AES-256-GCM under the active data key, bound to the new id and p_business_id) and stores it; returns the secret id. Privileged callers only. 22023 on NULL or oversized input.';
+    'Encrypts p_secret (AES-256-GCM under the active data key, bound to the new id and p_business_id) and stores it; returns the secret id. Privileged callers only. 22023 on NULL or oversized input. Audited.';
 COMMENT ON FUNCTION integrations.update_secret(uuid, text) IS
-    'Replaces the value of secret p_secret_id, sealed under the active data key. PT404 (P0002 inside the database) if there is no such secret. Privileged callers only.';
+    'Replaces the value of secret p_secret_id, sealed under the active data key. PT404 (P0002 inside the database) if there is no such secret. Privileged callers only. Audited.';
 COMMENT ON FUNCTION integrations.read_secret(uuid) IS
-    'Decrypts and returns secret p_secret_id, or NULL if there is none. XX001 if the stored ciphertext was altered or moved; 55000 if the master key is missing or wrong. Privileged callers only.';
+    'Decrypts and returns secret p_secret_id, or NULL if there is none. XX001 if the stored ciphertext was altered or moved; 55000 if the master key is missing or wrong. Privileged callers only. Every read is audited, so it needs a read-write transaction.';
 COMMENT ON FUNCTION integrations.delete_secret(uuid) IS
-    'Deletes secret p_secret_id; returns whether it existed. Privileged callers only.';
+    'Deletes secret p_secret_id; returns whether it existed. Privileged callers only. Audited.';
 COMMENT ON FUNCTION integrations.rotate_data_key() IS
     'Makes a new random data key active (the old one is retired but still opens its secrets) and returns its id. Follow with integrations.reencrypt_secrets() until it returns 0.';
 COMMENT ON FUNCTION integrations.rotate_master_key() IS

@@ -10,6 +10,8 @@ use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 
 use crate::access::require_privileged;
+use crate::audit::{self, Action};
+use crate::tenancy::Caller;
 use crate::crypto::{self, CryptoError};
 use crate::direct;
 use crate::error::{statement_holds_secret, Error, OrRaise, Result};
@@ -53,7 +55,7 @@ static REENCRYPT_ONE: Statement = Statement {
     mutating: true,
 };
 static DELETE_SECRET: Statement = Statement {
-    sql: "DELETE FROM integrations.secrets WHERE id = $1",
+    sql: "DELETE FROM integrations.secrets WHERE id = $1 RETURNING business_id",
     args: &[BuiltinOid::UUIDOID],
     mutating: true,
 };
@@ -122,9 +124,10 @@ pub(crate) fn open(
     )))
 }
 
-/// Read and decrypt one secret; `None` when there is no such secret. With the
-/// data key cached (the common case) this runs no SQL at all.
-pub(crate) fn read(id: Uuid) -> Result<Option<String>> {
+/// Read and decrypt one secret, with the business it belongs to; `None` when
+/// there is no such secret. With the data key cached (the common case) this
+/// runs no SQL at all.
+pub(crate) fn read(id: Uuid) -> Result<Option<(String, Uuid)>> {
     let Some(row) = direct::fetch_secret(id)? else {
         return Ok(None);
     };
@@ -151,7 +154,7 @@ pub(crate) fn read(id: Uuid) -> Result<Option<String>> {
         })?,
     };
     String::from_utf8(std::mem::take(&mut *plaintext))
-        .map(Some)
+        .map(|v| Some((v, row.business_id)))
         .map_err(|_| Error::Corrupted(format!("secret {id} is not valid UTF-8 text")))
 }
 
@@ -183,12 +186,13 @@ pub(crate) fn create(
     Ok(id)
 }
 
-/// Replace a secret's value; `false` when there is no such secret.
-pub(crate) fn update(client: &mut SpiClient<'_>, id: Uuid, plaintext: Vec<u8>) -> Result<bool> {
+/// Replace a secret's value; the business it belongs to, or `None` when there
+/// is no such secret.
+pub(crate) fn update(client: &mut SpiClient<'_>, id: Uuid, plaintext: Vec<u8>) -> Result<Option<Uuid>> {
     let plan = plans::plan(client, &SELECT_OWNER)?;
     let rows = client.select(plan, Some(1), &[id.into()])?;
     if rows.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let business: Uuid = required(rows.first().get(1)?, "business_id")?;
     let (key_id, sealed) = seal(client, id, business, plaintext)?;
@@ -203,7 +207,7 @@ pub(crate) fn update(client: &mut SpiClient<'_>, id: Uuid, plaintext: Vec<u8>) -
             sealed.ciphertext.as_slice().into(),
         ],
     )?;
-    Ok(!done.is_empty())
+    Ok((!done.is_empty()).then_some(business))
 }
 
 /// Replace the value of secret `id` of `business` (whose owner the caller
@@ -230,10 +234,19 @@ pub(crate) fn replace(
     Ok(!done.is_empty())
 }
 
-/// Delete a secret; `false` when there was none.
-pub(crate) fn delete(client: &mut SpiClient<'_>, id: Uuid) -> Result<bool> {
+/// Delete a secret; the business it belonged to, or `None` when there was none.
+pub(crate) fn delete(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<Uuid>> {
     let plan = plans::plan(client, &DELETE_SECRET)?;
-    Ok(!client.update(plan, None, &[id.into()])?.is_empty())
+    let rows = client.update(plan, None, &[id.into()])?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(rows.first().get::<Uuid>(1)?)
+}
+
+/// Audit a direct use of the secret store (kind `secret`).
+fn audit_secret(action: Action, business: &Uuid, id: &Uuid) -> Result<()> {
+    audit::record(&Caller::current(), action, "secret", business, None, Some(id))
 }
 
 fn description(p: Option<&str>) -> Result<&str> {
@@ -303,7 +316,9 @@ mod integrations {
             let business = required(p_business_id, "p_business_id")?;
             let plaintext = checked_secret(p_secret)?;
             let description = description(p_description)?;
-            Spi::connect_mut(|c| create(c, business, plaintext, description))
+            let id = Spi::connect_mut(|c| create(c, business, plaintext, description))?;
+            audit_secret(Action::Set, &business, &id)?;
+            Ok(id)
         })()
         .or_raise()
     }
@@ -316,10 +331,9 @@ mod integrations {
             require_privileged("integrations.update_secret")?;
             let id = required(p_secret_id, "p_secret_id")?;
             let plaintext = checked_secret(p_secret)?;
-            if Spi::connect_mut(|c| update(c, id, plaintext))? {
-                Ok(())
-            } else {
-                Err(Error::NotFound(format!("secret {id} does not exist")))
+            match Spi::connect_mut(|c| update(c, id, plaintext))? {
+                Some(business) => audit_secret(Action::Set, &business, &id),
+                None => Err(Error::NotFound(format!("secret {id} does not exist"))),
             }
         })()
         .or_raise()
@@ -333,7 +347,11 @@ mod integrations {
             let Some(id) = p_secret_id else {
                 return Ok(None);
             };
-            read(id)
+            let Some((value, business)) = read(id)? else {
+                return Ok(None);
+            };
+            audit_secret(Action::ReadSecret, &business, &id)?;
+            Ok(Some(value))
         })()
         .or_raise()
     }
@@ -346,7 +364,10 @@ mod integrations {
             let Some(id) = p_secret_id else {
                 return Ok(false);
             };
-            Spi::connect_mut(|c| delete(c, id))
+            match Spi::connect_mut(|c| delete(c, id))? {
+                Some(business) => audit_secret(Action::Delete, &business, &id).map(|_| true),
+                None => Ok(false),
+            }
         })()
         .or_raise()
     }

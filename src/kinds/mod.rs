@@ -374,7 +374,7 @@ fn read_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<
     })?;
     let found = match row {
         Some((Some(id), Some(secret_id), provider)) => {
-            secrets::read(secret_id)?.map(|v| (id, provider, v))
+            secrets::read(secret_id)?.map(|(v, _)| (id, provider, v))
         }
         _ => None,
     };
