@@ -1,6 +1,9 @@
--- pg_integrations walk-through: the encrypted secret store.
+-- pg_integrations walk-through: the encrypted secret store, then the
+-- seed-compatible integrations with tenant authorization.
 -- Run by `make demo` against a fresh database; every step prints its result.
 \set ON_ERROR_STOP 1
+-- a failing step inside a transaction rolls back to before that step only
+\set ON_ERROR_ROLLBACK on
 \pset footer off
 \echo
 \echo '== 1. Install the extension'
@@ -26,6 +29,8 @@ SET ROLE authenticated;
 SELECT integrations.read_secret(:'stripe_secret_id');
 SELECT * FROM integrations.secrets;
 \set ON_ERROR_STOP 1
+-- a failing step inside a transaction rolls back to before that step only
+\set ON_ERROR_ROLLBACK on
 RESET ROLE;
 
 \echo
@@ -36,6 +41,8 @@ FROM integrations.secrets WHERE id = :'stripe_secret_id';
 \set ON_ERROR_STOP 0
 SELECT integrations.read_secret('00000000-0000-4000-8000-0000000000aa');
 \set ON_ERROR_STOP 1
+-- a failing step inside a transaction rolls back to before that step only
+\set ON_ERROR_ROLLBACK on
 DELETE FROM integrations.secrets WHERE id = '00000000-0000-4000-8000-0000000000aa';
 
 \echo
@@ -62,6 +69,7 @@ SELECT integrations.read_secret(:'mailer_secret_id') AS gone_reads_as_null;
 \echo '== 9. Attach the app''s tenant table (Supabase-style businesses, owner column profile_id)'
 CREATE TABLE public.businesses (id uuid PRIMARY KEY, profile_id uuid NOT NULL, name text NOT NULL);
 INSERT INTO public.businesses VALUES
+    ('6f1c2b1e-4d2a-4c53-9a77-3f0e8f2f0a01', 'a0000000-0000-4000-8000-000000000000', 'Demo Store'),
     ('b1000000-0000-4000-8000-000000000001', 'a1000000-0000-4000-8000-00000000000a', 'Acme Bakery'),
     ('b2000000-0000-4000-8000-000000000002', 'a2000000-0000-4000-8000-00000000000b', 'Other Co');
 GRANT SELECT ON public.businesses TO authenticated;
@@ -83,6 +91,8 @@ SELECT provider, avatar_id, voice_id, status FROM ai_avatar_integrations;
 \set ON_ERROR_STOP 0
 SELECT get_ai_avatar_secret('b1000000-0000-4000-8000-000000000001');
 \set ON_ERROR_STOP 1
+-- a failing step inside a transaction rolls back to before that step only
+\set ON_ERROR_ROLLBACK on
 ROLLBACK;
 -- (rolled back to show the next steps from a clean state)
 SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', 'heygen', 'hg_live_demo_key', 'avatar-42', 'voice-7') IS NOT NULL AS saved_as_superuser;
@@ -95,6 +105,8 @@ SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims
 \set ON_ERROR_STOP 0
 SELECT * FROM get_ai_avatar_integration('b1000000-0000-4000-8000-000000000001');
 \set ON_ERROR_STOP 1
+-- a failing step inside a transaction rolls back to before that step only
+\set ON_ERROR_ROLLBACK on
 SELECT count(*) AS rows_visible_to_other_user FROM ai_avatar_integrations;
 ROLLBACK;
 

@@ -37,6 +37,9 @@ pub enum Error {
     /// 23505: the change conflicts with an existing row.
     #[error("{0}")]
     Conflict(String),
+    /// 23503: rows refer to a business the tenant table does not have.
+    #[error("{message}")]
+    MissingReference { message: String, hint: String },
     /// 55000: the master key or the keyring is not usable as configured.
     #[error("{message}")]
     KeyConfig { message: String, hint: String },
@@ -57,6 +60,7 @@ impl Error {
             Error::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             Error::InvalidArgument(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             Error::Conflict(_) => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            Error::MissingReference { .. } => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
             Error::KeyConfig { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Error::Corrupted(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             Error::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -67,7 +71,7 @@ impl Error {
     pub fn raise(self) -> ! {
         let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_integrations")
             .set_domain(DOMAIN);
-        if let Error::KeyConfig { hint, .. } = &self {
+        if let Error::KeyConfig { hint, .. } | Error::MissingReference { hint, .. } = &self {
             report = report.set_hint(hint.clone());
         }
         report.report(PgLogLevel::ERROR);

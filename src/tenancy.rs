@@ -333,6 +333,27 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
             &[table.into(), owner.into()],
         )?;
         for scoped in TENANT_SCOPED_TABLES {
+            let orphans = c.select(
+                &format!(
+                    "SELECT count(*), min(s.business_id::text) FROM {scoped} s \
+                     WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE t.id = s.business_id)"
+                ),
+                Some(1),
+                &[],
+            )?;
+            let row = orphans.first();
+            let n: i64 = row.get(1)?.unwrap_or(0);
+            if n > 0 {
+                let example: String = row.get(2)?.unwrap_or_default();
+                return Err(Error::MissingReference {
+                    message: format!(
+                        "{n} rows of {scoped} belong to businesses that are not in {name} (e.g. {example})"
+                    ),
+                    hint: format!(
+                        "Add those businesses to {name} or delete their rows, then call integrations.attach_tenant_table() again."
+                    ),
+                });
+            }
             let constraint = format!(
                 "{}_business_id_fkey",
                 scoped.rsplit('.').next().unwrap_or(scoped)

@@ -30,6 +30,10 @@ INSERT INTO businesses (id, profile_id, name) VALUES
 INSERT INTO integrations.business_members (business_id, user_id, role) VALUES
     ('b1000000-0000-4000-8000-000000000001', 'e0000000-0000-4000-8000-00000000000e', 'member');
 
+-- rows of a business the tenant table does not have block the attachment
+SELECT integrations.create_secret('dddddddd-0000-4000-8000-00000000000d', 'orphan') AS orphan \gset
+SELECT try('SELECT integrations.attach_tenant_table(''businesses'')');
+SELECT integrations.delete_secret(:'orphan');
 SELECT try('SELECT integrations.attach_tenant_table(''businesses'', ''no_such_column'')');
 SELECT try('SELECT integrations.attach_tenant_table(''integrations.audit_log'')');
 SELECT integrations.attach_tenant_table('businesses');
