@@ -173,34 +173,32 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
                     )?),
                     _ => None,
                 };
-                let plan = plans::plan(c, &l.kind.statements.insert)?;
-                let inserted = c.update(
-                    plan,
-                    None,
+                let inserted = plans::write_returning_id(
+                    c,
+                    &l.kind.statements.insert,
                     &[
                         r.business.into(),
                         provider.as_str().into(),
-                        secret.into(),
                         r.options[0].as_deref().into(),
                         r.options[1].as_deref().into(),
                         kinds::jsonb_arg(None),
+                        secret.into(),
                     ],
                 )?;
-                if inserted.is_empty() {
+                let Some(id) = inserted else {
                     // Already migrated (or set through the new RPCs): keep it.
                     if let Some(s) = secret {
                         secrets::delete(c, s)?;
                     }
                     continue;
-                }
-                let id = inserted.first().get::<Uuid>(1)?;
+                };
                 audit::record(
                     &caller,
                     Action::Set,
                     l.kind.name,
                     &r.business,
                     Some(&provider),
-                    id.as_ref(),
+                    Some(&id),
                 )?;
                 migrated += 1;
             }

@@ -48,3 +48,18 @@ pub fn plan(
     PLANS.with(|m| m.borrow_mut().insert(key, kept));
     Ok(kept)
 }
+
+/// Run the kept plan of a writing statement whose first output column is a
+/// uuid (`RETURNING id`); that uuid of its first row, or `None` for no row.
+pub fn write_returning_id(
+    client: &mut SpiClient<'_>,
+    stmt: &'static Statement,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<Option<pgrx::Uuid>> {
+    let plan = plan(client, stmt)?;
+    let rows = client.update(plan, None, args)?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(rows.first().get::<pgrx::Uuid>(1)?)
+}

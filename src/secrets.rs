@@ -11,12 +11,12 @@ use pgrx::Uuid;
 
 use crate::access::require_privileged;
 use crate::audit::{self, Action};
-use crate::tenancy::Caller;
 use crate::crypto::{self, CryptoError};
 use crate::direct;
 use crate::error::{statement_holds_secret, Error, OrRaise, Result};
 use crate::keyring;
 use crate::plans::{self, Statement};
+use crate::tenancy::Caller;
 
 /// Upper bound on a secret's size; API keys and tokens are far smaller.
 pub const MAX_SECRET_BYTES: usize = 16 * 1024 * 1024;
@@ -188,7 +188,11 @@ pub(crate) fn create(
 
 /// Replace a secret's value; the business it belongs to, or `None` when there
 /// is no such secret.
-pub(crate) fn update(client: &mut SpiClient<'_>, id: Uuid, plaintext: Vec<u8>) -> Result<Option<Uuid>> {
+pub(crate) fn update(
+    client: &mut SpiClient<'_>,
+    id: Uuid,
+    plaintext: Vec<u8>,
+) -> Result<Option<Uuid>> {
     let plan = plans::plan(client, &SELECT_OWNER)?;
     let rows = client.select(plan, Some(1), &[id.into()])?;
     if rows.is_empty() {
@@ -246,7 +250,14 @@ pub(crate) fn delete(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<Uuid
 
 /// Audit a direct use of the secret store (kind `secret`).
 fn audit_secret(action: Action, business: &Uuid, id: &Uuid) -> Result<()> {
-    audit::record(&Caller::current(), action, "secret", business, None, Some(id))
+    audit::record(
+        &Caller::current(),
+        action,
+        "secret",
+        business,
+        None,
+        Some(id),
+    )
 }
 
 fn description(p: Option<&str>) -> Result<&str> {

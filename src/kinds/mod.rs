@@ -109,10 +109,10 @@ macro_rules! kind_statements {
                 sql: concat!(
                     "INSERT INTO public.", $table,
                     " (business_id, provider, secret_id, ", $c1, ", ", $c2, ", provider_config, status, validated_at) ",
-                    "VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), COALESCE($6, '{}'::jsonb), 'active', pg_catalog.now()) ",
+                    "VALUES ($1, $2, $6, NULLIF($3, ''), NULLIF($4, ''), COALESCE($5, '{}'::jsonb), 'active', pg_catalog.now()) ",
                     "ON CONFLICT (business_id, provider) DO NOTHING RETURNING id"
                 ),
-                args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],
+                args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID, BuiltinOid::UUIDOID],
                 mutating: true,
             },
             delete: $crate::plans::Statement {
@@ -204,47 +204,36 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
             },
         )
     })?;
+    // The arguments every statement on the row takes: $1 business, $2
+    // provider, $3/$4 the optional columns, $5 the config.
+    let row_args = || -> Vec<pgrx::datum::DatumWithOid<'_>> {
+        vec![
+            business.into(),
+            provider.as_str().into(),
+            opt1.as_deref().into(),
+            opt2.as_deref().into(),
+            jsonb_arg(config),
+        ]
+    };
     let id = Spi::connect_mut(|c| -> Result<Uuid> {
         if let Some((Some(_), Some(secret))) = known {
             // The common case, re-saving settings: one statement.
             let (key_id, sealed) = secrets::seal(c, secret, business, api_key.as_bytes().to_vec())?;
-            let plan = plans::plan(c, &st.fast_update)?;
-            let rows = c.update(
-                plan,
-                None,
-                &[
-                    business.into(),
-                    provider.as_str().into(),
-                    opt1.as_deref().into(),
-                    opt2.as_deref().into(),
-                    jsonb_arg(config),
-                    secret.into(),
-                    key_id.into(),
-                    sealed.nonce.as_slice().into(),
-                    sealed.ciphertext.as_slice().into(),
-                ],
-            )?;
-            if !rows.is_empty() {
-                return rows
-                    .first()
-                    .get::<Uuid>(1)?
-                    .ok_or_else(|| Error::Internal("no id".into()));
+            let mut args = row_args();
+            args.extend([
+                secret.into(),
+                key_id.into(),
+                sealed.nonce.as_slice().into(),
+                sealed.ciphertext.as_slice().into(),
+            ]);
+            if let Some(id) = plans::write_returning_id(c, &st.fast_update, &args)? {
+                return Ok(id);
             }
             // The row changed under us: take the general path.
         }
         loop {
             let plan = plans::plan(c, &st.update)?;
-            let updated = c.update(
-                plan,
-                None,
-                &[
-                    business.into(),
-                    provider.as_str().into(),
-                    opt1.as_deref().into(),
-                    opt2.as_deref().into(),
-                    jsonb_arg(config),
-                ],
-            )?;
+            let updated = c.update(plan, None, &row_args())?;
             if !updated.is_empty() {
                 let row = updated.first();
                 let id: Uuid = row.get(1)?.ok_or_else(|| Error::Internal("no id".into()))?;
@@ -271,24 +260,10 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
                 api_key.as_bytes().to_vec(),
                 kind.secret_description,
             )?;
-            let plan = plans::plan(c, &st.insert)?;
-            let inserted = c.update(
-                plan,
-                None,
-                &[
-                    business.into(),
-                    provider.as_str().into(),
-                    s.into(),
-                    opt1.as_deref().into(),
-                    opt2.as_deref().into(),
-                    jsonb_arg(config),
-                ],
-            )?;
-            if !inserted.is_empty() {
-                return inserted
-                    .first()
-                    .get::<Uuid>(1)?
-                    .ok_or_else(|| Error::Internal("no id".into()));
+            let mut args = row_args();
+            args.push(s.into());
+            if let Some(id) = plans::write_returning_id(c, &st.insert, &args)? {
+                return Ok(id);
             }
             // Another session inserted the row first: drop our secret, update theirs.
             secrets::delete(c, s)?;

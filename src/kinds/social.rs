@@ -64,14 +64,8 @@ sql_function!(
         if let Some(row) = profile(&business)? {
             return Ok(row);
         }
-        let created = Spi::connect_mut(|c| -> Result<Option<Uuid>> {
-            let plan = plans::plan(c, &CREATE)?;
-            let rows = c.update(plan, None, &[business.into(), username(&business).into()])?;
-            Ok(if rows.is_empty() {
-                None
-            } else {
-                rows.first().get::<Uuid>(1)?
-            })
+        let created = Spi::connect_mut(|c| {
+            plans::write_returning_id(c, &CREATE, &[business.into(), username(&business).into()])
         })?;
         if let Some(id) = created {
             audit::record(
@@ -95,18 +89,13 @@ sql_function!(
         let caller = tenancy::authorize(&business)?;
         let accounts = super::object_arg(fcinfo, 1, "p_social_accounts")?
             .ok_or_else(|| Error::InvalidArgument("p_social_accounts must not be null".into()))?;
-        let id = Spi::connect_mut(|c| -> Result<Option<Uuid>> {
-            let plan = plans::plan(c, &SET_ACCOUNTS)?;
-            let rows = c.update(
-                plan,
-                None,
-                &[
-                    business.into(),
-                    username(&business).into(),
-                    super::jsonb_arg(Some(accounts)),
-                ],
-            )?;
-            Ok(rows.first().get::<Uuid>(1)?)
+        let id = Spi::connect_mut(|c| {
+            let args = [
+                business.into(),
+                username(&business).into(),
+                super::jsonb_arg(Some(accounts)),
+            ];
+            plans::write_returning_id(c, &SET_ACCOUNTS, &args)
         })?;
         audit::record(
             &caller,
