@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::fcall;
 use crate::plans::{self, Statement};
 use crate::sql_function;
-use crate::tenancy;
+use crate::tenancy::{self, Caller};
 
 const KIND: &str = "social";
 
@@ -43,6 +43,15 @@ static DELETE: Statement = Statement {
     mutating: true,
 };
 
+fn audit_profile(
+    caller: &Caller,
+    action: Action,
+    business: &Uuid,
+    id: Option<&Uuid>,
+) -> Result<()> {
+    audit::record(caller, action, KIND, business, Some("upload_post"), id)
+}
+
 /// The profile row of `business` as a composite datum.
 fn profile(business: &Uuid) -> Result<Option<pg_sys::Datum>> {
     let rel = direct::rel("public", "upload_post_profiles", &[])?;
@@ -68,14 +77,7 @@ sql_function!(
             plans::write_returning_id(c, &CREATE, &[business.into(), username(&business).into()])
         })?;
         if let Some(id) = created {
-            audit::record(
-                &caller,
-                Action::Set,
-                KIND,
-                &business,
-                Some("upload_post"),
-                Some(&id),
-            )?;
+            audit_profile(&caller, Action::Set, &business, Some(&id))?;
         }
         profile(&business)?.ok_or_else(|| Error::Internal("the new profile is not visible".into()))
     }
@@ -97,14 +99,7 @@ sql_function!(
             ];
             plans::write_returning_id(c, &SET_ACCOUNTS, &args)
         })?;
-        audit::record(
-            &caller,
-            Action::Set,
-            KIND,
-            &business,
-            Some("upload_post"),
-            id.as_ref(),
-        )?;
+        audit_profile(&caller, Action::Set, &business, id.as_ref())?;
         Ok(fcall::void())
     }
 );
@@ -124,14 +119,7 @@ sql_function!(
             Ok(out)
         })?;
         for id in ids {
-            audit::record(
-                &caller,
-                Action::Delete,
-                KIND,
-                &business,
-                Some("upload_post"),
-                Some(&id),
-            )?;
+            audit_profile(&caller, Action::Delete, &business, Some(&id))?;
         }
         Ok(fcall::void())
     }

@@ -155,9 +155,14 @@ def test_failed_calls_keep_the_api_key_out_of_the_log(tenant_db):
             f"SELECT set_ai_avatar_integration('{B1}', 'not-a-provider', '{marker}')",
             f"SELECT set_ai_avatar_integration('not-a-uuid', 'heygen', '{marker}')",
             f"SELECT set_email_integration('{B1}', 'brevo', '{marker}', p_sender_email => 'bad')",
+            # the key passed in the wrong argument: not echoed by the error either
+            f"SELECT set_ai_avatar_integration('{B1}', '{marker}', 'heygen')",
+            f"SELECT set_email_integration('{B1}', 'brevo', 'k', p_sender_email => '{marker}')",
+            f"SELECT set_blog_integration('{B1}', 'wix', 'k', p_site_url => '{marker}')",
         ]:
-            with pytest.raises(psycopg.Error):
+            with pytest.raises(psycopg.Error) as e:
                 c.execute(sql)
+            assert marker not in str(e.value)
         with pytest.raises(psycopg.Error):
             c.execute(f"SELECT '{control}'::int")
     log = server_log()
