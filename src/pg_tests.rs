@@ -207,4 +207,108 @@ mod tests {
         );
         assert_eq!(leaked, Ok(Some(false)));
     }
+
+    // --- tenancy and the seed-compatible kinds, from Rust -------------------
+
+    const OWNER: &str = "a1000000-0000-4000-8000-00000000000a";
+
+    fn as_owner(sub: &str) {
+        Spi::run_with_args(
+            "SELECT set_config('request.jwt.claims', $1, true), set_config('role', 'authenticated', true)",
+            &[format!(r#"{{"sub":"{sub}","role":"authenticated"}}"#).as_str().into()],
+        )
+        .unwrap();
+    }
+
+    /// OWNER belongs to BIZ. (Membership, not an attached tenant table: the
+    /// tests run side by side, and attaching alters the shared tables.)
+    fn tenant() {
+        Spi::run(&format!(
+            "INSERT INTO integrations.business_members (business_id, user_id, role) VALUES ('{BIZ}', '{OWNER}', 'owner')"
+        ))
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn current_user_id_follows_the_claims() {
+        assert_eq!(
+            Spi::get_one::<pgrx::Uuid>("SELECT integrations.current_user_id()"),
+            Ok(None)
+        );
+        as_owner(OWNER);
+        let me = Spi::get_one::<pgrx::Uuid>("SELECT integrations.current_user_id()")
+            .unwrap()
+            .unwrap();
+        assert_eq!(me.to_string(), OWNER);
+        as_owner("not-a-uuid");
+        assert_eq!(
+            Spi::get_one::<pgrx::Uuid>("SELECT integrations.current_user_id()"),
+            Ok(None)
+        );
+        assert_eq!(
+            crate::tenancy::parse_uuid("A1000000-0000-4000-8000-00000000000A")
+                .map(|u| u.to_string()),
+            Some(OWNER.to_string())
+        );
+    }
+
+    #[pg_test]
+    fn owners_set_and_get_but_do_not_decrypt() {
+        tenant();
+        as_owner(OWNER);
+        let id = Spi::get_one_with_args::<pgrx::Uuid>(
+            "SELECT set_ai_avatar_integration($1::uuid, 'heygen', 'hg_pg_test', 'av', 'vo')",
+            &[BIZ.into()],
+        )
+        .unwrap()
+        .unwrap();
+        let avatar = Spi::get_one_with_args::<String>(
+            "SELECT avatar_id FROM get_ai_avatar_integration($1::uuid) WHERE id = $2",
+            &[BIZ.into(), id.into()],
+        );
+        assert_eq!(avatar, Ok(Some("av".to_string())));
+        Spi::run("RESET ROLE").unwrap();
+        // the row holds a secret id, and the secret store holds only ciphertext
+        let sealed = Spi::get_one_with_args::<bool>(
+            "SELECT position(convert_to('hg_pg_test', 'UTF8') IN s.ciphertext) = 0 \
+             FROM integrations.secrets s JOIN ai_avatar_integrations a ON a.secret_id = s.id WHERE a.id = $1",
+            &[id.into()],
+        );
+        assert_eq!(sealed, Ok(Some(true)));
+        let key = Spi::get_one_with_args::<String>(
+            "SELECT get_ai_avatar_secret($1::uuid)",
+            &[BIZ.into()],
+        );
+        assert_eq!(key, Ok(Some("hg_pg_test".to_string())));
+        let audited = Spi::get_one::<i64>(
+            "SELECT count(*) FROM integrations.audit_log WHERE kind = 'ai_avatar'",
+        );
+        assert_eq!(audited, Ok(Some(2)));
+    }
+
+    #[pg_test(
+        error = "permission denied: get_ai_avatar_secret is for service_role, integrations_admin and superusers (integrations.owner_can_read_secrets is off)"
+    )]
+    fn owners_cannot_read_keys_by_default() {
+        tenant();
+        Spi::run(&format!(
+            "SELECT set_ai_avatar_integration('{BIZ}', 'heygen', 'k')"
+        ))
+        .unwrap();
+        as_owner(OWNER);
+        Spi::run(&format!("SELECT get_ai_avatar_secret('{BIZ}')")).unwrap();
+    }
+
+    #[pg_test]
+    fn usernames_are_derived_from_the_business() {
+        tenant();
+        let name = Spi::get_one_with_args::<String>(
+            "SELECT upload_post_username FROM get_or_create_upload_post_profile($1::uuid)",
+            &[BIZ.into()],
+        );
+        assert_eq!(
+            name,
+            Ok(Some("biz_11111111111141118111111111111111".to_string()))
+        );
+    }
 }
