@@ -21,6 +21,7 @@ pub mod keyring;
 pub mod kinds;
 pub mod migrate;
 pub mod plans;
+pub mod registry;
 pub mod secrets;
 pub mod tenancy;
 pub mod triggers;
@@ -32,6 +33,11 @@ pub mod validate;
 // functions last.
 extension_sql_file!("../sql/bootstrap.sql", bootstrap);
 extension_sql_file!("../sql/seed_integrations.sql", name = "seed_integrations");
+extension_sql_file!(
+    "../sql/providers.sql",
+    name = "providers",
+    requires = ["seed_integrations"]
+);
 extension_sql_file!("../sql/finalize.sql", finalize);
 
 #[pg_guard]
