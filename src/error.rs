@@ -126,6 +126,8 @@ const SECRET_TAKING_FUNCTIONS: &[&str] = &[
     "set_email_integration",
     "set_blog_integration",
     "migrate_business_columns",
+    "create_oauth_state",
+    "consume_oauth_state",
 ];
 
 fn statement_names_secret_function() -> bool {

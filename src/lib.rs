@@ -20,6 +20,7 @@ pub mod gucs;
 pub mod keyring;
 pub mod kinds;
 pub mod migrate;
+pub mod oauth;
 pub mod plans;
 pub mod registry;
 pub mod secrets;
@@ -38,6 +39,7 @@ extension_sql_file!(
     name = "providers",
     requires = ["seed_integrations"]
 );
+extension_sql_file!("../sql/oauth.sql", name = "oauth", requires = ["providers"]);
 extension_sql_file!("../sql/finalize.sql", finalize);
 
 #[pg_guard]

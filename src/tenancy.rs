@@ -139,7 +139,8 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
                       WHERE i.indrelid = t.table_name AND i.indisunique AND i.indnkeyatts = 1 \
                         AND i.indkey[0] = (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = 'id') \
                       ORDER BY i.indisprimary DESC LIMIT 1), \
-                    (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = t.owner_column AND NOT attisdropped) \
+                    (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = t.owner_column AND NOT attisdropped), \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.table_name) \
              FROM integrations.tenant_table t",
             Some(1),
             &[],
@@ -148,6 +149,11 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
             return Ok(None);
         }
         let row = rows.first();
+        if row.get::<bool>(4)? != Some(true) {
+            // The tenant table was dropped (with its foreign keys): nobody owns
+            // a business through it any more; memberships still count.
+            return Ok(None);
+        }
         match (
             row.get::<pg_sys::Oid>(1)?,
             row.get::<pg_sys::Oid>(2)?,
@@ -270,6 +276,7 @@ pub const TENANT_SCOPED_TABLES: &[&str] = &[
     "public.email_integrations",
     "public.blog_integrations",
     "public.upload_post_profiles",
+    "public.integration_oauth_states",
 ];
 
 sql_function!(
