@@ -129,3 +129,20 @@ DELETE FROM public.businesses WHERE id = 'b1000000-0000-4000-8000-000000000001';
 SELECT (SELECT count(*) FROM ai_avatar_integrations) AS ai_rows,
        (SELECT count(*) FROM upload_post_profiles) AS profiles,
        (SELECT count(*) FROM integrations.secrets WHERE business_id = 'b1000000-0000-4000-8000-000000000001') AS secrets_after;
+
+\echo
+\echo '== 15. The provider registry: one-time payments in Saudi Arabia in SAR, MENA providers first'
+SELECT provider, display_name, is_mena_provider, supported_currencies
+FROM get_payment_providers_by_capability('one_time', 'SA', 'SAR');
+SELECT provider, supported_countries, webhook_signing FROM get_payment_providers_by_capability('bnpl');
+
+\echo
+\echo '== 16. OAuth: a state for GitHub with a PKCE verifier, consumed once by the callback'
+SELECT create_oauth_state('b2000000-0000-4000-8000-000000000002', 'github', 'https://app.example.com/oauth/callback',
+                          '{repo}', 'dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk') AS state \gset
+SELECT provider, scopes, length(state_hash) AS stored_hash_bytes, code_verifier_secret_id IS NOT NULL AS verifier_sealed
+FROM integration_oauth_states;
+SELECT * FROM consume_oauth_state(:'state');
+\set ON_ERROR_STOP 0
+SELECT * FROM consume_oauth_state(:'state');
+\set ON_ERROR_STOP 1
