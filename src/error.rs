@@ -128,6 +128,8 @@ const SECRET_TAKING_FUNCTIONS: &[&str] = &[
     "migrate_business_columns",
     "create_oauth_state",
     "consume_oauth_state",
+    "create_integration",
+    "set_integration_oauth_tokens",
 ];
 
 fn statement_names_secret_function() -> bool {

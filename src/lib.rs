@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 
 pub mod access;
 pub mod audit;
+pub mod connections;
 pub mod crypto;
 pub mod direct;
 pub mod error;
@@ -40,6 +41,11 @@ extension_sql_file!(
     requires = ["seed_integrations"]
 );
 extension_sql_file!("../sql/oauth.sql", name = "oauth", requires = ["providers"]);
+extension_sql_file!(
+    "../sql/connections.sql",
+    name = "connections",
+    requires = ["oauth"]
+);
 extension_sql_file!("../sql/finalize.sql", finalize);
 
 #[pg_guard]

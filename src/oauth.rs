@@ -39,7 +39,9 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 
 /// RFC 7636: 43 to 128 characters of [A-Za-z0-9-._~].
 pub fn is_pkce_verifier(v: &str) -> bool {
-    (43..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 /// An https redirect URI, or http on localhost for development.
@@ -99,131 +101,182 @@ static CLEANUP: Statement = Statement {
     mutating: true,
 };
 
-sql_function!(pg_finfo_pgi_create_oauth_state, pgi_create_oauth_state, |fcinfo| {
-    statement_holds_secret();
-    let business = crate::kinds::required_business(fcinfo)?;
-    let caller = tenancy::authorize(&business)?;
-    let provider: String =
-        fcall::arg(fcinfo, 1).ok_or_else(|| Error::InvalidArgument("p_provider must not be null".into()))?;
-    let redirect: String =
-        fcall::arg(fcinfo, 2).ok_or_else(|| Error::InvalidArgument("p_redirect_uri must not be null".into()))?;
-    check_redirect_uri(&redirect).map_err(Error::InvalidArgument)?;
-    let scopes: Option<Vec<Option<String>>> = fcall::arg(fcinfo, 3);
-    let scopes: Option<Vec<String>> = scopes.map(|s| s.into_iter().flatten().filter(|s| !s.is_empty()).collect());
-    let verifier: Option<String> = fcall::arg(fcinfo, 4);
-    if let Some(v) = &verifier {
-        if !is_pkce_verifier(v) {
-            return Err(Error::InvalidArgument(
+sql_function!(
+    pg_finfo_pgi_create_oauth_state,
+    pgi_create_oauth_state,
+    |fcinfo| {
+        statement_holds_secret();
+        let business = crate::kinds::required_business(fcinfo)?;
+        let caller = tenancy::authorize(&business)?;
+        let provider: String = fcall::arg(fcinfo, 1)
+            .ok_or_else(|| Error::InvalidArgument("p_provider must not be null".into()))?;
+        let redirect: String = fcall::arg(fcinfo, 2)
+            .ok_or_else(|| Error::InvalidArgument("p_redirect_uri must not be null".into()))?;
+        check_redirect_uri(&redirect).map_err(Error::InvalidArgument)?;
+        let scopes: Option<Vec<Option<String>>> = fcall::arg(fcinfo, 3);
+        let scopes: Option<Vec<String>> =
+            scopes.map(|s| s.into_iter().flatten().filter(|s| !s.is_empty()).collect());
+        let verifier: Option<String> = fcall::arg(fcinfo, 4);
+        if let Some(v) = &verifier {
+            if !is_pkce_verifier(v) {
+                return Err(Error::InvalidArgument(
                 "p_code_verifier must be 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_', '~' (RFC 7636)".into(),
             ));
+            }
         }
+        let token = new_token()?;
+        let id = Spi::connect_mut(|c| -> Result<Option<Uuid>> {
+            let plan = plans::plan(c, &PROVIDER_OAUTH)?;
+            let rows = c.select(plan, Some(1), &[provider.as_str().into()])?;
+            if rows.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "p_provider is not a registered provider".into(),
+                ));
+            }
+            let row = rows.first();
+            if row.get::<String>(1)?.as_deref() != Some("active") {
+                return Err(Error::InvalidArgument("p_provider is not active".into()));
+            }
+            if row.get::<bool>(2)? != Some(true) {
+                return Err(Error::InvalidArgument(
+                    "p_provider does not support oauth2".into(),
+                ));
+            }
+            let secret = match verifier {
+                Some(v) => Some(secrets::create(
+                    c,
+                    business,
+                    v.into_bytes(),
+                    "PKCE code verifier",
+                )?),
+                None => None,
+            };
+            plans::write_returning_id(
+                c,
+                &INSERT_STATE,
+                &[
+                    business.into(),
+                    provider.as_str().into(),
+                    token_hash(&token).into(),
+                    redirect.as_str().into(),
+                    scopes.into(),
+                    secret.into(),
+                    caller.user_id.into(),
+                    STATE_TTL_SECONDS.into(),
+                ],
+            )
+        })?;
+        audit::record(
+            &caller,
+            Action::Set,
+            "oauth_state",
+            &business,
+            Some(&provider),
+            id.as_ref(),
+        )?;
+        Ok(fcall::datum(token))
     }
-    let token = new_token()?;
-    let id = Spi::connect_mut(|c| -> Result<Option<Uuid>> {
-        let plan = plans::plan(c, &PROVIDER_OAUTH)?;
-        let rows = c.select(plan, Some(1), &[provider.as_str().into()])?;
-        if rows.is_empty() {
-            return Err(Error::InvalidArgument("p_provider is not a registered provider".into()));
-        }
-        let row = rows.first();
-        if row.get::<String>(1)?.as_deref() != Some("active") {
-            return Err(Error::InvalidArgument("p_provider is not active".into()));
-        }
-        if row.get::<bool>(2)? != Some(true) {
-            return Err(Error::InvalidArgument("p_provider does not support oauth2".into()));
-        }
-        let secret = match verifier {
-            Some(v) => Some(secrets::create(c, business, v.into_bytes(), "PKCE code verifier")?),
+);
+
+sql_function!(
+    pg_finfo_pgi_consume_oauth_state,
+    pgi_consume_oauth_state,
+    |fcinfo| {
+        let token: String = fcall::arg(fcinfo, 0)
+            .ok_or_else(|| Error::InvalidArgument("p_state must not be null".into()))?;
+        let hash = token_hash(token.trim());
+        let consumed = Spi::connect_mut(|c| -> Result<_> {
+            let plan = plans::plan(c, &CONSUME)?;
+            let rows = c.update(plan, None, &[hash.as_slice().into()])?;
+            if rows.is_empty() {
+                let plan = plans::plan(c, &WHY_NOT)?;
+                let why = c.select(plan, Some(1), &[hash.as_slice().into()])?;
+                if why.is_empty() {
+                    return Err(Error::NotFound("unknown OAuth state".into()));
+                }
+                return Err(if why.first().get::<bool>(1)? == Some(true) {
+                    Error::InvalidArgument("p_state was already used".into())
+                } else {
+                    Error::InvalidArgument(
+                        "p_state has expired; start the authorization again".into(),
+                    )
+                });
+            }
+            let row = rows.first();
+            let id: Option<Uuid> = row.get(1)?;
+            let business: Uuid = row
+                .get(2)?
+                .ok_or_else(|| Error::Internal("no business".into()))?;
+            let provider: Option<String> = row.get(3)?;
+            let redirect: Option<String> = row.get(4)?;
+            let scopes: Option<Vec<Option<String>>> = row.get(5)?;
+            let secret: Option<Uuid> = row.get(6)?;
+            Ok((id, business, provider, redirect, scopes, secret))
+        })?;
+        let (id, business, provider, redirect, scopes, secret) = consumed;
+        // The callback runs as a back-end role, or as the signed-in user who began
+        // the flow for this business.
+        let caller = tenancy::authorize(&business)?;
+        let verifier = match secret {
+            Some(s) => {
+                let v = secrets::read(s)?.map(|(v, _)| v);
+                Spi::connect_mut(|c| secrets::delete(c, s))?;
+                v
+            }
             None => None,
         };
-        plans::write_returning_id(
-            c,
-            &INSERT_STATE,
-            &[
-                business.into(),
-                provider.as_str().into(),
-                token_hash(&token).into(),
-                redirect.as_str().into(),
-                scopes.into(),
-                secret.into(),
-                caller.user_id.into(),
-                STATE_TTL_SECONDS.into(),
-            ],
-        )
-    })?;
-    audit::record(&caller, Action::Set, "oauth_state", &business, Some(&provider), id.as_ref())?;
-    Ok(fcall::datum(token))
-});
+        audit::record(
+            &caller,
+            Action::Delete,
+            "oauth_state",
+            &business,
+            provider.as_deref(),
+            id.as_ref(),
+        )?;
+        fcall::begin_rows(fcinfo);
+        let scopes: Vec<String> = scopes.unwrap_or_default().into_iter().flatten().collect();
+        let mut nulls = [
+            false,
+            provider.is_none(),
+            redirect.is_none(),
+            false,
+            verifier.is_none(),
+        ];
+        let or_null = |v: Option<String>| v.map(fcall::datum).unwrap_or(pg_sys::Datum::from(0));
+        let mut values = [
+            fcall::datum(business),
+            or_null(provider),
+            or_null(redirect),
+            fcall::datum(scopes),
+            or_null(verifier),
+        ];
+        fcall::put_row(fcinfo, &mut values, &mut nulls);
+        Ok(fcall::void())
+    }
+);
 
-sql_function!(pg_finfo_pgi_consume_oauth_state, pgi_consume_oauth_state, |fcinfo| {
-    let token: String =
-        fcall::arg(fcinfo, 0).ok_or_else(|| Error::InvalidArgument("p_state must not be null".into()))?;
-    let hash = token_hash(token.trim());
-    let consumed = Spi::connect_mut(|c| -> Result<_> {
-        let plan = plans::plan(c, &CONSUME)?;
-        let rows = c.update(plan, None, &[hash.as_slice().into()])?;
-        if rows.is_empty() {
-            let plan = plans::plan(c, &WHY_NOT)?;
-            let why = c.select(plan, Some(1), &[hash.as_slice().into()])?;
-            if why.is_empty() {
-                return Err(Error::NotFound("unknown OAuth state".into()));
+sql_function!(
+    pg_finfo_pgi_cleanup_expired_oauth_states,
+    pgi_cleanup_expired_oauth_states,
+    |fcinfo| {
+        let _ = fcinfo;
+        require_privileged("cleanup_expired_oauth_states")?;
+        let n = Spi::connect_mut(|c| -> Result<i32> {
+            let plan = plans::plan(c, &CLEANUP)?;
+            let mut secrets_to_drop = Vec::new();
+            let mut n = 0;
+            for row in c.update(plan, None, &[])? {
+                n += 1;
+                secrets_to_drop.extend(row.get::<Uuid>(1)?);
             }
-            return Err(if why.first().get::<bool>(1)? == Some(true) {
-                Error::InvalidArgument("p_state was already used".into())
-            } else {
-                Error::InvalidArgument("p_state has expired; start the authorization again".into())
-            });
-        }
-        let row = rows.first();
-        let id: Option<Uuid> = row.get(1)?;
-        let business: Uuid = row.get(2)?.ok_or_else(|| Error::Internal("no business".into()))?;
-        let provider: Option<String> = row.get(3)?;
-        let redirect: Option<String> = row.get(4)?;
-        let scopes: Option<Vec<Option<String>>> = row.get(5)?;
-        let secret: Option<Uuid> = row.get(6)?;
-        Ok((id, business, provider, redirect, scopes, secret))
-    })?;
-    let (id, business, provider, redirect, scopes, secret) = consumed;
-    // The callback runs as a back-end role, or as the signed-in user who began
-    // the flow for this business.
-    let caller = tenancy::authorize(&business)?;
-    let verifier = match secret {
-        Some(s) => {
-            let v = secrets::read(s)?.map(|(v, _)| v);
-            Spi::connect_mut(|c| secrets::delete(c, s))?;
-            v
-        }
-        None => None,
-    };
-    audit::record(&caller, Action::Delete, "oauth_state", &business, provider.as_deref(), id.as_ref())?;
-    fcall::begin_rows(fcinfo);
-    let scopes: Vec<String> = scopes.unwrap_or_default().into_iter().flatten().collect();
-    let mut nulls = [false, provider.is_none(), redirect.is_none(), false, verifier.is_none()];
-    let or_null = |v: Option<String>| v.map(fcall::datum).unwrap_or(pg_sys::Datum::from(0));
-    let mut values =
-        [fcall::datum(business), or_null(provider), or_null(redirect), fcall::datum(scopes), or_null(verifier)];
-    fcall::put_row(fcinfo, &mut values, &mut nulls);
-    Ok(fcall::void())
-});
-
-sql_function!(pg_finfo_pgi_cleanup_expired_oauth_states, pgi_cleanup_expired_oauth_states, |fcinfo| {
-    let _ = fcinfo;
-    require_privileged("cleanup_expired_oauth_states")?;
-    let n = Spi::connect_mut(|c| -> Result<i32> {
-        let plan = plans::plan(c, &CLEANUP)?;
-        let mut secrets_to_drop = Vec::new();
-        let mut n = 0;
-        for row in c.update(plan, None, &[])? {
-            n += 1;
-            secrets_to_drop.extend(row.get::<Uuid>(1)?);
-        }
-        for s in secrets_to_drop {
-            secrets::delete(c, s)?;
-        }
-        Ok(n)
-    })?;
-    Ok(fcall::datum(n))
-});
+            for s in secrets_to_drop {
+                secrets::delete(c, s)?;
+            }
+            Ok(n)
+        })?;
+        Ok(fcall::datum(n))
+    }
+);
 
 #[cfg(test)]
 mod tests {
@@ -235,7 +288,9 @@ mod tests {
         let b = new_token().unwrap();
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
-        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(token_hash(&a).len(), 32);
         assert_ne!(token_hash(&a), token_hash(&b));
     }
@@ -243,7 +298,9 @@ mod tests {
     #[test]
     fn pkce_verifiers_follow_rfc_7636() {
         assert!(is_pkce_verifier(&"a".repeat(43)));
-        assert!(is_pkce_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+        assert!(is_pkce_verifier(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        ));
         assert!(!is_pkce_verifier(&"a".repeat(42)));
         assert!(!is_pkce_verifier(&"a".repeat(129)));
         assert!(!is_pkce_verifier(&format!("{}+", "a".repeat(43))));

@@ -277,6 +277,7 @@ pub const TENANT_SCOPED_TABLES: &[&str] = &[
     "public.blog_integrations",
     "public.upload_post_profiles",
     "public.integration_oauth_states",
+    "public.integration_connections",
 ];
 
 sql_function!(

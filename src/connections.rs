@@ -1,0 +1,870 @@
+//! Connections (`integration_connections`, seed 002): several per provider per
+//! business, each with an auth method, typed credentials kept in the secret
+//! store (one secret per credential part), validated configuration and
+//! capabilities, health and sync statistics.
+
+use pgrx::pg_sys::{self, BuiltinOid};
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+use serde_json::Value;
+
+use crate::access::require_privileged;
+use crate::audit::{self, Action};
+use crate::error::{statement_holds_secret, Error, Result};
+use crate::fcall;
+use crate::plans::{self, Statement};
+use crate::secrets;
+use crate::sql_function;
+use crate::tenancy::{self, Caller};
+use crate::validate;
+
+pub const ENVIRONMENTS: &[&str] = &["development", "staging", "production"];
+pub const STATUSES: &[&str] = &["active", "inactive", "error", "testing"];
+pub const AUTH_METHODS: &[&str] = &["api_key", "bearer_token", "basic_auth", "oauth2"];
+pub const SYNC_FREQUENCIES: &[&str] = &["realtime", "hourly", "daily", "weekly", "manual"];
+/// Consecutive failed health checks that put a connection in `error`.
+pub const FAILURES_BEFORE_ERROR: i32 = 3;
+
+/// `connection_config`: an object with only `domain`, `api_version`,
+/// `api_endpoint` (https), `timeout` (ms) and `rate_limit` (requests a minute).
+pub fn check_connection_config(v: &Value) -> std::result::Result<(), String> {
+    let arg = "p_connection_config";
+    let obj = v
+        .as_object()
+        .ok_or(format!("{arg} must be a JSON object"))?;
+    for (k, val) in obj {
+        match k.as_str() {
+            "domain" => {
+                let d = val.as_str().ok_or(format!("{arg}.domain must be a string"))?;
+                validate::url(&format!("{arg}.domain"), &format!("https://{d}"), true)
+                    .map_err(|_| format!("{arg}.domain must be a host name"))?;
+                if d.contains('/') || d.contains(':') {
+                    return Err(format!("{arg}.domain must be a host name"));
+                }
+            }
+            "api_version" => {
+                let s = val.as_str().ok_or(format!("{arg}.api_version must be a string"))?;
+                if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                    return Err(format!("{arg}.api_version must be 1 to 32 letters, digits, '.', '_' or '-'"));
+                }
+            }
+            "api_endpoint" => {
+                let s = val.as_str().ok_or(format!("{arg}.api_endpoint must be a string"))?;
+                validate::url(&format!("{arg}.api_endpoint"), s, true)?;
+            }
+            "timeout" => {
+                let n = val.as_i64().ok_or(format!("{arg}.timeout must be a whole number of milliseconds"))?;
+                if !(1..=600_000).contains(&n) {
+                    return Err(format!("{arg}.timeout must be between 1 and 600000 milliseconds"));
+                }
+            }
+            "rate_limit" => {
+                let n = val.as_i64().ok_or(format!("{arg}.rate_limit must be a whole number of requests a minute"))?;
+                if !(1..=1_000_000).contains(&n) {
+                    return Err(format!("{arg}.rate_limit must be between 1 and 1000000"));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{arg} has an unknown key; allowed: domain, api_version, api_endpoint, timeout, rate_limit (use p_metadata for anything else)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `capabilities`: an object with only the booleans `can_sync`, `can_push`,
+/// `can_webhook` and `sync_frequency`.
+pub fn check_capabilities(v: &Value) -> std::result::Result<(), String> {
+    let arg = "p_capabilities";
+    let obj = v
+        .as_object()
+        .ok_or(format!("{arg} must be a JSON object"))?;
+    for (k, val) in obj {
+        match k.as_str() {
+            "can_sync" | "can_push" | "can_webhook" => {
+                if !val.is_boolean() {
+                    return Err(format!("{arg}.{k} must be true or false"));
+                }
+            }
+            "sync_frequency" => {
+                let s = val.as_str().ok_or(format!("{arg}.sync_frequency must be a string"))?;
+                validate::one_of(&format!("{arg}.sync_frequency"), "sync frequency", s, SYNC_FREQUENCIES)?;
+            }
+            _ => return Err(format!("{arg} has an unknown key; allowed: can_sync, can_push, can_webhook, sync_frequency")),
+        }
+    }
+    Ok(())
+}
+
+fn json_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<Value> {
+    unsafe { fcall::arg::<JsonB>(fcinfo, n) }.map(|j| j.0)
+}
+
+fn text_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
+    unsafe { fcall::arg::<String>(fcinfo, n) }
+}
+
+// CHECK constraint helpers.
+sql_function!(
+    pg_finfo_pgi_is_valid_connection_config,
+    pgi_is_valid_connection_config,
+    |fcinfo| {
+        Ok(fcall::datum(
+            json_arg(fcinfo, 0).is_none_or(|v| check_connection_config(&v).is_ok()),
+        ))
+    }
+);
+sql_function!(
+    pg_finfo_pgi_is_valid_capabilities,
+    pgi_is_valid_capabilities,
+    |fcinfo| {
+        Ok(fcall::datum(
+            json_arg(fcinfo, 0).is_none_or(|v| check_capabilities(&v).is_ok()),
+        ))
+    }
+);
+
+/// The credential parts of a connection, checked against its auth method.
+#[derive(Default)]
+pub struct Credentials {
+    pub api_key: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+fn non_empty(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|s| !s.trim().is_empty())
+}
+
+pub fn check_credentials(auth_method: &str, c: &Credentials) -> std::result::Result<(), String> {
+    let given = |v: &Option<String>| v.is_some();
+    match auth_method {
+        "api_key" | "bearer_token" => {
+            if !non_empty(&c.api_key) {
+                return Err(format!(
+                    "p_api_key is required for auth method {auth_method}"
+                ));
+            }
+            if given(&c.password) || given(&c.access_token) || given(&c.refresh_token) {
+                return Err(format!("auth method {auth_method} takes p_api_key only, not a password or OAuth tokens"));
+            }
+        }
+        "basic_auth" => {
+            if !non_empty(&c.username) || !non_empty(&c.password) {
+                return Err(
+                    "p_username and p_password are required for auth method basic_auth".into(),
+                );
+            }
+            if given(&c.api_key) || given(&c.access_token) || given(&c.refresh_token) {
+                return Err("auth method basic_auth takes p_username and p_password only".into());
+            }
+        }
+        "oauth2" => {
+            if !non_empty(&c.access_token) {
+                return Err("p_access_token is required for auth method oauth2".into());
+            }
+            if given(&c.api_key) || given(&c.password) {
+                return Err(
+                    "auth method oauth2 takes OAuth tokens only, not an API key or a password"
+                        .into(),
+                );
+            }
+        }
+        _ => validate::one_of("p_auth_method", "auth method", auth_method, AUTH_METHODS)?,
+    }
+    Ok(())
+}
+
+static PROVIDER: Statement = Statement {
+    sql: "SELECT status, auth_methods FROM public.integration_providers WHERE provider = $1",
+    args: &[BuiltinOid::TEXTOID],
+    mutating: false,
+};
+static INSERT: Statement = Statement {
+    sql: "INSERT INTO public.integration_connections (business_id, provider, name, environment, auth_method, key_prefix, \
+              api_key_secret_id, basic_username, basic_password_secret_id, oauth_access_token_secret_id, \
+              oauth_refresh_token_secret_id, token_expires_at, oauth_scopes, connection_config, capabilities, metadata) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, COALESCE($13, '{}'), COALESCE($14, '{}'), \
+                  COALESCE($15, '{}'), COALESCE($16, '{}')) \
+          ON CONFLICT (business_id, provider, environment, name) DO NOTHING RETURNING id",
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::UUIDOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::UUIDOID,
+        BuiltinOid::UUIDOID,
+        BuiltinOid::UUIDOID,
+        BuiltinOid::TIMESTAMPTZOID,
+        BuiltinOid::TEXTARRAYOID,
+        BuiltinOid::JSONBOID,
+        BuiltinOid::JSONBOID,
+        BuiltinOid::JSONBOID,
+    ],
+    mutating: true,
+};
+static OWNER: Statement = Statement {
+    sql: "SELECT business_id, auth_method, provider, api_key_secret_id, basic_password_secret_id, \
+                 oauth_access_token_secret_id, oauth_refresh_token_secret_id \
+          FROM public.integration_connections WHERE id = $1",
+    args: &[BuiltinOid::UUIDOID],
+    mutating: false,
+};
+/// A connection as the read RPCs show it: every column but the secret ids,
+/// and whether it has credentials.
+macro_rules! shown {
+    () => {
+        "to_jsonb(c.*) - '{api_key_secret_id,basic_password_secret_id,oauth_access_token_secret_id,oauth_refresh_token_secret_id}'::text[] \
+         || jsonb_build_object('has_credentials', COALESCE(c.api_key_secret_id, c.basic_password_secret_id, c.oauth_access_token_secret_id) IS NOT NULL)"
+    };
+}
+static GET: Statement = Statement {
+    sql: concat!(
+        "SELECT ",
+        shown!(),
+        " FROM public.integration_connections c WHERE c.id = $1"
+    ),
+    args: &[BuiltinOid::UUIDOID],
+    mutating: false,
+};
+static LIST: Statement = Statement {
+    sql: concat!(
+        "SELECT ", shown!(), " FROM public.integration_connections c \
+         WHERE c.business_id = $1 AND ($2::text IS NULL OR c.provider = $2) ORDER BY c.provider, c.environment, c.name"
+    ),
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID],
+    mutating: false,
+};
+static BY_PROVIDER: Statement = Statement {
+    sql: concat!(
+        "SELECT ",
+        shown!(),
+        " FROM public.integration_connections c \
+         WHERE c.business_id = $1 AND c.provider = $2 AND c.environment = $3 \
+         ORDER BY (c.status = 'active') DESC, c.name LIMIT 1"
+    ),
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::TEXTOID,
+    ],
+    mutating: false,
+};
+static DELETE: Statement = Statement {
+    sql: "DELETE FROM public.integration_connections WHERE id = $1 RETURNING business_id, provider",
+    args: &[BuiltinOid::UUIDOID],
+    mutating: true,
+};
+static SYNC_STATS: Statement = Statement {
+    sql: "UPDATE public.integration_connections SET total_records = $2, last_sync_count = $3, failed_sync_count = $4, \
+              last_synced_at = pg_catalog.now() WHERE id = $1",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::INT8OID, BuiltinOid::INT8OID, BuiltinOid::INT8OID],
+    mutating: true,
+};
+// A success clears the failure count and brings an errored connection back; the
+// third failure in a row puts it in error. Inactive and testing stay as they are.
+static HEALTH: Statement = Statement {
+    sql: "UPDATE public.integration_connections SET last_tested_at = pg_catalog.now(), \
+              last_success_at = CASE WHEN $2 THEN pg_catalog.now() ELSE last_success_at END, \
+              last_error_at = CASE WHEN $2 THEN last_error_at ELSE pg_catalog.now() END, \
+              error_message = CASE WHEN $2 THEN NULL ELSE $3 END, \
+              last_response_time_ms = COALESCE($4, last_response_time_ms), \
+              consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END, \
+              status = CASE WHEN $2 AND status = 'error' THEN 'active' \
+                            WHEN NOT $2 AND status = 'active' AND consecutive_failures + 1 >= $5 THEN 'error' \
+                            ELSE status END \
+          WHERE id = $1",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::BOOLOID, BuiltinOid::TEXTOID, BuiltinOid::INT4OID, BuiltinOid::INT4OID],
+    mutating: true,
+};
+static SET_TOKENS: Statement = Statement {
+    sql: "UPDATE public.integration_connections SET oauth_access_token_secret_id = $2, oauth_refresh_token_secret_id = $3, \
+              token_expires_at = $4, oauth_scopes = COALESCE($5, oauth_scopes) WHERE id = $1",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID, BuiltinOid::UUIDOID, BuiltinOid::TIMESTAMPTZOID, BuiltinOid::TEXTARRAYOID],
+    mutating: true,
+};
+static NEEDING_REFRESH: Statement = Statement {
+    sql: "SELECT jsonb_build_object('id', c.id, 'business_id', c.business_id, 'provider', c.provider, 'environment', c.environment, \
+                                    'name', c.name, 'token_expires_at', c.token_expires_at) \
+          FROM public.integration_connections c \
+          WHERE c.auth_method = 'oauth2' AND c.status IN ('active', 'error') AND c.oauth_refresh_token_secret_id IS NOT NULL \
+            AND c.token_expires_at IS NOT NULL AND c.token_expires_at < pg_catalog.now() + $1 \
+          ORDER BY c.token_expires_at",
+    args: &[BuiltinOid::INTERVALOID],
+    mutating: false,
+};
+
+/// The connection's business and secrets; authorizes the caller for it.
+struct Owned {
+    caller: Caller,
+    business: Uuid,
+    auth_method: String,
+    provider: String,
+    secrets: [Option<Uuid>; 4],
+}
+
+fn owned(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<Owned>> {
+    let plan = plans::plan(c, &OWNER)?;
+    let rows = c.select(plan, Some(1), &[id.into()])?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let row = rows.first();
+    let business: Uuid = row
+        .get(1)?
+        .ok_or_else(|| Error::Internal("no business".into()))?;
+    let caller = tenancy::authorize(&business)?;
+    Ok(Some(Owned {
+        caller,
+        business,
+        auth_method: row.get(2)?.unwrap_or_default(),
+        provider: row.get(3)?.unwrap_or_default(),
+        secrets: [row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?],
+    }))
+}
+
+fn required_id(fcinfo: pg_sys::FunctionCallInfo) -> Result<Uuid> {
+    unsafe { fcall::arg::<Uuid>(fcinfo, 0) }
+        .ok_or_else(|| Error::InvalidArgument("p_integration_id must not be null".into()))
+}
+
+fn not_found(id: &Uuid) -> Error {
+    Error::NotFound(format!("integration {id} does not exist"))
+}
+
+fn seal(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    business: Uuid,
+    v: &Option<String>,
+    what: &str,
+) -> Result<Option<Uuid>> {
+    match v {
+        Some(v) => Ok(Some(secrets::create(
+            c,
+            business,
+            v.as_bytes().to_vec(),
+            what,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+sql_function!(
+    pg_finfo_pgi_create_integration,
+    pgi_create_integration,
+    |fcinfo| {
+        statement_holds_secret();
+        let business = crate::kinds::required_business(fcinfo)?;
+        let caller = tenancy::authorize(&business)?;
+        let invalid = Error::InvalidArgument;
+        let provider =
+            text_arg(fcinfo, 1).ok_or_else(|| invalid("p_provider must not be null".into()))?;
+        let name = text_arg(fcinfo, 2)
+            .map(|n| n.trim().to_string())
+            .unwrap_or_default();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(invalid("p_name must be 1 to 200 characters".into()));
+        }
+        let auth_method =
+            text_arg(fcinfo, 3).ok_or_else(|| invalid("p_auth_method must not be null".into()))?;
+        validate::one_of("p_auth_method", "auth method", &auth_method, AUTH_METHODS)
+            .map_err(invalid)?;
+        let creds = Credentials {
+            api_key: text_arg(fcinfo, 4),
+            username: text_arg(fcinfo, 6),
+            password: text_arg(fcinfo, 7),
+            access_token: text_arg(fcinfo, 8),
+            refresh_token: text_arg(fcinfo, 9),
+        };
+        check_credentials(&auth_method, &creds).map_err(invalid)?;
+        let key_prefix = text_arg(fcinfo, 5);
+        if let (Some(p), Some(k)) = (&key_prefix, &creds.api_key) {
+            if p.len() > 16 || !k.starts_with(p.as_str()) || p.len() * 2 > k.len() {
+                return Err(invalid("p_key_prefix must be a short prefix of p_api_key (at most 16 characters and half the key)".into()));
+            }
+        }
+        let expires: Option<pgrx::datum::TimestampWithTimeZone> = fcall::arg(fcinfo, 10);
+        let scopes: Option<Vec<String>> = fcall::arg::<Vec<Option<String>>>(fcinfo, 11)
+            .map(|v| v.into_iter().flatten().collect());
+        let environment = text_arg(fcinfo, 12).unwrap_or_else(|| "production".into());
+        validate::one_of("p_environment", "environment", &environment, ENVIRONMENTS)
+            .map_err(invalid)?;
+        let config = json_arg(fcinfo, 13);
+        if let Some(v) = &config {
+            check_connection_config(v).map_err(invalid)?;
+        }
+        let capabilities = json_arg(fcinfo, 14);
+        if let Some(v) = &capabilities {
+            check_capabilities(v).map_err(invalid)?;
+        }
+        let metadata = json_arg(fcinfo, 15);
+        if metadata.as_ref().is_some_and(|m| !m.is_object()) {
+            return Err(invalid("p_metadata must be a JSON object".into()));
+        }
+        let id = Spi::connect_mut(|c| -> Result<Uuid> {
+            let plan = plans::plan(c, &PROVIDER)?;
+            let rows = c.select(plan, Some(1), &[provider.as_str().into()])?;
+            if rows.is_empty() {
+                return Err(invalid("p_provider is not a registered provider".into()));
+            }
+            let row = rows.first();
+            if row.get::<String>(1)?.as_deref() != Some("active") {
+                return Err(invalid("p_provider is not active".into()));
+            }
+            let supported: Vec<String> = row
+                .get::<Vec<Option<String>>>(2)?
+                .unwrap_or_default()
+                .into_iter()
+                .flatten()
+                .collect();
+            if !supported.is_empty() && !supported.contains(&auth_method) {
+                return Err(invalid(format!(
+                    "p_auth_method: this provider supports {}",
+                    supported.join(", ")
+                )));
+            }
+            let api_key = seal(c, business, &creds.api_key, "connection API key")?;
+            let password = seal(c, business, &creds.password, "connection password")?;
+            let access = seal(c, business, &creds.access_token, "OAuth access token")?;
+            let refresh = seal(c, business, &creds.refresh_token, "OAuth refresh token")?;
+            let inserted = plans::write_returning_id(
+                c,
+                &INSERT,
+                &[
+                    business.into(),
+                    provider.as_str().into(),
+                    name.as_str().into(),
+                    environment.as_str().into(),
+                    auth_method.as_str().into(),
+                    key_prefix.as_deref().into(),
+                    api_key.into(),
+                    creds.username.as_deref().into(),
+                    password.into(),
+                    access.into(),
+                    refresh.into(),
+                    expires.into(),
+                    scopes.into(),
+                    config.map(JsonB).into(),
+                    capabilities.map(JsonB).into(),
+                    metadata.map(JsonB).into(),
+                ],
+            )?;
+            match inserted {
+            Some(id) => Ok(id),
+            None => Err(Error::Conflict(format!(
+                "business {business} already has a {environment} {provider} connection named \"{name}\""
+            ))),
+        }
+        })?;
+        audit::record(
+            &caller,
+            Action::Set,
+            "connection",
+            &business,
+            Some(&provider),
+            Some(&id),
+        )?;
+        Ok(fcall::datum(id))
+    }
+);
+
+fn read_json(
+    stmt: &'static Statement,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<Vec<JsonB>> {
+    Spi::connect(|c| -> Result<Vec<JsonB>> {
+        let plan = plans::plan(c, stmt)?;
+        let mut out = Vec::new();
+        for row in c.select(plan, None, args)? {
+            out.extend(row.get::<JsonB>(1)?);
+        }
+        Ok(out)
+    })
+}
+
+sql_function!(
+    pg_finfo_pgi_get_integration,
+    pgi_get_integration,
+    |fcinfo| {
+        let id = required_id(fcinfo)?;
+        let found = Spi::connect(|c| owned(c, id))?;
+        if found.is_none() {
+            return Ok(fcall::null(fcinfo));
+        }
+        Ok(match read_json(&GET, &[id.into()])?.pop() {
+            Some(j) => fcall::datum(j),
+            None => fcall::null(fcinfo),
+        })
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_list_integrations,
+    pgi_list_integrations,
+    |fcinfo| {
+        let business = crate::kinds::required_business(fcinfo)?;
+        tenancy::authorize(&business)?;
+        let provider = text_arg(fcinfo, 1);
+        let rows = read_json(&LIST, &[business.into(), provider.as_deref().into()])?;
+        fcall::begin_rows(fcinfo);
+        for j in rows {
+            fcall::put_row(fcinfo, &mut [fcall::datum(j)], &mut [false]);
+        }
+        Ok(fcall::void())
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_get_integration_by_provider,
+    pgi_get_integration_by_provider,
+    |fcinfo| {
+        let business = crate::kinds::required_business(fcinfo)?;
+        tenancy::authorize(&business)?;
+        let provider = text_arg(fcinfo, 1)
+            .ok_or_else(|| Error::InvalidArgument("p_provider must not be null".into()))?;
+        let environment = text_arg(fcinfo, 2).unwrap_or_else(|| "production".into());
+        validate::one_of("p_environment", "environment", &environment, ENVIRONMENTS)
+            .map_err(Error::InvalidArgument)?;
+        Ok(
+            match read_json(
+                &BY_PROVIDER,
+                &[
+                    business.into(),
+                    provider.as_str().into(),
+                    environment.as_str().into(),
+                ],
+            )?
+            .pop()
+            {
+                Some(j) => fcall::datum(j),
+                None => fcall::null(fcinfo),
+            },
+        )
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_get_integration_credentials,
+    pgi_get_integration_credentials,
+    |fcinfo| {
+        require_privileged("get_integration_credentials")?;
+        let id = required_id(fcinfo)?;
+        let Some(o) = Spi::connect(|c| owned(c, id))? else {
+            return Ok(fcall::null(fcinfo));
+        };
+        let open = |s: Option<Uuid>| -> Result<Value> {
+            Ok(match s {
+                Some(s) => secrets::read(s)?
+                    .map(|(v, _)| Value::String(v))
+                    .unwrap_or(Value::Null),
+                None => Value::Null,
+            })
+        };
+        let row = read_json(&GET, &[id.into()])?
+            .pop()
+            .map(|j| j.0)
+            .unwrap_or(Value::Null);
+        let mut out = serde_json::Map::new();
+        out.insert("auth_method".into(), Value::String(o.auth_method.clone()));
+        let key_name = if o.auth_method == "bearer_token" {
+            "bearer_token"
+        } else {
+            "api_key"
+        };
+        out.insert(key_name.into(), open(o.secrets[0])?);
+        out.insert(
+            "username".into(),
+            row.get("basic_username").cloned().unwrap_or(Value::Null),
+        );
+        out.insert("password".into(), open(o.secrets[1])?);
+        out.insert("access_token".into(), open(o.secrets[2])?);
+        out.insert("refresh_token".into(), open(o.secrets[3])?);
+        out.insert(
+            "token_expires_at".into(),
+            row.get("token_expires_at").cloned().unwrap_or(Value::Null),
+        );
+        out.insert(
+            "scopes".into(),
+            row.get("oauth_scopes").cloned().unwrap_or(Value::Null),
+        );
+        audit::record(
+            &o.caller,
+            Action::ReadSecret,
+            "connection",
+            &o.business,
+            Some(&o.provider),
+            Some(&id),
+        )?;
+        Ok(fcall::datum(JsonB(Value::Object(out))))
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_delete_integration,
+    pgi_delete_integration,
+    |fcinfo| {
+        let id = required_id(fcinfo)?;
+        let deleted = Spi::connect_mut(|c| -> Result<Option<(Caller, Uuid, String)>> {
+            let Some(o) = owned(c, id)? else {
+                return Ok(None);
+            };
+            let plan = plans::plan(c, &DELETE)?;
+            let rows = c.update(plan, None, &[id.into()])?;
+            Ok((!rows.is_empty()).then_some((o.caller, o.business, o.provider)))
+        })?;
+        let Some((caller, business, provider)) = deleted else {
+            return Ok(fcall::datum(false));
+        };
+        audit::record(
+            &caller,
+            Action::Delete,
+            "connection",
+            &business,
+            Some(&provider),
+            Some(&id),
+        )?;
+        Ok(fcall::datum(true))
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_update_integration_sync_stats,
+    pgi_update_integration_sync_stats,
+    |fcinfo| {
+        let id = required_id(fcinfo)?;
+        let mut counts = [0i64; 3];
+        for (i, name) in [
+            "p_total_records",
+            "p_last_sync_count",
+            "p_failed_sync_count",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let v: i64 = fcall::arg(fcinfo, i + 1)
+                .ok_or_else(|| Error::InvalidArgument(format!("{name} must not be null")))?;
+            if v < 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} must not be negative"
+                )));
+            }
+            counts[i] = v;
+        }
+        Spi::connect_mut(|c| -> Result<()> {
+            owned(c, id)?.ok_or_else(|| not_found(&id))?;
+            let plan = plans::plan(c, &SYNC_STATS)?;
+            c.update(
+                plan,
+                None,
+                &[
+                    id.into(),
+                    counts[0].into(),
+                    counts[1].into(),
+                    counts[2].into(),
+                ],
+            )?;
+            Ok(())
+        })?;
+        Ok(fcall::void())
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_update_integration_health,
+    pgi_update_integration_health,
+    |fcinfo| {
+        let id = required_id(fcinfo)?;
+        let success: bool = fcall::arg(fcinfo, 1)
+            .ok_or_else(|| Error::InvalidArgument("p_success must not be null".into()))?;
+        // Kept short: an error text is for people, and may quote a response.
+        let message: Option<String> = text_arg(fcinfo, 2).map(|m| m.chars().take(1000).collect());
+        let response_ms: Option<i32> = fcall::arg(fcinfo, 3);
+        if response_ms.is_some_and(|ms| ms < 0) {
+            return Err(Error::InvalidArgument(
+                "p_response_time_ms must not be negative".into(),
+            ));
+        }
+        Spi::connect_mut(|c| -> Result<()> {
+            owned(c, id)?.ok_or_else(|| not_found(&id))?;
+            let plan = plans::plan(c, &HEALTH)?;
+            c.update(
+                plan,
+                None,
+                &[
+                    id.into(),
+                    success.into(),
+                    message.as_deref().into(),
+                    response_ms.into(),
+                    FAILURES_BEFORE_ERROR.into(),
+                ],
+            )?;
+            Ok(())
+        })?;
+        Ok(fcall::void())
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_set_integration_oauth_tokens,
+    pgi_set_integration_oauth_tokens,
+    |fcinfo| {
+        statement_holds_secret();
+        let id = required_id(fcinfo)?;
+        let access = text_arg(fcinfo, 1);
+        if !non_empty(&access) {
+            return Err(Error::InvalidArgument(
+                "p_access_token must not be null or empty".into(),
+            ));
+        }
+        let refresh = text_arg(fcinfo, 2);
+        let expires: Option<pgrx::datum::TimestampWithTimeZone> = fcall::arg(fcinfo, 3);
+        let scopes: Option<Vec<String>> =
+            fcall::arg::<Vec<Option<String>>>(fcinfo, 4).map(|v| v.into_iter().flatten().collect());
+        let (caller, business, provider) =
+            Spi::connect_mut(|c| -> Result<(Caller, Uuid, String)> {
+                let o = owned(c, id)?.ok_or_else(|| not_found(&id))?;
+                if o.auth_method != "oauth2" {
+                    return Err(Error::InvalidArgument(format!(
+                        "p_integration_id: this integration uses {}, not oauth2",
+                        o.auth_method
+                    )));
+                }
+                let new_access = seal(c, o.business, &access, "OAuth access token")?;
+                // A refresh token left NULL keeps the one stored.
+                let new_refresh = match &refresh {
+                    Some(_) => seal(c, o.business, &refresh, "OAuth refresh token")?,
+                    None => o.secrets[3],
+                };
+                let plan = plans::plan(c, &SET_TOKENS)?;
+                c.update(
+                    plan,
+                    None,
+                    &[
+                        id.into(),
+                        new_access.into(),
+                        new_refresh.into(),
+                        expires.into(),
+                        scopes.into(),
+                    ],
+                )?;
+                for (old, replaced) in [(o.secrets[2], true), (o.secrets[3], refresh.is_some())] {
+                    if let (Some(old), true) = (old, replaced) {
+                        secrets::delete(c, old)?;
+                    }
+                }
+                Ok((o.caller, o.business, o.provider))
+            })?;
+        audit::record(
+            &caller,
+            Action::Set,
+            "connection",
+            &business,
+            Some(&provider),
+            Some(&id),
+        )?;
+        Ok(fcall::void())
+    }
+);
+
+sql_function!(
+    pg_finfo_pgi_list_integrations_needing_refresh,
+    pgi_list_integrations_needing_refresh,
+    |fcinfo| {
+        require_privileged("list_integrations_needing_refresh")?;
+        let within: pgrx::datum::Interval = fcall::arg(fcinfo, 0)
+            .ok_or_else(|| Error::InvalidArgument("p_within must not be null".into()))?;
+        let rows = read_json(&NEEDING_REFRESH, &[within.into()])?;
+        fcall::begin_rows(fcinfo);
+        for j in rows {
+            fcall::put_row(fcinfo, &mut [fcall::datum(j)], &mut [false]);
+        }
+        Ok(fcall::void())
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn connection_config_is_validated() {
+        for ok in [
+            json!({}),
+            json!({"domain": "mystore.myshopify.com", "api_version": "2024-01", "timeout": 30000}),
+            json!({"api_endpoint": "https://api.circuly.io/api/2025-01", "rate_limit": 120}),
+        ] {
+            assert_eq!(check_connection_config(&ok), Ok(()), "{ok}");
+        }
+        for (bad, field) in [
+            (json!([]), "p_connection_config must be a JSON object"),
+            (
+                json!({"api_endpoint": "http://api.example.com"}),
+                "p_connection_config.api_endpoint",
+            ),
+            (json!({"timeout": 0}), "p_connection_config.timeout"),
+            (json!({"timeout": "30s"}), "p_connection_config.timeout"),
+            (
+                json!({"domain": "https://shop.example.com"}),
+                "p_connection_config.domain",
+            ),
+            (
+                json!({"api_version": "2024 01"}),
+                "p_connection_config.api_version",
+            ),
+            (
+                json!({"secret": "x"}),
+                "p_connection_config has an unknown key",
+            ),
+        ] {
+            let e = check_connection_config(&bad).unwrap_err();
+            assert!(e.starts_with(field), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn capabilities_are_validated() {
+        assert!(check_capabilities(
+            &json!({"can_sync": true, "can_push": false, "sync_frequency": "hourly"})
+        )
+        .is_ok());
+        assert!(check_capabilities(&json!({"can_sync": "yes"})).is_err());
+        assert!(check_capabilities(&json!({"sync_frequency": "every minute"})).is_err());
+        assert!(check_capabilities(&json!({"can_fly": true})).is_err());
+    }
+
+    #[test]
+    fn credentials_must_fit_the_auth_method() {
+        let key = Credentials {
+            api_key: Some("shpat_x".into()),
+            ..Default::default()
+        };
+        assert!(check_credentials("api_key", &key).is_ok());
+        assert!(check_credentials("bearer_token", &key).is_ok());
+        assert!(check_credentials("basic_auth", &key).is_err());
+        assert!(check_credentials("oauth2", &key).is_err());
+        let basic = Credentials {
+            username: Some("u".into()),
+            password: Some("p".into()),
+            ..Default::default()
+        };
+        assert!(check_credentials("basic_auth", &basic).is_ok());
+        assert!(check_credentials("api_key", &basic).is_err());
+        let oauth = Credentials {
+            access_token: Some("a".into()),
+            refresh_token: Some("r".into()),
+            ..Default::default()
+        };
+        assert!(check_credentials("oauth2", &oauth).is_ok());
+        assert!(check_credentials("oauth2", &Credentials::default()).is_err());
+        assert!(check_credentials("magic", &key).is_err());
+    }
+}
