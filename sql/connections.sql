@@ -94,6 +94,13 @@ CREATE FUNCTION public.create_integration(
 RETURNS uuid LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_create_integration';
 
+CREATE FUNCTION public.update_integration(
+    p_integration_id uuid, p_name text DEFAULT NULL, p_status text DEFAULT NULL, p_connection_config jsonb DEFAULT NULL,
+    p_capabilities jsonb DEFAULT NULL, p_metadata jsonb DEFAULT NULL, p_api_key text DEFAULT NULL,
+    p_key_prefix text DEFAULT NULL, p_username text DEFAULT NULL, p_password text DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_update_integration';
+
 CREATE FUNCTION public.get_integration(p_integration_id uuid)
 RETURNS jsonb LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_get_integration';
@@ -132,6 +139,8 @@ AS 'MODULE_PATHNAME', 'pgi_list_integrations_needing_refresh';
 
 COMMENT ON FUNCTION public.create_integration(uuid, text, text, text, text, text, text, text, text, text, timestamptz, text[], text, jsonb, jsonb, jsonb) IS
     'Creates a connection of the business to an active provider and returns its id. The credential parts must fit p_auth_method (api_key/bearer_token: p_api_key; basic_auth: p_username and p_password; oauth2: p_access_token, optionally p_refresh_token) and the provider''s auth methods; each is sealed in the secret store. p_key_prefix (e.g. shpat_) is kept in clear for display. p_connection_config and p_capabilities are validated; p_metadata is free-form. 23505 if the business already has a connection of that provider, environment and name.';
+COMMENT ON FUNCTION public.update_integration(uuid, text, text, jsonb, jsonb, jsonb, text, text, text, text) IS
+    'Changes a connection: arguments left NULL keep their value. A new p_api_key (api_key/bearer_token) or p_username/p_password (basic_auth) is sealed in place of the old one; OAuth tokens go through set_integration_oauth_tokens. Validated like create_integration; 23505 if the new name is taken; PT404 if there is no such connection. Audited.';
 COMMENT ON FUNCTION public.get_integration(uuid) IS
     'The connection as a JSON object without any secret (has_credentials says whether it has them), or NULL.';
 COMMENT ON FUNCTION public.list_integrations(uuid, text) IS
@@ -158,7 +167,7 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
-          AND p.proname IN ('create_integration', 'get_integration', 'list_integrations', 'get_integration_by_provider',
+          AND p.proname IN ('create_integration', 'update_integration', 'get_integration', 'list_integrations', 'get_integration_by_provider',
                             'get_integration_credentials', 'delete_integration', 'update_integration_sync_stats',
                             'update_integration_health', 'set_integration_oauth_tokens', 'list_integrations_needing_refresh')
     LOOP

@@ -291,6 +291,24 @@ static SET_TOKENS: Statement = Statement {
     args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID, BuiltinOid::UUIDOID, BuiltinOid::TIMESTAMPTZOID, BuiltinOid::TEXTARRAYOID],
     mutating: true,
 };
+static UPDATE: Statement = Statement {
+    sql: "UPDATE public.integration_connections SET name = COALESCE($2, name), status = COALESCE($3, status), \
+              connection_config = COALESCE($4, connection_config), capabilities = COALESCE($5, capabilities), \
+              metadata = COALESCE($6, metadata), key_prefix = COALESCE($7, key_prefix), \
+              basic_username = COALESCE($8, basic_username) \
+          WHERE id = $1",
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::JSONBOID,
+        BuiltinOid::JSONBOID,
+        BuiltinOid::JSONBOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::TEXTOID,
+    ],
+    mutating: true,
+};
 static NEEDING_REFRESH: Statement = Statement {
     sql: "SELECT jsonb_build_object('id', c.id, 'business_id', c.business_id, 'provider', c.provider, 'environment', c.environment, \
                                     'name', c.name, 'token_expires_at', c.token_expires_at) \
@@ -489,6 +507,119 @@ fn read_json(
         Ok(out)
     })
 }
+
+sql_function!(
+    pg_finfo_pgi_update_integration,
+    pgi_update_integration,
+    |fcinfo| {
+        statement_holds_secret();
+        let id = required_id(fcinfo)?;
+        let invalid = Error::InvalidArgument;
+        let name = text_arg(fcinfo, 1).map(|n| n.trim().to_string());
+        if name
+            .as_ref()
+            .is_some_and(|n| n.is_empty() || n.chars().count() > 200)
+        {
+            return Err(invalid("p_name must be 1 to 200 characters".into()));
+        }
+        let status = text_arg(fcinfo, 2);
+        if let Some(st) = &status {
+            validate::one_of("p_status", "status", st, STATUSES).map_err(invalid)?;
+        }
+        let config = json_arg(fcinfo, 3);
+        if let Some(v) = &config {
+            check_connection_config(v).map_err(invalid)?;
+        }
+        let capabilities = json_arg(fcinfo, 4);
+        if let Some(v) = &capabilities {
+            check_capabilities(v).map_err(invalid)?;
+        }
+        let metadata = json_arg(fcinfo, 5);
+        if metadata.as_ref().is_some_and(|m| !m.is_object()) {
+            return Err(invalid("p_metadata must be a JSON object".into()));
+        }
+        let api_key = text_arg(fcinfo, 6);
+        let key_prefix = text_arg(fcinfo, 7);
+        let username = text_arg(fcinfo, 8);
+        let password = text_arg(fcinfo, 9);
+        let (caller, business, provider) = Spi::connect_mut(
+            |c| -> Result<(Caller, Uuid, String)> {
+                let o = owned(c, id)?.ok_or_else(|| not_found(&id))?;
+                let keyed = matches!(o.auth_method.as_str(), "api_key" | "bearer_token");
+                if (api_key.is_some() || key_prefix.is_some()) && !keyed {
+                    return Err(invalid(format!(
+                        "p_api_key: this integration uses {}",
+                        o.auth_method
+                    )));
+                }
+                if (username.is_some() || password.is_some()) && o.auth_method != "basic_auth" {
+                    return Err(invalid(format!(
+                        "p_username and p_password: this integration uses {}",
+                        o.auth_method
+                    )));
+                }
+                for (v, arg) in [
+                    (&api_key, "p_api_key"),
+                    (&username, "p_username"),
+                    (&password, "p_password"),
+                ] {
+                    if v.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                        return Err(invalid(format!("{arg} must not be empty")));
+                    }
+                }
+                // Credentials are re-sealed in place (same secret id), or sealed anew.
+                for (value, slot, what, column) in [
+                    (&api_key, 0usize, "connection API key", "api_key_secret_id"),
+                    (
+                        &password,
+                        1,
+                        "connection password",
+                        "basic_password_secret_id",
+                    ),
+                ] {
+                    let Some(v) = value else { continue };
+                    let replaced = match o.secrets[slot] {
+                        Some(s) => secrets::replace(c, s, o.business, v.as_bytes().to_vec())?,
+                        None => false,
+                    };
+                    if !replaced {
+                        let s = secrets::create(c, o.business, v.as_bytes().to_vec(), what)?;
+                        c.update(
+                    &format!("UPDATE public.integration_connections SET {column} = $2 WHERE id = $1"),
+                    None,
+                    &[id.into(), s.into()],
+                )?;
+                    }
+                }
+                let plan = plans::plan(c, &UPDATE)?;
+                c.update(
+                    plan,
+                    None,
+                    &[
+                        id.into(),
+                        name.as_deref().into(),
+                        status.as_deref().into(),
+                        config.clone().map(JsonB).into(),
+                        capabilities.clone().map(JsonB).into(),
+                        metadata.clone().map(JsonB).into(),
+                        key_prefix.as_deref().into(),
+                        username.as_deref().into(),
+                    ],
+                )?;
+                Ok((o.caller, o.business, o.provider))
+            },
+        )?;
+        audit::record(
+            &caller,
+            Action::Set,
+            "connection",
+            &business,
+            Some(&provider),
+            Some(&id),
+        )?;
+        Ok(fcall::void())
+    }
+);
 
 sql_function!(
     pg_finfo_pgi_get_integration,

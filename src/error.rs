@@ -129,6 +129,7 @@ const SECRET_TAKING_FUNCTIONS: &[&str] = &[
     "create_oauth_state",
     "consume_oauth_state",
     "create_integration",
+    "update_integration",
     "set_integration_oauth_tokens",
 ];
 

@@ -57,3 +57,54 @@ def test_oauth_round_trip(fresh_db):
         with pytest.raises(RpcError) as e:
             rpc(c, "create_oauth_state", body, role="anon", types={"p_business_id": "uuid", "p_scopes": "text[]"})
         assert e.value.status == 401
+
+
+def test_shopify_connection_flow(fresh_db):
+    shop_biz = "0f000000-0000-4000-8000-000000000001"
+    owner = {"sub": OWNER, "aud": "authenticated"}
+    types = {"p_business_id": "uuid", "p_integration_id": "uuid", "p_connection_config": "jsonb",
+             "p_capabilities": "jsonb", "p_success": "boolean", "p_response_time_ms": "integer",
+             "p_total_records": "bigint", "p_last_sync_count": "bigint", "p_failed_sync_count": "bigint"}
+    with connect(fresh_db) as c:
+        c.execute("INSERT INTO integrations.business_members VALUES (%s, %s, 'owner')", [shop_biz, OWNER])
+        iid = rpc(c, "create_integration", {
+            "p_business_id": shop_biz, "p_provider": "shopify", "p_name": "Main Store", "p_auth_method": "api_key",
+            "p_api_key": "shpat_0123456789abcdef", "p_key_prefix": "shpat_",
+            "p_connection_config": {"domain": "mystore.myshopify.com", "api_version": "2024-01", "timeout": 30000},
+            "p_capabilities": {"can_sync": True, "can_push": False, "can_webhook": True, "sync_frequency": "hourly"},
+        }, role="authenticated", claims=owner, types=types)
+        # the owner reads it back: no secret anywhere in the answer
+        got = rpc(c, "get_integration", {"p_integration_id": iid}, role="authenticated", claims=owner, types=types,
+                  volatile=False)
+        assert got["key_prefix"] == "shpat_" and got["has_credentials"] is True
+        assert "0123456789abcdef" not in str(got) and "api_key_secret_id" not in got
+        listed = rpc(c, "list_integrations", {"p_business_id": shop_biz}, role="authenticated", claims=owner,
+                     types=types, volatile=False, returns_set=True)
+        assert [i["id"] for i in listed] == [iid]
+        # credentials: the back end only
+        with pytest.raises(RpcError) as e:
+            rpc(c, "get_integration_credentials", {"p_integration_id": iid}, role="authenticated", claims=owner,
+                types=types)
+        assert e.value.status == 403
+        creds = rpc(c, "get_integration_credentials", {"p_integration_id": iid}, role="service_role", types=types)
+        assert creds["api_key"] == "shpat_0123456789abcdef" and creds["auth_method"] == "api_key"
+        # a worker records health and a sync
+        for ok in (False, False, False):
+            rpc(c, "update_integration_health", {"p_integration_id": iid, "p_success": ok, "p_error_message": "503"},
+                role="service_role", types=types)
+        assert rpc(c, "get_integration", {"p_integration_id": iid}, role="service_role", types=types)["status"] == "error"
+        rpc(c, "update_integration_health", {"p_integration_id": iid, "p_success": True, "p_response_time_ms": 90},
+            role="service_role", types=types)
+        rpc(c, "update_integration_sync_stats", {"p_integration_id": iid, "p_total_records": 120,
+                                                 "p_last_sync_count": 20, "p_failed_sync_count": 0},
+            role="service_role", types=types)
+        after = rpc(c, "get_integration", {"p_integration_id": iid}, role="service_role", types=types)
+        assert (after["status"], after["consecutive_failures"], after["total_records"]) == ("active", 0, 120)
+        # a credential that does not fit the auth method is a 400
+        with pytest.raises(RpcError) as e:
+            rpc(c, "create_integration", {"p_business_id": shop_biz, "p_provider": "shopify", "p_name": "B",
+                                          "p_auth_method": "basic_auth", "p_api_key": "shpat_x"},
+                role="authenticated", claims=owner, types=types)
+        assert (e.value.status, e.value.sqlstate) == (400, "22023")
+        assert rpc(c, "delete_integration", {"p_integration_id": iid}, role="authenticated", claims=owner,
+                   types=types) is True

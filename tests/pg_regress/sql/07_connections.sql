@@ -97,6 +97,21 @@ SET LOCAL ROLE authenticated;
 SELECT try('SELECT * FROM list_integrations_needing_refresh()');
 ROLLBACK;
 
+-- update_integration: NULL keeps, a new key is sealed in place of the old one
+SELECT count(*) AS secrets_before FROM integrations.secrets WHERE business_id = :B \gset
+SELECT update_integration(:'shop', p_name => 'Flagship', p_connection_config => '{"domain":"flagship.myshopify.com"}',
+                          p_api_key => 'shpat_rotated_0123456789');
+SELECT name, status, connection_config, capabilities->>'sync_frequency' AS kept_capability FROM integration_connections WHERE id = :'shop';
+SELECT get_integration_credentials(:'shop')->>'api_key' AS rotated_key;
+SELECT count(*) = :secrets_before AS no_new_secret FROM integrations.secrets WHERE business_id = :B;
+SELECT update_integration(:'shop', p_status => 'inactive');
+SELECT status FROM integration_connections WHERE id = :'shop';
+SELECT try(format('SELECT update_integration(%L, p_status => %L)', :'shop', 'paused'));
+SELECT try(format('SELECT update_integration(%L, p_password => %L)', :'shop', 'pw'));
+SELECT try(format('SELECT update_integration(%L, p_api_key => %L)', :'gh', 'k'));
+SELECT try(format('SELECT update_integration(%L, p_capabilities => %L)', :'shop', '{"can_sync":1}'));
+SELECT try(format('SELECT update_integration(%L, p_name => %L)', :'gh', 'Flagship')) AS other_provider_same_name;
+
 -- deleting a connection deletes every one of its secrets
 SELECT count(*) AS secrets FROM integrations.secrets WHERE business_id = :B;
 SELECT delete_integration(:'gh') AS deleted, delete_integration(:'gh') AS again;
