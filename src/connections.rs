@@ -824,7 +824,7 @@ sql_function!(
             ));
         }
         Spi::connect_mut(|c| -> Result<()> {
-            owned(c, id)?.ok_or_else(|| not_found(&id))?;
+            let o = owned(c, id)?.ok_or_else(|| not_found(&id))?;
             let plan = plans::plan(c, &HEALTH)?;
             c.update(
                 plan,
@@ -837,6 +837,8 @@ sql_function!(
                     FAILURES_BEFORE_ERROR.into(),
                 ],
             )?;
+            // Health checks count in the hourly metrics too.
+            crate::metrics::record(c, id, o.business, success, response_ms)?;
             Ok(())
         })?;
         Ok(fcall::void())

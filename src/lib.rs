@@ -20,6 +20,7 @@ pub mod fcall;
 pub mod gucs;
 pub mod keyring;
 pub mod kinds;
+pub mod metrics;
 pub mod migrate;
 pub mod oauth;
 pub mod plans;
@@ -45,6 +46,11 @@ extension_sql_file!(
     "../sql/connections.sql",
     name = "connections",
     requires = ["oauth"]
+);
+extension_sql_file!(
+    "../sql/metrics.sql",
+    name = "metrics",
+    requires = ["connections"]
 );
 extension_sql_file!("../sql/finalize.sql", finalize);
 

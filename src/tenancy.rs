@@ -278,6 +278,8 @@ pub const TENANT_SCOPED_TABLES: &[&str] = &[
     "public.upload_post_profiles",
     "public.integration_oauth_states",
     "public.integration_connections",
+    "public.integration_api_logs",
+    "public.integration_metrics_hourly",
 ];
 
 sql_function!(

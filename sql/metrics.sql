@@ -1,0 +1,81 @@
+-- pg_integrations: API call logs and hourly metrics (seed 003).
+
+-- Partitioned by day: retention drops whole days. The default partition takes
+-- the days nobody created a partition for; integrations.create_api_log_partitions()
+-- (run it daily, e.g. from pg_cron) creates the coming days'.
+CREATE TABLE public.integration_api_logs (
+    logged_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    integration_id uuid NOT NULL REFERENCES public.integration_connections (id) ON DELETE CASCADE,
+    business_id    uuid NOT NULL,
+    method         text NOT NULL,
+    url            text NOT NULL,
+    status         integer,
+    latency_ms     integer,
+    error          text
+) PARTITION BY RANGE (logged_at);
+COMMENT ON TABLE public.integration_api_logs IS
+    'Calls made to providers, for debugging: method, URL and error text with credentials redacted, status, latency. Partitioned by day.';
+CREATE INDEX integration_api_logs_integration_idx ON public.integration_api_logs (integration_id, logged_at);
+CREATE INDEX integration_api_logs_business_idx ON public.integration_api_logs (business_id);
+CREATE TABLE public.integration_api_logs_default PARTITION OF public.integration_api_logs DEFAULT;
+SELECT pg_catalog.pg_extension_config_dump('public.integration_api_logs_default', '');
+
+CREATE TABLE public.integration_metrics_hourly (
+    integration_id   uuid NOT NULL REFERENCES public.integration_connections (id) ON DELETE CASCADE,
+    business_id      uuid NOT NULL,
+    hour             timestamptz NOT NULL,
+    calls            bigint NOT NULL DEFAULT 0,
+    errors           bigint NOT NULL DEFAULT 0,
+    total_latency_ms bigint NOT NULL DEFAULT 0,
+    max_latency_ms   integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (integration_id, hour)
+);
+COMMENT ON TABLE public.integration_metrics_hourly IS
+    'Hourly rollup per connection: calls, errors, total and maximum latency (average = total_latency_ms / calls). Fed by record_integration_metric, log_integration_api_call and update_integration_health.';
+CREATE INDEX integration_metrics_hourly_business_idx ON public.integration_metrics_hourly (business_id, hour);
+SELECT pg_catalog.pg_extension_config_dump('public.integration_metrics_hourly', '');
+
+DO $rls$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['integration_api_logs', 'integration_metrics_hourly'] LOOP
+        EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY owner_select ON public.%I FOR SELECT TO authenticated USING (integrations.can_access_business(business_id))', t);
+        EXECUTE format('REVOKE ALL ON public.%I FROM PUBLIC, anon, authenticated, service_role', t);
+        EXECUTE format('GRANT SELECT ON public.%I TO authenticated, service_role, integrations_admin', t);
+    END LOOP;
+END
+$rls$;
+
+CREATE FUNCTION public.record_integration_metric(p_integration_id uuid, p_success boolean, p_latency_ms integer)
+RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_record_integration_metric';
+COMMENT ON FUNCTION public.record_integration_metric(uuid, boolean, integer) IS
+    'Adds one call to the connection''s rollup for the current hour (calls, errors, total and maximum latency). PT404 if there is no such connection.';
+
+CREATE FUNCTION public.log_integration_api_call(p_integration_id uuid, p_method text, p_url text, p_status integer, p_latency_ms integer, p_error text DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_log_integration_api_call';
+COMMENT ON FUNCTION public.log_integration_api_call(uuid, text, text, integer, integer, text) IS
+    'Logs a call to the provider: credentials in the URL (user:password@, api_key, token, access_token, signature, secret, code, ... query and fragment parameters) and in the error text (Bearer/Basic tokens, secret=value pairs) are replaced by REDACTED before anything is stored. Also counts the call in the hourly metrics (a success: status below 400 and no error).';
+
+CREATE FUNCTION integrations.create_api_log_partitions(p_days integer DEFAULT 7)
+RETURNS integer LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_create_api_log_partitions';
+COMMENT ON FUNCTION integrations.create_api_log_partitions(integer) IS
+    'Creates the daily partitions of integration_api_logs for today and the next p_days - 1 days that do not exist yet (and whose rows have not gone to the default partition); returns how many. Run it daily. Privileged callers.';
+
+CREATE FUNCTION integrations.drop_old_api_logs(p_keep_days integer DEFAULT 30)
+RETURNS integer LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_drop_old_api_logs';
+COMMENT ON FUNCTION integrations.drop_old_api_logs(integer) IS
+    'Retention: drops the daily partitions of integration_api_logs older than p_keep_days (and deletes such rows from the default partition); returns how many partitions were dropped. Privileged callers.';
+
+REVOKE ALL ON FUNCTION public.record_integration_metric(uuid, boolean, integer),
+    public.log_integration_api_call(uuid, text, text, integer, integer, text),
+    integrations.create_api_log_partitions(integer), integrations.drop_old_api_logs(integer) FROM PUBLIC, anon;
+GRANT EXECUTE ON FUNCTION public.record_integration_metric(uuid, boolean, integer),
+    public.log_integration_api_call(uuid, text, text, integer, integer, text) TO authenticated, service_role, integrations_admin;
+GRANT EXECUTE ON FUNCTION integrations.create_api_log_partitions(integer), integrations.drop_old_api_logs(integer)
+    TO service_role, integrations_admin;
