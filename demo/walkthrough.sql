@@ -75,7 +75,7 @@ INSERT INTO public.businesses VALUES
 GRANT SELECT ON public.businesses TO authenticated;
 SELECT integrations.attach_tenant_table('public.businesses', 'profile_id');
 SELECT conrelid::regclass AS table_with_cascading_fk FROM pg_constraint
-WHERE contype = 'f' AND confrelid = 'public.businesses'::regclass ORDER BY 1::text;
+WHERE contype = 'f' AND confrelid = 'public.businesses'::regclass ORDER BY conrelid::regclass::text;
 
 \echo
 \echo '== 10. The owner saves a HeyGen key, as supabase.rpc(''set_ai_avatar_integration'', ...) does'

@@ -131,6 +131,7 @@ const SECRET_TAKING_FUNCTIONS: &[&str] = &[
     "create_integration",
     "update_integration",
     "set_integration_oauth_tokens",
+    "set_webhook_config",
 ];
 
 fn statement_names_secret_function() -> bool {

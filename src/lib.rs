@@ -29,6 +29,7 @@ pub mod secrets;
 pub mod tenancy;
 pub mod triggers;
 pub mod validate;
+pub mod webhooks;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -51,6 +52,11 @@ extension_sql_file!(
     "../sql/metrics.sql",
     name = "metrics",
     requires = ["connections"]
+);
+extension_sql_file!(
+    "../sql/webhooks.sql",
+    name = "webhooks",
+    requires = ["metrics"]
 );
 extension_sql_file!("../sql/finalize.sql", finalize);
 

@@ -280,6 +280,9 @@ pub const TENANT_SCOPED_TABLES: &[&str] = &[
     "public.integration_connections",
     "public.integration_api_logs",
     "public.integration_metrics_hourly",
+    "public.integration_webhook_configs",
+    "public.integration_events",
+    "public.webhook_access_logs",
 ];
 
 sql_function!(

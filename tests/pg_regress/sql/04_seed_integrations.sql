@@ -39,7 +39,7 @@ SELECT try('SELECT integrations.attach_tenant_table(''integrations.audit_log'')'
 SELECT integrations.attach_tenant_table('businesses');
 SELECT integrations.attach_tenant_table('businesses');  -- idempotent
 SELECT conrelid::regclass AS referencing, confdeltype AS on_delete
-FROM pg_constraint WHERE contype = 'f' AND confrelid = 'businesses'::regclass ORDER BY 1::text;
+FROM pg_constraint WHERE contype = 'f' AND confrelid = 'businesses'::regclass ORDER BY conrelid::regclass::text;
 
 -- Callers, the way PostgREST sets them.
 CREATE FUNCTION act_as(role text, sub text) RETURNS void LANGUAGE plpgsql AS $$
