@@ -5,7 +5,10 @@
 -- (run it daily, e.g. from pg_cron) creates the coming days'.
 CREATE TABLE public.integration_api_logs (
     logged_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    integration_id uuid NOT NULL REFERENCES public.integration_connections (id) ON DELETE CASCADE,
+    -- No foreign key: the daily partitions made at run time are ordinary tables
+    -- to pg_dump, restored before the connections they would point to. A
+    -- trigger on integration_connections deletes a connection's logs instead.
+    integration_id uuid NOT NULL,
     business_id    uuid NOT NULL,
     method         text NOT NULL,
     url            text NOT NULL,
@@ -15,9 +18,24 @@ CREATE TABLE public.integration_api_logs (
 ) PARTITION BY RANGE (logged_at);
 COMMENT ON TABLE public.integration_api_logs IS
     'Calls made to providers, for debugging: method, URL and error text with credentials redacted, status, latency. Partitioned by day.';
-CREATE INDEX integration_api_logs_integration_idx ON public.integration_api_logs (integration_id, logged_at);
-CREATE INDEX integration_api_logs_business_idx ON public.integration_api_logs (business_id);
 CREATE TABLE public.integration_api_logs_default PARTITION OF public.integration_api_logs DEFAULT;
+-- Indexes per partition, not on the parent: pg_dump restores the run-time
+-- partitions as ordinary tables attached to the parent, and a partitioned index
+-- would make their own index definitions collide on restore.
+CREATE INDEX integration_api_logs_default_integration_idx ON public.integration_api_logs_default (integration_id, logged_at);
+CREATE INDEX integration_api_logs_default_business_idx ON public.integration_api_logs_default (business_id);
+
+CREATE FUNCTION integrations.delete_connection_logs() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM public.integration_api_logs l USING gone g WHERE l.integration_id = g.id;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION integrations.delete_connection_logs() IS
+    'AFTER DELETE statement trigger on integration_connections: deletes the API call logs of the deleted connections.';
+REVOKE ALL ON FUNCTION integrations.delete_connection_logs() FROM PUBLIC;
+CREATE TRIGGER integration_connections_delete_logs AFTER DELETE ON public.integration_connections
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION integrations.delete_connection_logs();
 SELECT pg_catalog.pg_extension_config_dump('public.integration_api_logs_default', '');
 
 CREATE TABLE public.integration_metrics_hourly (

@@ -379,6 +379,18 @@ sql_function!(
                 None,
                 &[],
             )?;
+                for (name, columns) in [
+                    ("integration", "integration_id, logged_at"),
+                    ("business", "business_id"),
+                ] {
+                    c.update(
+                    &format!(
+                        "CREATE INDEX integration_api_logs_{suffix}_{name}_idx ON public.integration_api_logs_{suffix} ({columns})"
+                    ),
+                    None,
+                    &[],
+                )?;
+                }
                 n += 1;
             }
             Ok(n)
