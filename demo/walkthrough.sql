@@ -146,3 +146,36 @@ SELECT * FROM consume_oauth_state(:'state');
 \set ON_ERROR_STOP 0
 SELECT * FROM consume_oauth_state(:'state');
 \set ON_ERROR_STOP 1
+
+\echo
+\echo '== 17. A Shopify connection: credentials sealed, reads without secrets, health and sync'
+SELECT create_integration('b2000000-0000-4000-8000-000000000002', 'shopify', 'Main Store', 'api_key',
+    p_api_key => 'shpat_demo_0123456789abcdef', p_key_prefix => 'shpat_',
+    p_connection_config => '{"domain":"demo.myshopify.com","api_version":"2024-01","timeout":30000}',
+    p_capabilities => '{"can_sync":true,"can_webhook":true,"sync_frequency":"hourly"}') AS shop \gset
+SELECT j->>'name' AS name, j->>'key_prefix' AS key_prefix, j->>'has_credentials' AS has_credentials, j->'connection_config' AS config
+FROM get_integration(:'shop') j;
+SELECT update_integration_health(:'shop', false, 'HTTP 503'), update_integration_health(:'shop', false, 'HTTP 503'),
+       update_integration_health(:'shop', false, 'HTTP 503');
+SELECT status, consecutive_failures, error_message FROM integration_connections WHERE id = :'shop';
+SELECT update_integration_health(:'shop', true, NULL, 140);
+SELECT update_integration_sync_stats(:'shop', 1200, 40, 1);
+SELECT status, consecutive_failures, total_records, last_sync_count FROM integration_connections WHERE id = :'shop';
+SELECT log_integration_api_call(:'shop', 'GET', 'https://demo.myshopify.com/admin/api/2024-01/orders.json?access_token=shpat_demo_0123456789abcdef', 200, 140);
+SELECT method, url, status FROM integration_api_logs;
+SELECT calls, errors, total_latency_ms / calls AS avg_latency_ms FROM integration_metrics_hourly;
+
+\echo
+\echo '== 18. A signed webhook: recorded once, a forged one refused, then processed by a worker'
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+SELECT set_webhook_config(:'shop', 'shpss_demo_secret') AS cfg \gset
+SELECT record_webhook_event(:'cfg', 'wh_1', 'orders/create',
+    jsonb_build_object('X-Shopify-Hmac-Sha256', encode(hmac('{"id":1}', 'shpss_demo_secret', 'sha256'), 'base64')),
+    convert_to('{"id":1}', 'UTF8'), 'r2://webhooks/wh_1.json') AS event_id;
+\set ON_ERROR_STOP 0
+SELECT record_webhook_event(:'cfg', 'wh_2', 'orders/create', '{"X-Shopify-Hmac-Sha256":"Zm9yZ2Vk"}', convert_to('{"id":2}', 'UTF8'), NULL);
+\set ON_ERROR_STOP 1
+SELECT provider_event_id, event_type, encode(body_sha256, 'hex') AS body_sha256, body_object_key, status FROM integration_events;
+SELECT id AS claimed, attempts FROM claim_integration_events(10);
+SELECT complete_integration_event(id, true) FROM integration_events;
+SELECT provider_event_id, status FROM integration_events;
