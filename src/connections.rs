@@ -349,6 +349,23 @@ fn owned(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<Owned>> {
     }))
 }
 
+fn audit_connection(
+    caller: &Caller,
+    action: Action,
+    business: &Uuid,
+    provider: &str,
+    id: &Uuid,
+) -> Result<()> {
+    audit::record(
+        caller,
+        action,
+        "connection",
+        business,
+        Some(provider),
+        Some(id),
+    )
+}
+
 fn required_id(fcinfo: pg_sys::FunctionCallInfo) -> Result<Uuid> {
     unsafe { fcall::arg::<Uuid>(fcinfo, 0) }
         .ok_or_else(|| Error::InvalidArgument("p_integration_id must not be null".into()))
@@ -482,14 +499,7 @@ sql_function!(
             ))),
         }
         })?;
-        audit::record(
-            &caller,
-            Action::Set,
-            "connection",
-            &business,
-            Some(&provider),
-            Some(&id),
-        )?;
+        audit_connection(&caller, Action::Set, &business, &provider, &id)?;
         Ok(fcall::datum(id))
     }
 );
@@ -609,14 +619,7 @@ sql_function!(
                 Ok((o.caller, o.business, o.provider))
             },
         )?;
-        audit::record(
-            &caller,
-            Action::Set,
-            "connection",
-            &business,
-            Some(&provider),
-            Some(&id),
-        )?;
+        audit_connection(&caller, Action::Set, &business, &provider, &id)?;
         Ok(fcall::void())
     }
 );
@@ -726,14 +729,7 @@ sql_function!(
             "scopes".into(),
             row.get("oauth_scopes").cloned().unwrap_or(Value::Null),
         );
-        audit::record(
-            &o.caller,
-            Action::ReadSecret,
-            "connection",
-            &o.business,
-            Some(&o.provider),
-            Some(&id),
-        )?;
+        audit_connection(&o.caller, Action::ReadSecret, &o.business, &o.provider, &id)?;
         Ok(fcall::datum(JsonB(Value::Object(out))))
     }
 );
@@ -754,14 +750,7 @@ sql_function!(
         let Some((caller, business, provider)) = deleted else {
             return Ok(fcall::datum(false));
         };
-        audit::record(
-            &caller,
-            Action::Delete,
-            "connection",
-            &business,
-            Some(&provider),
-            Some(&id),
-        )?;
+        audit_connection(&caller, Action::Delete, &business, &provider, &id)?;
         Ok(fcall::datum(true))
     }
 );
@@ -895,14 +884,7 @@ sql_function!(
                 }
                 Ok((o.caller, o.business, o.provider))
             })?;
-        audit::record(
-            &caller,
-            Action::Set,
-            "connection",
-            &business,
-            Some(&provider),
-            Some(&id),
-        )?;
+        audit_connection(&caller, Action::Set, &business, &provider, &id)?;
         Ok(fcall::void())
     }
 );

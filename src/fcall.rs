@@ -100,6 +100,18 @@ pub unsafe fn put_row(
     }
 }
 
+/// Add every row of the last SPI result to the materialized result set (the
+/// rows must have the function's result type, e.g. `SELECT t.*` of its table).
+pub unsafe fn put_spi_rows(fcinfo: pg_sys::FunctionCallInfo, n: usize) {
+    unsafe {
+        let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+        let table = pg_sys::SPI_tuptable;
+        for i in 0..n {
+            pg_sys::tuplestore_puttuple((*rsinfo).setResult, *(*table).vals.add(i));
+        }
+    }
+}
+
 /// Whether a JSONB datum is an object (its root container header says so).
 pub unsafe fn jsonb_is_object(d: pg_sys::Datum) -> bool {
     const JB_FOBJECT: u32 = 0x2000_0000;

@@ -190,12 +190,7 @@ sql_function!(
                     currency.as_deref().into(),
                 ],
             )?;
-            let n = rows.len();
-            let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
-            let table = pg_sys::SPI_tuptable;
-            for i in 0..n {
-                pg_sys::tuplestore_puttuple((*rsinfo).setResult, *(*table).vals.add(i));
-            }
+            fcall::put_spi_rows(fcinfo, rows.len());
             Ok(())
         })?;
         Ok(fcall::void())

@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use pgrx::pg_sys::{self, BuiltinOid};
+use pgrx::pg_sys::BuiltinOid;
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 use serde_json::Value;
@@ -567,12 +567,7 @@ sql_function!(
         Spi::connect_mut(|c| -> Result<()> {
             let plan = plans::plan(c, &CLAIM)?;
             let rows = c.update(plan, None, &[limit.into()])?;
-            let n = rows.len();
-            let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
-            let table = pg_sys::SPI_tuptable;
-            for i in 0..n {
-                pg_sys::tuplestore_puttuple((*rsinfo).setResult, *(*table).vals.add(i));
-            }
+            fcall::put_spi_rows(fcinfo, rows.len());
             Ok(())
         })?;
         Ok(fcall::void())
