@@ -154,7 +154,7 @@ COMMENT ON FUNCTION public.delete_integration(uuid) IS
 COMMENT ON FUNCTION public.update_integration_sync_stats(uuid, bigint, bigint, bigint) IS
     'Records the outcome of a sync: total records, records in the last sync, failed records; last_synced_at = now. PT404 if there is no such connection.';
 COMMENT ON FUNCTION public.update_integration_health(uuid, boolean, text, integer) IS
-    'Records a health check: a success clears the failure count and brings an errored connection back to active; the third failure in a row puts an active one in error. The error message is kept to 1000 characters.';
+    'Records a health check: a success clears the failure count and brings an errored connection back to active; the third failure in a row puts an active one in error. The error message is stored redacted (as log_integration_api_call does) and kept to 1000 characters.';
 COMMENT ON FUNCTION public.set_integration_oauth_tokens(uuid, text, text, timestamptz, text[]) IS
     'Replaces an oauth2 connection''s tokens (sealed; the old secrets are deleted). A NULL refresh token keeps the stored one, NULL scopes keep the stored scopes. 22023 for a connection of another auth method.';
 COMMENT ON FUNCTION public.list_integrations_needing_refresh(interval) IS

@@ -804,8 +804,10 @@ sql_function!(
         let id = required_id(fcinfo)?;
         let success: bool = fcall::arg(fcinfo, 1)
             .ok_or_else(|| Error::InvalidArgument("p_success must not be null".into()))?;
-        // Kept short: an error text is for people, and may quote a response.
-        let message: Option<String> = text_arg(fcinfo, 2).map(|m| m.chars().take(1000).collect());
+        // Kept short and redacted: an error text is for people, and may quote a
+        // request or a response.
+        let message: Option<String> = text_arg(fcinfo, 2)
+            .map(|m| crate::metrics::redact_text(&m).chars().take(1000).collect());
         let response_ms: Option<i32> = fcall::arg(fcinfo, 3);
         if response_ms.is_some_and(|ms| ms < 0) {
             return Err(Error::InvalidArgument(

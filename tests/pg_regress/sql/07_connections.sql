@@ -73,7 +73,7 @@ SELECT count(*) = :secrets_before AS nothing_written FROM integrations.secrets;
 -- health: the third failure in a row puts it in error, a success brings it back
 SELECT update_integration_health(:'shop', false, 'timeout'), update_integration_health(:'shop', false, 'timeout');
 SELECT status, consecutive_failures FROM integration_connections WHERE id = :'shop';
-SELECT update_integration_health(:'shop', false, 'HTTP 503');
+SELECT update_integration_health(:'shop', false, 'HTTP 503 from https://api.example.com/x?access_token=tok_9');
 SELECT status, consecutive_failures, error_message, last_error_at IS NOT NULL AS failed_at FROM integration_connections WHERE id = :'shop';
 SELECT update_integration_health(:'shop', true, NULL, 120);
 SELECT status, consecutive_failures, error_message, last_response_time_ms, last_success_at IS NOT NULL AS ok_at
