@@ -136,6 +136,16 @@ pub struct Credentials {
     pub refresh_token: Option<String>,
 }
 
+/// A key prefix is kept in clear, so it must stay a short prefix of the key it
+/// describes (at most 16 characters and half the key), never the key itself.
+pub fn check_key_prefix(prefix: &str, key: Option<&str>) -> std::result::Result<(), String> {
+    match key {
+        Some(k) if prefix.len() <= 16 && k.starts_with(prefix) && prefix.len() * 2 <= k.len() => Ok(()),
+        Some(_) => Err("p_key_prefix must be a short prefix of p_api_key (at most 16 characters and half the key)".into()),
+        None => Err("p_key_prefix goes with p_api_key: it describes an API key or bearer token".into()),
+    }
+}
+
 fn non_empty(v: &Option<String>) -> bool {
     v.as_deref().is_some_and(|s| !s.trim().is_empty())
 }
@@ -421,10 +431,8 @@ sql_function!(
         };
         check_credentials(&auth_method, &creds).map_err(invalid)?;
         let key_prefix = text_arg(fcinfo, 5);
-        if let (Some(p), Some(k)) = (&key_prefix, &creds.api_key) {
-            if p.len() > 16 || !k.starts_with(p.as_str()) || p.len() * 2 > k.len() {
-                return Err(invalid("p_key_prefix must be a short prefix of p_api_key (at most 16 characters and half the key)".into()));
-            }
+        if let Some(p) = &key_prefix {
+            check_key_prefix(p, creds.api_key.as_deref()).map_err(invalid)?;
         }
         let expires: Option<pgrx::datum::TimestampWithTimeZone> = fcall::arg(fcinfo, 10);
         let scopes: Option<Vec<String>> = fcall::arg::<Vec<Option<String>>>(fcinfo, 11)
@@ -561,6 +569,20 @@ sql_function!(
                         "p_api_key: this integration uses {}",
                         o.auth_method
                     )));
+                }
+                if let Some(p) = &key_prefix {
+                    // Checked against the key it will describe: the new one, or the stored one.
+                    let stored = match (&api_key, o.secrets[0]) {
+                        (None, Some(s)) => {
+                            secrets::read(s)?.map(|(v, _)| zeroize::Zeroizing::new(v))
+                        }
+                        _ => None,
+                    };
+                    check_key_prefix(
+                        p,
+                        api_key.as_deref().or(stored.as_ref().map(|k| k.as_str())),
+                    )
+                    .map_err(invalid)?;
                 }
                 if (username.is_some() || password.is_some()) && o.auth_method != "basic_auth" {
                     return Err(invalid(format!(
@@ -956,6 +978,17 @@ mod tests {
         assert!(check_capabilities(&json!({"can_sync": "yes"})).is_err());
         assert!(check_capabilities(&json!({"sync_frequency": "every minute"})).is_err());
         assert!(check_capabilities(&json!({"can_fly": true})).is_err());
+    }
+
+    #[test]
+    fn key_prefixes_never_hold_the_key() {
+        assert!(check_key_prefix("shpat_", Some("shpat_0123456789")).is_ok());
+        assert!(check_key_prefix("shpat_0123456789", Some("shpat_0123456789")).is_err());
+        assert!(check_key_prefix("sk_", Some("shpat_0123456789")).is_err());
+        assert!(
+            check_key_prefix("0123456789abcdefg", Some(&"0123456789abcdefg".repeat(4))).is_err()
+        );
+        assert!(check_key_prefix("shpat_", None).is_err());
     }
 
     #[test]

@@ -110,6 +110,12 @@ SELECT try(format('SELECT update_integration(%L, p_status => %L)', :'shop', 'pau
 SELECT try(format('SELECT update_integration(%L, p_password => %L)', :'shop', 'pw'));
 SELECT try(format('SELECT update_integration(%L, p_api_key => %L)', :'gh', 'k'));
 SELECT try(format('SELECT update_integration(%L, p_capabilities => %L)', :'shop', '{"can_sync":1}'));
+-- the clear-text prefix can never become the key itself
+SELECT try(format('SELECT update_integration(%L, p_key_prefix => %L)', :'shop', 'shpat_rotated_0123456789')) AS whole_key_as_prefix;
+SELECT try(format('SELECT update_integration(%L, p_key_prefix => %L)', :'shop', 'sk_')) AS not_a_prefix;
+SELECT update_integration(:'shop', p_key_prefix => 'shpat_rot');
+SELECT key_prefix FROM integration_connections WHERE id = :'shop';
+SELECT try($$SELECT create_integration('0e000000-0000-4000-8000-000000000001', 'shopify', 'C', 'basic_auth', p_username => 'u', p_password => 'secretpw', p_key_prefix => 'secretpw')$$) AS prefix_without_key;
 SELECT try(format('SELECT update_integration(%L, p_name => %L)', :'gh', 'Flagship')) AS other_provider_same_name;
 
 -- deleting a connection deletes every one of its secrets
