@@ -7,14 +7,21 @@ ROOT        := $(CURDIR)
 PG_REGRESS  := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 REGRESS     := $(sort $(basename $(notdir $(wildcard tests/pg_regress/sql/*.sql))))
 
-.PHONY: demo test setup install unit pgrx-test regress client bench stop clean-clusters
+.PHONY: demo test setup install check-released unit pgrx-test regress client bench stop clean-clusters
 
 setup:
 	@bash scripts/setup.sh
 
-# Build and install the extension into the system PostgreSQL 15.
-install: setup
+# Build and install the extension into the system PostgreSQL 15, with the
+# install scripts of earlier releases (CREATE EXTENSION ... VERSION '0.1.0'
+# works, and the upgrade test starts from there).
+install: setup check-released
 	cargo pgrx install --pg-config $(PG_CONFIG)
+	@bash scripts/install_released.sh $(PG_CONFIG)
+
+# Released SQL scripts are frozen: refuse any edit.
+check-released:
+	@bash scripts/check_released_sql.sh
 
 demo: install
 	@bash scripts/cluster.sh start demo $(DEMO_PORT)

@@ -20,6 +20,7 @@ pub mod fcall;
 pub mod gucs;
 pub mod keyring;
 pub mod kinds;
+pub mod maintenance;
 pub mod metrics;
 pub mod migrate;
 pub mod oauth;
@@ -57,6 +58,11 @@ extension_sql_file!(
     "../sql/webhooks.sql",
     name = "webhooks",
     requires = ["metrics"]
+);
+extension_sql_file!(
+    "../sql/maintenance.sql",
+    name = "maintenance",
+    requires = ["webhooks"]
 );
 extension_sql_file!("../sql/finalize.sql", finalize);
 
