@@ -20,10 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python client-test dependencies
-if ! python3 -c 'import psycopg, pytest' 2>/dev/null; then
-  echo "==> pip install psycopg pytest"
-  python3 -m pip install -q 'psycopg[binary]>=3.1' 'pytest>=7'
+# Python client-test dependencies (hypothesis drives the fuzz test)
+if ! python3 -c 'import psycopg, pytest, hypothesis' 2>/dev/null; then
+  echo "==> pip install psycopg pytest hypothesis"
+  python3 -m pip install -q 'psycopg[binary]>=3.1' 'pytest>=7' 'hypothesis==6.170.15'
 fi
 
 # cargo-pgrx, pinned: newer pgrx needs a newer Rust than this machine has
