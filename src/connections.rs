@@ -221,12 +221,27 @@ static INSERT: Statement = Statement {
     ],
     mutating: true,
 };
+macro_rules! owner_sql {
+    () => {
+        "SELECT business_id, auth_method, provider, api_key_secret_id, basic_password_secret_id, \
+                oauth_access_token_secret_id, oauth_refresh_token_secret_id \
+         FROM public.integration_connections WHERE id = $1"
+    };
+}
 static OWNER: Statement = Statement {
-    sql: "SELECT business_id, auth_method, provider, api_key_secret_id, basic_password_secret_id, \
-                 oauth_access_token_secret_id, oauth_refresh_token_secret_id \
-          FROM public.integration_connections WHERE id = $1",
+    sql: owner_sql!(),
     args: &[BuiltinOid::UUIDOID],
     mutating: false,
+};
+/// The write paths lock the connection row before they touch its secrets or
+/// webhook configuration: the order DELETE takes its locks in (connection,
+/// then by cascade and trigger its configuration and secrets). A write racing
+/// a delete then waits for it, or is waited for, instead of deadlocking; if
+/// the delete wins, the row is gone and the call answers not found.
+static OWNER_FOR_UPDATE: Statement = Statement {
+    sql: concat!(owner_sql!(), " FOR NO KEY UPDATE"),
+    args: &[BuiltinOid::UUIDOID],
+    mutating: true,
 };
 /// A connection as the read RPCs show it: every column but the secret ids,
 /// and whether it has credentials.
@@ -341,7 +356,16 @@ struct Owned {
 
 fn owned(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<Owned>> {
     let plan = plans::plan(c, &OWNER)?;
-    let rows = c.select(plan, Some(1), &[id.into()])?;
+    owner_of(c.select(plan, Some(1), &[id.into()])?)
+}
+
+/// [`owned`] for the write paths: also locks the row (see `OWNER_FOR_UPDATE`).
+fn owned_for_update(c: &mut pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<Owned>> {
+    let plan = plans::plan(c, &OWNER_FOR_UPDATE)?;
+    owner_of(c.update(plan, Some(1), &[id.into()])?)
+}
+
+fn owner_of(rows: pgrx::spi::SpiTupleTable<'_>) -> Result<Option<Owned>> {
     if rows.is_empty() {
         return Ok(None);
     }
@@ -562,7 +586,7 @@ sql_function!(
         let password = text_arg(fcinfo, 9);
         let (caller, business, provider) = Spi::connect_mut(
             |c| -> Result<(Caller, Uuid, String)> {
-                let o = owned(c, id)?.ok_or_else(|| not_found(&id))?;
+                let o = owned_for_update(c, id)?.ok_or_else(|| not_found(&id))?;
                 let keyed = matches!(o.auth_method.as_str(), "api_key" | "bearer_token");
                 if (api_key.is_some() || key_prefix.is_some()) && !keyed {
                     return Err(invalid(format!(
@@ -762,7 +786,7 @@ sql_function!(
     |fcinfo| {
         let id = required_id(fcinfo)?;
         let deleted = Spi::connect_mut(|c| -> Result<Option<(Caller, Uuid, String)>> {
-            let Some(o) = owned(c, id)? else {
+            let Some(o) = owned_for_update(c, id)? else {
                 return Ok(None);
             };
             let plan = plans::plan(c, &DELETE)?;
@@ -801,7 +825,7 @@ sql_function!(
             counts[i] = v;
         }
         Spi::connect_mut(|c| -> Result<()> {
-            owned(c, id)?.ok_or_else(|| not_found(&id))?;
+            owned_for_update(c, id)?.ok_or_else(|| not_found(&id))?;
             let plan = plans::plan(c, &SYNC_STATS)?;
             c.update(
                 plan,
@@ -837,7 +861,7 @@ sql_function!(
             ));
         }
         Spi::connect_mut(|c| -> Result<()> {
-            let o = owned(c, id)?.ok_or_else(|| not_found(&id))?;
+            let o = owned_for_update(c, id)?.ok_or_else(|| not_found(&id))?;
             let plan = plans::plan(c, &HEALTH)?;
             c.update(
                 plan,
@@ -876,7 +900,7 @@ sql_function!(
             fcall::arg::<Vec<Option<String>>>(fcinfo, 4).map(|v| v.into_iter().flatten().collect());
         let (caller, business, provider) =
             Spi::connect_mut(|c| -> Result<(Caller, Uuid, String)> {
-                let o = owned(c, id)?.ok_or_else(|| not_found(&id))?;
+                let o = owned_for_update(c, id)?.ok_or_else(|| not_found(&id))?;
                 if o.auth_method != "oauth2" {
                     return Err(Error::InvalidArgument(format!(
                         "p_integration_id: this integration uses {}, not oauth2",

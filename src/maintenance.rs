@@ -79,18 +79,16 @@ sql_function!(
     |fcinfo| {
         require_privileged("integrations.verify_secrets")?;
         let v = verify_all()?;
-        unsafe {
-            fcall::begin_rows(fcinfo);
-            fcall::put_row(
-                fcinfo,
-                &mut [
-                    fcall::datum(v.checked),
-                    fcall::datum(v.failed),
-                    fcall::datum(v.failed_ids),
-                ],
-                &mut [false, false, false],
-            );
-        }
+        fcall::begin_rows(fcinfo);
+        fcall::put_row(
+            fcinfo,
+            &mut [
+                fcall::datum(v.checked),
+                fcall::datum(v.failed),
+                fcall::datum(v.failed_ids),
+            ],
+            &mut [false, false, false],
+        );
         Ok(fcall::void())
     }
 );

@@ -236,9 +236,14 @@ pub fn kept_headers(headers: &serde_json::Map<String, Value>) -> serde_json::Map
 }
 
 static CONFIG_FOR_CONNECTION: Statement = Statement {
-    sql: "SELECT c.business_id, c.provider, p.webhook_signing, p.webhook_signature_header, w.id, w.signing_secret_id \
+    sql: "SELECT c.business_id, c.provider, p.webhook_signing, p.webhook_signature_header \
           FROM public.integration_connections c JOIN public.integration_providers p ON p.provider = c.provider \
-          LEFT JOIN public.integration_webhook_configs w ON w.integration_id = c.id WHERE c.id = $1",
+          WHERE c.id = $1 FOR NO KEY UPDATE OF c",
+    args: &[BuiltinOid::UUIDOID],
+    mutating: true,
+};
+static CONFIG_OF_CONNECTION: Statement = Statement {
+    sql: "SELECT id, signing_secret_id FROM public.integration_webhook_configs WHERE integration_id = $1",
     args: &[BuiltinOid::UUIDOID],
     mutating: false,
 };
@@ -264,11 +269,16 @@ static UPDATE_CONFIG: Statement = Statement {
     args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTARRAYOID, BuiltinOid::BOOLOID, BuiltinOid::UUIDOID],
     mutating: true,
 };
+// The connection is key-share locked here, before the event's foreign keys
+// lock the configuration: the order a concurrent delete_integration locks
+// them in (connection, then configuration), so the two cannot deadlock.
 static CONFIG: Statement = Statement {
-    sql: "SELECT integration_id, business_id, event_types, is_active, signing_secret_id, signing_scheme, signature_header \
-          FROM public.integration_webhook_configs WHERE id = $1",
+    sql: "SELECT w.integration_id, w.business_id, w.event_types, w.is_active, w.signing_secret_id, w.signing_scheme, \
+                 w.signature_header \
+          FROM public.integration_webhook_configs w JOIN public.integration_connections c ON c.id = w.integration_id \
+          WHERE w.id = $1 FOR KEY SHARE OF c",
     args: &[BuiltinOid::UUIDOID],
-    mutating: false,
+    mutating: true,
 };
 static INSERT_EVENT: Statement = Statement {
     sql: "INSERT INTO public.integration_events (config_id, integration_id, business_id, provider_event_id, event_type, \
@@ -315,7 +325,7 @@ sql_function!(
         let (caller, business, provider, config_id) = Spi::connect_mut(
             |c| -> Result<(Caller, Uuid, String, Uuid)> {
                 let plan = plans::plan(c, &CONFIG_FOR_CONNECTION)?;
-                let rows = c.select(plan, Some(1), &[id.into()])?;
+                let rows = c.update(plan, Some(1), &[id.into()])?;
                 if rows.is_empty() {
                     return Err(Error::NotFound(format!("integration {id} does not exist")));
                 }
@@ -327,8 +337,21 @@ sql_function!(
                 let provider: String = row.get(2)?.unwrap_or_default();
                 let scheme: String = row.get(3)?.unwrap_or_default();
                 let header: Option<String> = row.get(4)?;
-                let existing: Option<Uuid> = row.get(5)?;
-                let old_secret: Option<Uuid> = row.get(6)?;
+                // Read the configuration again now that the connection is
+                // locked: every writer of it holds that lock, so this sees the
+                // latest one (the join above may show a version that a
+                // concurrent call replaced while this one waited, whose
+                // secret is already gone; trusting it would orphan the new one).
+                let (existing, old_secret) = {
+                    let plan = plans::plan(c, &CONFIG_OF_CONNECTION)?;
+                    let rows = c.select(plan, Some(1), &[id.into()])?;
+                    if rows.is_empty() {
+                        (None, None)
+                    } else {
+                        let r = rows.first();
+                        (r.get::<Uuid>(1)?, r.get::<Uuid>(2)?)
+                    }
+                };
                 let new_secret = match &secret {
                     Some(s) => Some(secrets::create(
                         c,
@@ -429,7 +452,7 @@ sql_function!(
             .unwrap_or(0);
         let recorded = Spi::connect_mut(|c| -> Result<Option<(Uuid, Uuid, bool)>> {
             let plan = plans::plan(c, &CONFIG)?;
-            let rows = c.select(plan, Some(1), &[config_id.into()])?;
+            let rows = c.update(plan, Some(1), &[config_id.into()])?;
             if rows.is_empty() {
                 return Err(Error::NotFound(format!(
                     "webhook configuration {config_id} does not exist"
@@ -458,12 +481,20 @@ sql_function!(
                 ));
             }
             let secret = match secret_id {
-                Some(s) => secrets::read(s)?.map(|(v, _)| v),
-                None => None,
-            }
-            .ok_or_else(|| {
-                Error::Internal("the webhook configuration has no signing secret".into())
-            })?;
+                // Gone since the row was read: the configuration (or its
+                // connection) was deleted by a transaction that committed
+                // meanwhile, which is a not-found, not a fault.
+                Some(s) => secrets::read(s)?.map(|(v, _)| v).ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "webhook configuration {config_id} does not exist"
+                    ))
+                })?,
+                None => {
+                    return Err(Error::Internal(
+                        "the webhook configuration has no signing secret".into(),
+                    ))
+                }
+            };
             verify(
                 &scheme,
                 header_name.as_deref(),
