@@ -157,3 +157,15 @@ def test_every_rpc_survives_hostile_input(fresh_db):
           f"{checked} secrets all open")
     for fn, o in sorted(outcomes.items()):
         print(f"  {fn:<55} " + ", ".join(f"{k} {v}" for k, v in sorted(o.items())))
+
+
+def test_huge_json_numbers_are_data_not_faults(fresh_db):
+    """Found by the fuzz test: jsonb numbers beyond f64 once failed the
+    conversion into Rust with XX000."""
+    huge = "1" + "0" * 400
+    with connect(fresh_db) as c:
+        assert c.execute(f"SELECT integrations.is_valid_capabilities('{huge}'::jsonb)").fetchone()[0] is False
+        iid = c.execute("SELECT create_integration(%s, 'checkout_com', 'Big', 'bearer_token', p_api_key => 'sk_big', "
+                        f"p_metadata => '{{\"n\": {huge}}}')", [B1]).fetchone()[0]
+        meta = c.execute("SELECT get_integration(%s)->'metadata'->>'n'", [iid]).fetchone()[0]
+        assert meta == huge, "the number is kept exactly"
