@@ -7,7 +7,7 @@ ROOT        := $(CURDIR)
 PG_REGRESS  := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 REGRESS     := $(sort $(basename $(notdir $(wildcard tests/pg_regress/sql/*.sql))))
 
-.PHONY: demo test setup install check-released unit pgrx-test regress client bench stop clean-clusters
+.PHONY: demo test setup install check-released bench-scale unit pgrx-test regress client bench stop clean-clusters
 
 setup:
 	@bash scripts/setup.sh
@@ -64,9 +64,16 @@ regress:
 client:
 	@bash scripts/cluster.sh start test $(TEST_PORT)
 	PGI_PORT=$(TEST_PORT) PGI_CLUSTER_DIR=$(ROOT)/target/clusters/test \
-	  python3 -m pytest -q tests/client
+	  python3 -m pytest -q -s tests/client
 
 bench: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 	@bash scripts/cluster.sh start bench 28817
 	@bash bench/run.sh 28817
+
+# 1,000 vs 1,000,000 businesses, re-encryption rate, pgbench throughput (~15 min).
+bench-scale: setup
+	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	@bash scripts/install_released.sh $(PG_CONFIG)
+	@bash scripts/cluster.sh start bench 28817
+	@bash bench/scale.sh 28817

@@ -15,7 +15,7 @@ for script in "$here"/*.sql; do
   "${psql[@]}" -q -d postgres -c "DROP DATABASE $db"
 done
 for script in "$here"/*.sh; do
-  [ "$(basename "$script")" = run.sh ] && continue
+  case "$(basename "$script")" in run.sh|scale.sh) continue ;; esac  # scale.sh: make bench-scale
   echo
   echo "== $(basename "$script")"
   bash "$script" "$port"

@@ -1,8 +1,10 @@
 -- ALTER EXTENSION UPDATE from the released 0.1.0 (its frozen install script,
 -- sql/released/) keeps every row and secret, and leaves exactly the schema a
 -- fresh install of the current version has.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_integrations CASCADE;
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
+RESET client_min_messages;
 \pset footer off
 CREATE EXTENSION pg_integrations VERSION '0.1.0';
 SELECT extversion FROM pg_extension WHERE extname = 'pg_integrations';

@@ -1,0 +1,43 @@
+-- scale_loop(op, n): µs per call of RPC `op` over n random businesses, called
+-- as its production caller (the owner for get/set, service_role for secrets
+-- and workers). Loaded into each database of bench/scale.sh.
+CREATE FUNCTION scale_loop(op text, n integer) RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    total integer := (SELECT max(b.n) FROM businesses b);
+    biz uuid[];
+    conn uuid[];
+    sec uuid[];
+    t0 timestamptz;
+    i integer;
+    v text;
+    j jsonb;
+    r record;
+    k bigint;
+BEGIN
+    SELECT array_agg(b.id), array_agg(c.id), array_agg(a.secret_id) INTO biz, conn, sec
+    FROM (SELECT 1 + floor(random() * total)::integer AS k FROM generate_series(1, n)) x
+    JOIN businesses b ON b.n = x.k
+    JOIN integration_connections c ON c.business_id = b.id
+    JOIN ai_avatar_integrations a ON a.business_id = b.id;
+    IF op IN ('get_ai_avatar_integration', 'set_ai_avatar_integration', 'get_integration',
+              'get_payment_providers_by_capability') THEN
+        PERFORM set_config('request.jwt.claims', '{"sub":"a0000000-0000-4000-8000-00000000000a","role":"authenticated"}', true);
+        PERFORM set_config('role', 'authenticated', true);
+    ELSE
+        PERFORM set_config('role', 'service_role', true);
+    END IF;
+    t0 := clock_timestamp();
+    CASE op
+    WHEN 'get_ai_avatar_integration' THEN FOR i IN 1..n LOOP SELECT * INTO r FROM get_ai_avatar_integration(biz[i]); END LOOP;
+    WHEN 'get_ai_avatar_secret' THEN FOR i IN 1..n LOOP v := get_ai_avatar_secret(biz[i]); END LOOP;
+    WHEN 'set_ai_avatar_integration' THEN FOR i IN 1..n LOOP
+        v := set_ai_avatar_integration(biz[i], 'heygen', 'hg_rotated_0123456789abcdef', 'avatar-2'); END LOOP;
+    WHEN 'read_secret' THEN FOR i IN 1..n LOOP v := integrations.read_secret(sec[i]); END LOOP;
+    WHEN 'get_integration' THEN FOR i IN 1..n LOOP j := get_integration(conn[i]); END LOOP;
+    WHEN 'get_integration_credentials' THEN FOR i IN 1..n LOOP j := get_integration_credentials(conn[i]); END LOOP;
+    WHEN 'update_integration_health' THEN FOR i IN 1..n LOOP PERFORM update_integration_health(conn[i], true, NULL, 100); END LOOP;
+    WHEN 'get_payment_providers_by_capability' THEN FOR i IN 1..n LOOP
+        SELECT count(*) INTO k FROM get_payment_providers_by_capability('one_time', 'AE'); END LOOP;
+    END CASE;
+    RETURN round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1e6 / n, 2);
+END $$;
