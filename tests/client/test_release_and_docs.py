@@ -1,0 +1,61 @@
+"""The release discipline and the documentation: released SQL scripts are
+frozen, the README's API reference lists exactly the installed functions, and
+every function has a comment."""
+
+import os
+import re
+import shutil
+import subprocess
+
+from conftest import connect
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def run_check(tree):
+    return subprocess.run(["bash", os.path.join(tree, "scripts", "check_released_sql.sh")],
+                          capture_output=True, text=True)
+
+
+def copy_tree(tmp_path):
+    tree = tmp_path / "repo"
+    for part in ("sql", "scripts"):
+        shutil.copytree(os.path.join(ROOT, part), tree / part)
+    shutil.copy(os.path.join(ROOT, "Cargo.toml"), tree / "Cargo.toml")
+    return str(tree)
+
+
+def test_released_scripts_are_frozen(tmp_path):
+    tree = copy_tree(tmp_path)
+    assert run_check(tree).returncode == 0, run_check(tree).stderr
+    # an edit to a released upgrade script is refused
+    script = os.path.join(tree, "sql", "pg_integrations--0.1.0--0.2.0.sql")
+    with open(script, "a") as f:
+        f.write("-- a harmless-looking edit\n")
+    r = run_check(tree)
+    assert r.returncode == 1 and "released SQL script was edited" in r.stderr
+    # so is an edit to a frozen install script, or deleting it
+    tree = copy_tree(tmp_path / "b")
+    os.remove(os.path.join(tree, "sql", "released", "pg_integrations--0.1.0.sql"))
+    assert run_check(tree).returncode == 1
+    # an upgrade script that is neither released nor leads to the version in Cargo.toml
+    tree = copy_tree(tmp_path / "c")
+    open(os.path.join(tree, "sql", "pg_integrations--0.2.0--0.9.0.sql"), "w").close()
+    r = run_check(tree)
+    assert r.returncode == 1 and "does not lead to" in r.stderr
+
+
+def test_readme_api_reference_matches_the_installed_functions(fresh_db):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    api = readme[readme.index("## API reference"):readme.index("## Security model")]
+    documented = set(re.findall(r"`(?:integrations\.|public\.)?([a-z_]+)\(", api))
+    with connect(fresh_db) as c:
+        rows = c.execute("""
+            SELECT p.proname, p.prorettype = 'trigger'::regtype, obj_description(p.oid, 'pg_proc')
+            FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+            JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_integrations'""").fetchall()
+    api = {name for name, is_trigger, _ in rows if not is_trigger}  # trigger functions are internal
+    assert api - documented == set(), "installed but missing from the README's API reference"
+    assert documented - api == set(), "in the README's API reference but not installed"
+    assert [n for n, _, comment in rows if not comment] == [], "functions without COMMENT ON FUNCTION"
