@@ -36,6 +36,12 @@ SELECT id, 'checkout_com', 'Live', 'production', 'bearer_token',
        integrations.create_secret(id, 'sk_cko_' || md5(id::text), 'checkout_com api key')
 FROM businesses;
 VACUUM ANALYZE;
+-- measure a warm server, as in production: every table and index in shared buffers
+CREATE EXTENSION pg_prewarm;
+SELECT count(pg_prewarm(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('public', 'integrations') AND c.relkind IN ('r', 'i', 't') \g /dev/null
+SELECT count(pg_prewarm(c.reltoastrelid)) FROM pg_class c WHERE c.reltoastrelid <> 0
+  AND c.relnamespace IN ('public'::regnamespace, 'integrations'::regnamespace) \g /dev/null
 SQL
   "${psql[@]}" -d "$db" -v ON_ERROR_STOP=1 -f "$here/lib/scale_loop.sql"
   echo "loaded $db: $n businesses, $((2 * n)) secrets in $(python3 -c "print(f'{$(date +%s.%N) - $t0:.0f}')") s" >&2
@@ -46,10 +52,11 @@ large_db=pgi_scale_large
 load "$small_db" "$small"
 load "$large_db" "$large"
 
-ops="get_ai_avatar_integration get_ai_avatar_secret set_ai_avatar_integration read_secret get_integration get_integration_credentials update_integration_health get_payment_providers_by_capability"
+ops="floor_avatar_row floor_secret_row get_ai_avatar_integration get_ai_avatar_secret set_ai_avatar_integration read_secret get_integration get_integration_credentials update_integration_health get_payment_providers_by_capability"
 calls=2000
 echo
-echo "per-call server-side cost (µs, median of 3 rounds of $calls calls on random businesses)"
+echo "per-call server-side cost (µs, median of 3 rounds of $calls calls on random businesses; floor_*: the"
+echo "plain index probes of an integration row and of a secret row, for reference)"
 for round in 1 2 3; do
   for op in $ops; do
     for db in "$small_db" "$large_db"; do
@@ -65,7 +72,10 @@ for line in sys.stdin:
 print("%-38s %12s %12s %7s %7s" % ("rpc", "'"$small"' biz", "'"$large"' biz", "ratio", "target"))
 for op, r in rows.items():
     s = statistics.median(r["'"$small_db"'"]); l = statistics.median(r["'"$large_db"'"])
-    print("%-38s %12.1f %12.1f %7.2f %7.2f %s" % (op, s, l, l / s, 1.25, "met" if l / s <= 1.25 else "MISSED"))
+    if op.startswith("floor_"):  # the plain index probes, for reference: no target
+        print("%-38s %12.1f %12.1f %7.2f" % (op, s, l, l / s))
+    else:
+        print("%-38s %12.1f %12.1f %7.2f %7.2f %s" % (op, s, l, l / s, 1.25, "met" if l / s <= 1.25 else "MISSED"))
 '
 
 echo

@@ -311,4 +311,37 @@ mod tests {
             Ok(Some("biz_11111111111141118111111111111111".to_string()))
         );
     }
+
+    #[pg_test]
+    fn verify_secrets_counts_exactly_the_secrets_that_no_longer_open() {
+        let ids: Vec<String> = (0..5).map(|i| create(&format!("value {i}"))).collect();
+        let summary = || {
+            Spi::get_two::<i64, i64>("SELECT checked, failed FROM integrations.verify_secrets()").unwrap()
+        };
+        assert_eq!(summary(), (Some(5), Some(0)));
+        // flip one bit of one ciphertext, and move another secret to a different tenant
+        Spi::run_with_args(
+            "UPDATE integrations.secrets SET ciphertext = set_byte(ciphertext, 0, get_byte(ciphertext, 0) # 1) \
+             WHERE id = $1::uuid",
+            &[ids[1].as_str().into()],
+        )
+        .unwrap();
+        Spi::run_with_args(
+            "UPDATE integrations.secrets SET business_id = gen_random_uuid() WHERE id = $1::uuid",
+            &[ids[3].as_str().into()],
+        )
+        .unwrap();
+        assert_eq!(summary(), (Some(5), Some(2)));
+        let failed = Spi::get_one::<String>(
+            "SELECT array_to_string(ARRAY(SELECT unnest(failed_ids)::text ORDER BY 1), ',') \
+             FROM integrations.verify_secrets()",
+        )
+        .unwrap()
+        .unwrap();
+        let mut expected = vec![ids[1].clone(), ids[3].clone()];
+        expected.sort();
+        assert_eq!(failed, expected.join(","));
+        // the others still open
+        assert_eq!(read(&ids[0]).as_deref(), Some("value 0"));
+    }
 }

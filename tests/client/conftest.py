@@ -1,3 +1,4 @@
+import contextlib
 import os
 import subprocess
 import uuid
@@ -79,3 +80,27 @@ def master_key_settings(admin):
 def server_log():
     with open(os.path.join(CLUSTER_DIR, "server.log"), errors="replace") as f:
         return f.read()
+
+
+@contextlib.contextmanager
+def restored_copy(admin_conn, source, fmt, tmp_path):
+    """pg_dump of `source` in the custom format (restored with pg_restore) or
+    the plain one (piped to psql) into a new database; yields its name and the
+    dump's bytes, and drops it afterwards."""
+    target = source + "_restored"
+    admin_conn.execute(f'DROP DATABASE IF EXISTS "{target}"')
+    admin_conn.execute(f'CREATE DATABASE "{target}"')
+    args = ["-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres"]
+    try:
+        if fmt == "custom":
+            path = tmp_path / "db.dump"
+            subprocess.run([f"{PGBIN}/pg_dump", *args, "-Fc", "-f", str(path), source], check=True)
+            subprocess.run([f"{PGBIN}/pg_restore", *args, "--exit-on-error", "-d", target, str(path)], check=True)
+            dump = path.read_bytes()
+        else:
+            dump = subprocess.run([f"{PGBIN}/pg_dump", *args, source], check=True, capture_output=True).stdout
+            subprocess.run([f"{PGBIN}/psql", *args, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target],
+                           input=dump, check=True, capture_output=True)
+        yield target, dump
+    finally:
+        admin_conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')

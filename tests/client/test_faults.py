@@ -13,7 +13,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import CLUSTER_DIR, PGBIN, PORT, connect, reload
+from conftest import CLUSTER_DIR, connect, reload, restored_copy
 from fill import (B1, B2, EXTENSION_TABLES, VERIFIER, WEBHOOK_BODY, assert_every_table_filled, assert_secrets_open,
                   fill_every_table, table_digests, webhook_headers)
 
@@ -220,25 +220,11 @@ def test_every_table_survives_dump_and_restore(fresh_db, admin, fmt, tmp_path):
         ids = fill_every_table(c)
         before = table_digests(c)
     assert_every_table_filled(before)
-    target = fresh_db + "_restored"
-    admin.execute(f'DROP DATABASE IF EXISTS "{target}"')
-    admin.execute(f'CREATE DATABASE "{target}"')
-    args = ["-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres"]
-    try:
-        if fmt == "custom":
-            dump = tmp_path / "all.dump"
-            subprocess.run([f"{PGBIN}/pg_dump", *args, "-Fc", "-f", str(dump), fresh_db], check=True)
-            subprocess.run([f"{PGBIN}/pg_restore", *args, "--exit-on-error", "-d", target, str(dump)], check=True)
-        else:
-            dump = subprocess.run([f"{PGBIN}/pg_dump", *args, fresh_db], check=True, capture_output=True).stdout
-            assert b"sk_cko_fill" not in dump and b"hg_fill" not in dump, "the dump holds plaintext"
-            subprocess.run([f"{PGBIN}/psql", *args, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target],
-                           input=dump, check=True, capture_output=True)
+    with restored_copy(admin, fresh_db, fmt, tmp_path) as (target, dump):
+        assert b"sk_cko_fill" not in dump and b"hg_fill" not in dump, "the dump holds plaintext"
         with connect(target) as c:
             after = table_digests(c)
             assert after == before, {t: (before[t], after[t]) for t in EXTENSION_TABLES if before[t] != after[t]}
             # the tenant foreign keys come back with the documented call
             c.execute("SELECT integrations.attach_tenant_table(table_name, owner_column) FROM integrations.tenant_table")
             assert_secrets_open(c, ids)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')

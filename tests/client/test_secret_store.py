@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import PGBIN, PORT, connect, reload, server_log, write_key
+from conftest import connect, reload, restored_copy, server_log, write_key
 from postgrest import RpcError, rpc
 
 BIZ = "6f1c2b1e-4d2a-4c53-9a77-3f0e8f2f0a01"
@@ -76,7 +76,6 @@ def test_missing_wrong_and_loose_master_keys_fail_closed(fresh_db, admin, key_di
     with connect(fresh_db) as c:
         sids = [create(c, f"value-{i}") for i in range(3)]
         count = c.execute("SELECT count(*) FROM integrations.secrets").fetchone()[0]
-    default_fp = None
 
     cases = {
         "missing": (os.path.join(key_dir, "nope.key"), "does not exist"),
@@ -182,30 +181,14 @@ def test_dump_and_restore_opens_every_secret(fresh_db, admin, fmt, tmp_path):
         c.execute("SELECT integrations.rotate_data_key()")
         sids.append(create(c, "under key 2"))
         values.append("under key 2")
-    target = fresh_db + "_restored"
-    admin.execute(f'DROP DATABASE IF EXISTS "{target}"')
-    admin.execute(f'CREATE DATABASE "{target}"')
-    conn_args = ["-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres"]
-    try:
-        if fmt == "custom":
-            dump = tmp_path / "db.dump"
-            subprocess.run([f"{PGBIN}/pg_dump", *conn_args, "-Fc", "-f", str(dump), fresh_db], check=True)
-            subprocess.run([f"{PGBIN}/pg_restore", *conn_args, "--exit-on-error", "-d", target, str(dump)],
-                           check=True)
-        else:
-            dump = subprocess.run([f"{PGBIN}/pg_dump", *conn_args, fresh_db], check=True,
-                                  capture_output=True).stdout
-            assert b"under key 2" not in dump and "مفتاح".encode() not in dump, "no plaintext in the dump"
-            subprocess.run([f"{PGBIN}/psql", *conn_args, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target],
-                           input=dump, check=True, capture_output=True)
+    with restored_copy(admin, fresh_db, fmt, tmp_path) as (target, dump):
+        assert b"under key 2" not in dump and "مفتاح".encode() not in dump, "no plaintext in the dump"
         with connect(target) as c:
             assert [read(c, s) for s in sids] == values
             status = c.execute("SELECT key_id, status, secrets FROM integrations.keyring_status()").fetchall()
             assert status == [(1, "retired", 4), (2, "active", 1)]
             # the restored keyring keeps working
             assert read(c, create(c, "new after restore")) == "new after restore"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
 
 
 # --- log hygiene ---------------------------------------------------------------
