@@ -55,15 +55,16 @@ load "$large_db" "$large"
 ops="floor_avatar_row floor_secret_row get_ai_avatar_integration get_ai_avatar_secret set_ai_avatar_integration read_secret get_integration get_integration_credentials update_integration_health get_payment_providers_by_capability"
 calls=2000
 echo
-echo "per-call server-side cost (µs, median of 3 rounds of $calls calls on random businesses; floor_*: the"
-echo "plain index probes of an integration row and of a secret row, for reference)"
-for round in 1 2 3; do
-  for op in $ops; do
-    for db in "$small_db" "$large_db"; do
-      echo "$op $db $("${psql[@]}" -d "$db" -Atc "SELECT scale_loop('$op', $calls)")"
-    done
-  done
-done | python3 -c '
+echo "per-call server-side cost (µs, median of 3 rounds of $calls calls on random businesses, in one session"
+echo "per database that has touched every page first; floor_*: plain index probes of an integration row"
+echo "and of a secret row, for reference)"
+measure() { # db: one session, its pages touched first, then 3 rounds of every op
+  { echo "SELECT scale_touch() \\g /dev/null"
+    for round in 1 2 3; do
+      for op in $ops; do echo "SELECT '$op', '$1', scale_loop('$op', $calls);"; done
+    done; } | "${psql[@]}" -d "$1" -At -F ' ' -v ON_ERROR_STOP=1
+}
+{ measure "$small_db"; measure "$large_db"; } | python3 -c '
 import sys, statistics
 rows = {}
 for line in sys.stdin:

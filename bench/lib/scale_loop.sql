@@ -1,6 +1,19 @@
 -- scale_loop(op, n): µs per call of RPC `op` over n random businesses, called
 -- as its production caller (the owner for get/set, service_role for secrets
 -- and workers). Loaded into each database of bench/scale.sh.
+--
+-- scale_touch(): reads every page of the tables and indexes once in this
+-- backend. A backend maps each page of shared buffers on first touch (a page
+-- fault); a pooled connection (PostgREST's) has long done that, so the
+-- measuring session does it first instead of charging it to the first probes
+-- of a big index, which would measure a cold process, not the RPC.
+CREATE EXTENSION IF NOT EXISTS pageinspect;
+CREATE FUNCTION scale_touch() RETURNS bigint LANGUAGE sql AS $$
+    SELECT sum(length(get_raw_page(c.oid::regclass::text, b::integer)))
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+         generate_series(0, pg_relation_size(c.oid) / 8192 - 1) b
+    WHERE n.nspname IN ('public', 'integrations') AND c.relkind IN ('r', 'i')
+$$;
 CREATE FUNCTION scale_loop(op text, n integer) RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE
     total integer := (SELECT max(b.n) FROM businesses b);
