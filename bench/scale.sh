@@ -110,7 +110,7 @@ printf '\\set i random(1, %s)\nBEGIN;\nSET LOCAL ROLE service_role;\nSELECT get_
 printf '\\set i random(1, %s)\nBEGIN;\nSET LOCAL ROLE service_role;\nSELECT secret_id FROM ai_avatar_integrations WHERE business_id = %s AND status = '"'active'"' LIMIT 1;\nCOMMIT;\n' "$large" "$biz" > "$dir/floor.sql"
 tps() { "$bin/pgbench" -n -M prepared -c 2 -j 2 -T 10 -h 127.0.0.1 -p "$port" -U postgres -f "$dir/$1.sql" "$large_db" 2>/dev/null \
         | awk '/^tps = /{print $3}'; }
-for round in 1 2 3; do echo "$(tps rpc) $(tps floor)"; done | python3 -c '
+for round in 1 2 3 4 5; do echo "$(tps rpc) $(tps floor)"; done | python3 -c '
 import sys, statistics
 r = [tuple(map(float, l.split())) for l in sys.stdin]
 rpc = statistics.median(a for a, _ in r); floor = statistics.median(f for _, f in r)

@@ -149,6 +149,10 @@ def test_every_rpc_survives_hostile_input(fresh_db):
 
             call()
 
+        # A crashed backend makes the postmaster end every session (and
+        # pg_postmaster_start_time() stays put through such a reset): the
+        # connection open since before the first input must still answer.
+        assert probe.execute("SELECT 1").fetchone()[0] == 1
     with connect(fresh_db) as c:
         assert c.execute("SELECT pg_postmaster_start_time()").fetchone()[0] == start, "the server restarted"
         checked, failed, _ = c.execute("SELECT * FROM integrations.verify_secrets()").fetchone()
