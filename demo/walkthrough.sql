@@ -179,3 +179,10 @@ SELECT provider_event_id, event_type, encode(body_sha256, 'hex') AS body_sha256,
 SELECT id AS claimed, attempts FROM claim_integration_events(10);
 SELECT complete_integration_event(id, true) FROM integration_events;
 SELECT provider_event_id, status FROM integration_events;
+
+\echo
+\echo '== 19. Operator checks (0.2.0): every stored secret still opens; audit retention'
+SELECT checked, failed, failed_ids FROM integrations.verify_secrets();
+SELECT action, kind, count(*) FROM integrations.audit_log GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT integrations.purge_audit_log(365) AS audit_rows_older_than_a_year_removed;
+SELECT extversion AS installed_version FROM pg_extension WHERE extname = 'pg_integrations';
