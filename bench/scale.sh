@@ -35,6 +35,9 @@ INSERT INTO integration_connections (business_id, provider, name, environment, a
 SELECT id, 'checkout_com', 'Live', 'production', 'bearer_token',
        integrations.create_secret(id, 'sk_cko_' || md5(id::text), 'checkout_com api key')
 FROM businesses;
+-- the second floor of the pgbench comparison: the same read plus one plain log row
+CREATE TABLE log_floor (at timestamptz, business_id uuid, action text, kind text, target_id uuid);
+GRANT INSERT ON log_floor TO service_role;
 VACUUM ANALYZE;
 -- measure a warm server, as in production: every table and index in shared buffers
 CREATE EXTENSION pg_prewarm;
@@ -106,16 +109,24 @@ echo "pgbench, 2 clients, PostgREST-shaped transactions (BEGIN, SET LOCAL ROLE s
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 biz='(SELECT id FROM businesses WHERE n = :i)'
-printf '\\set i random(1, %s)\nBEGIN;\nSET LOCAL ROLE service_role;\nSELECT get_ai_avatar_secret(%s);\nCOMMIT;\n' "$large" "$biz" > "$dir/rpc.sql"
-printf '\\set i random(1, %s)\nBEGIN;\nSET LOCAL ROLE service_role;\nSELECT secret_id FROM ai_avatar_integrations WHERE business_id = %s AND status = '"'active'"' LIMIT 1;\nCOMMIT;\n' "$large" "$biz" > "$dir/floor.sql"
+read="SELECT secret_id FROM ai_avatar_integrations WHERE business_id = $biz AND status = 'active' LIMIT 1;"
+txn() { printf '\\set i random(1, %s)\nBEGIN;\nSET LOCAL ROLE service_role;\n%s\nCOMMIT;\n' "$large" "$1"; }
+txn "SELECT get_ai_avatar_secret($biz);" > "$dir/rpc.sql"
+txn "$read" > "$dir/floor.sql"
+# every get_*_secret is audited, so its transaction writes: this floor writes a plain row too,
+# in the same statement (as many round trips as the call)
+txn "WITH r AS (SELECT id, business_id, secret_id FROM ai_avatar_integrations WHERE business_id = $biz AND status = 'active' LIMIT 1), w AS (INSERT INTO log_floor SELECT now(), business_id, 'read_secret', 'ai_avatar', id FROM r) SELECT secret_id FROM r;" > "$dir/floor_write.sql"
 tps() { "$bin/pgbench" -n -M prepared -c 2 -j 2 -T 10 -h 127.0.0.1 -p "$port" -U postgres -f "$dir/$1.sql" "$large_db" 2>/dev/null \
         | awk '/^tps = /{print $3}'; }
-for round in 1 2 3 4 5; do echo "$(tps rpc) $(tps floor)"; done | python3 -c '
+for round in 1 2 3 4 5; do echo "$(tps rpc) $(tps floor) $(tps floor_write)"; done | python3 -c '
 import sys, statistics
 r = [tuple(map(float, l.split())) for l in sys.stdin]
-rpc = statistics.median(a for a, _ in r); floor = statistics.median(f for _, f in r)
-ratio = statistics.median(a / f for a, f in r)
-print("get_ai_avatar_secret %.0f tps, floor %.0f tps: %.2fx the floor (target >= 0.80) %s"
-      % (rpc, floor, ratio, "met" if ratio >= 0.8 else "MISSED"))
+med = lambda i: statistics.median(x[i] for x in r)
+ratio = statistics.median(a / f for a, f, _ in r)
+ratio_w = statistics.median(a / w for a, _, w in r)
+print("get_ai_avatar_secret %.0f tps; floor (the read) %.0f tps; floor with a plain audit INSERT %.0f tps"
+      % (med(0), med(1), med(2)))
+print("  %.2fx the floor (target >= 0.80) %s; %.2fx the floor that also writes its audit row"
+      % (ratio, "met" if ratio >= 0.8 else "MISSED", ratio_w))
 '
 "${psql[@]}" -d postgres -c "DROP DATABASE $small_db" -c "DROP DATABASE $large_db"
