@@ -3,7 +3,7 @@ registry and the OAuth round trip."""
 
 import pytest
 
-from conftest import connect
+from conftest import connect, restored_copy
 from postgrest import RpcError, rpc
 
 BIZ = "0b000000-0000-4000-8000-000000000001"
@@ -156,9 +156,6 @@ def test_every_platform_table_survives_dump_and_restore(fresh_db, admin, tmp_pat
     all in the dump, and every secret still opens after the restore."""
     import hashlib
     import hmac
-    import subprocess
-
-    from conftest import PGBIN, PORT
 
     biz = "0a200000-0000-4000-8000-000000000002"
     verifier = "v" * 50
@@ -183,14 +180,7 @@ def test_every_platform_table_survives_dump_and_restore(fresh_db, admin, tmp_pat
         counts = {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in [
             "integration_connections", "integration_oauth_states", "integration_webhook_configs", "integration_events",
             "integration_metrics_hourly", "integration_api_logs", "integration_providers", "integrations.secrets"]}
-    target = fresh_db + "_restored"
-    admin.execute(f'DROP DATABASE IF EXISTS "{target}"')
-    admin.execute(f'CREATE DATABASE "{target}"')
-    args = ["-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres"]
-    try:
-        dump = tmp_path / "platform.dump"
-        subprocess.run([f"{PGBIN}/pg_dump", *args, "-Fc", "-f", str(dump), fresh_db], check=True)
-        subprocess.run([f"{PGBIN}/pg_restore", *args, "--exit-on-error", "-d", target, str(dump)], check=True)
+    with restored_copy(admin, fresh_db, "custom", tmp_path) as (target, _):
         with connect(target) as c:
             for t, n in counts.items():
                 assert c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == n, t
@@ -205,5 +195,3 @@ def test_every_platform_table_survives_dump_and_restore(fresh_db, admin, tmp_pat
             assert got == ("github", verifier)
             assert c.execute("SELECT count(*) FROM get_payment_providers_by_capability('one_time', 'AE') "
                              "WHERE provider = 'noon_payments'").fetchone()[0] == 1
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')

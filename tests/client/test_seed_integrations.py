@@ -7,7 +7,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import connect, server_log
+from conftest import connect, restored_copy, server_log
 from postgrest import RpcError, rpc
 
 B1 = "b1000000-0000-4000-8000-000000000001"
@@ -174,8 +174,6 @@ def test_dump_and_restore_with_a_tenant_table(tenant_db, admin, tmp_path):
     """Every table of the extension travels in the dump and every key still
     opens; the foreign keys to the app's tenant table (constraints on extension
     tables, which pg_dump leaves out) come back with one re-attach call."""
-    import subprocess
-    from conftest import PGBIN, PORT
     with connect(tenant_db) as c:
         c.execute("SELECT set_ai_avatar_integration(%s, 'heygen', 'hg_dump', 'a', 'v')", [B1])
         c.execute("SELECT set_email_integration(%s, 'brevo', 'xkeysib-dump', 'S', 'x@example.com')", [B1])
@@ -186,14 +184,7 @@ def test_dump_and_restore_with_a_tenant_table(tenant_db, admin, tmp_path):
         fks_attached = c.execute("SELECT count(*) FROM pg_constraint WHERE confrelid = 'public.businesses'::regclass"
                                  ).fetchone()[0]
     assert fks_attached >= 6
-    target = tenant_db + "_restored"
-    admin.execute(f'DROP DATABASE IF EXISTS "{target}"')
-    admin.execute(f'CREATE DATABASE "{target}"')
-    args = ["-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres"]
-    try:
-        dump = tmp_path / "db.dump"
-        subprocess.run([f"{PGBIN}/pg_dump", *args, "-Fc", "-f", str(dump), tenant_db], check=True)
-        subprocess.run([f"{PGBIN}/pg_restore", *args, "--exit-on-error", "-d", target, str(dump)], check=True)
+    with restored_copy(admin, tenant_db, "custom", tmp_path) as (target, _):
         with connect(target) as c:
             assert c.execute("SELECT count(*) FROM integrations.audit_log").fetchone()[0] == audit
             assert c.execute("SELECT get_ai_avatar_secret(%s), get_email_secret(%s), get_blog_secret(%s)",
@@ -211,5 +202,3 @@ def test_dump_and_restore_with_a_tenant_table(tenant_db, admin, tmp_path):
             assert [r["provider"] for r in rows] == ["heygen"]
             c.execute("DELETE FROM public.businesses WHERE id = %s", [B1])
             assert c.execute("SELECT count(*) FROM integrations.secrets WHERE business_id = %s", [B1]).fetchone()[0] == 0
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
