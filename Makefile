@@ -7,7 +7,7 @@ ROOT        := $(CURDIR)
 PG_REGRESS  := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
 REGRESS     := $(sort $(basename $(notdir $(wildcard tests/pg_regress/sql/*.sql))))
 
-.PHONY: demo test setup install check-released bench-scale unit pgrx-test regress client bench stop clean-clusters
+.PHONY: demo test setup install check-released bench-scale lint unit pgrx-test regress client bench stop clean-clusters
 
 setup:
 	@bash scripts/setup.sh
@@ -39,9 +39,14 @@ stop:
 	@bash scripts/cluster.sh stop test
 
 # Every test level; stops at the first failing one.
-test: setup unit pgrx-test install regress client
+test: setup lint unit pgrx-test install regress client
 	@bash scripts/cluster.sh stop test
 	@echo "All test levels passed."
+
+# Formatting and lints: warnings are errors.
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
 
 unit:
 	cargo test --lib

@@ -1,78 +1,103 @@
 //! pg_integrations: the integrations layer of a multi-tenant SaaS database,
 //! implemented in Rust inside PostgreSQL.
 //!
-//! Layers (see README.md):
-//! - `crypto`: AES-256-GCM sealing and key wrapping (pure Rust);
-//! - `keyring`: the master key file and the data keys it wraps, cached per backend;
-//! - `secrets`: the secret store's SQL API in schema `integrations`;
-//! - `access`: who the caller is and what it may do;
-//! - `error`: one error type mapped to SQLSTATEs, and log hygiene.
+//! The parts, lowest first (README.md has the map; `sql/` is split the same way):
+//! - [`pg`]: the plumbing between Rust and PostgreSQL: the calling convention
+//!   and argument helpers of the functions declared in `sql/`, prepared
+//!   statements, direct index reads and appends, triggers;
+//! - [`core`]: sealing (`crypto`), the keyring, the secret store, settings,
+//!   errors, tokens and validators;
+//! - [`tenancy`]: who is calling, business ownership and membership, the
+//!   audit trail;
+//! - [`kinds`]: the seed-compatible integration kinds (seeds 000/001);
+//! - [`platform`]: the provider registry, connections, OAuth state, metrics
+//!   and webhooks (seeds 002/003);
+//! - [`ops`]: the secret store's SQL face, maintenance and migration.
+//!
+//! Rules the layout keeps:
+//! - the core knows no RPC and no kind (it imports only `core` and `pg`);
+//! - kinds never import each other; the platform never imports a kind;
+//! - crypto (`core::crypto`) and signature code (`platform::webhooks::signature`)
+//!   never touch pgrx, and neither do the other pure modules (`core::tokens`,
+//!   `core::validate`, `platform::redact`).
+
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use pgrx::prelude::*;
 
-pub mod access;
-pub mod audit;
-pub mod connections;
-pub mod crypto;
-pub mod direct;
-pub mod error;
-pub mod fcall;
-pub mod gucs;
-pub mod keyring;
+pub mod core;
 pub mod kinds;
-pub mod maintenance;
-pub mod metrics;
-pub mod migrate;
-pub mod oauth;
-pub mod plans;
-pub mod registry;
-pub mod secrets;
+pub mod ops;
+pub mod pg;
+pub mod platform;
 pub mod tenancy;
-pub mod triggers;
-pub mod validate;
-pub mod webhooks;
 
 ::pgrx::pg_module_magic!(name, version);
 
-// Roles, schema and tables first; grants and comments on the generated
-// functions last.
-extension_sql_file!("../sql/bootstrap.sql", bootstrap);
-extension_sql_file!("../sql/seed_integrations.sql", name = "seed_integrations");
+// Roles, schema and the secret store's tables first; then each part's DDL in
+// the order of the parts; grants and comments on the functions pgrx generates
+// from Rust (the secret store's SQL face) last.
+extension_sql_file!("../sql/core/bootstrap.sql", bootstrap);
+extension_sql_file!("../sql/pg/triggers.sql", name = "pg_triggers");
 extension_sql_file!(
-    "../sql/providers.sql",
-    name = "providers",
-    requires = ["seed_integrations"]
+    "../sql/tenancy/tenancy.sql",
+    name = "tenancy",
+    requires = ["pg_triggers"]
 );
-extension_sql_file!("../sql/oauth.sql", name = "oauth", requires = ["providers"]);
 extension_sql_file!(
-    "../sql/connections.sql",
+    "../sql/kinds/tables.sql",
+    name = "kind_tables",
+    requires = ["tenancy"]
+);
+extension_sql_file!(
+    "../sql/kinds/rpcs.sql",
+    name = "kind_rpcs",
+    requires = ["kind_tables"]
+);
+extension_sql_file!(
+    "../sql/ops/migrate.sql",
+    name = "migrate",
+    requires = ["kind_rpcs"]
+);
+extension_sql_file!(
+    "../sql/platform/providers.sql",
+    name = "providers",
+    requires = ["migrate"]
+);
+extension_sql_file!(
+    "../sql/platform/oauth.sql",
+    name = "oauth",
+    requires = ["providers"]
+);
+extension_sql_file!(
+    "../sql/platform/connections.sql",
     name = "connections",
     requires = ["oauth"]
 );
 extension_sql_file!(
-    "../sql/metrics.sql",
+    "../sql/platform/metrics.sql",
     name = "metrics",
     requires = ["connections"]
 );
 extension_sql_file!(
-    "../sql/webhooks.sql",
+    "../sql/platform/webhooks.sql",
     name = "webhooks",
     requires = ["metrics"]
 );
 extension_sql_file!(
-    "../sql/maintenance.sql",
+    "../sql/ops/maintenance.sql",
     name = "maintenance",
     requires = ["webhooks"]
 );
-extension_sql_file!("../sql/finalize.sql", finalize);
+extension_sql_file!("../sql/ops/secret_store.sql", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    gucs::init();
-    access::init();
-    error::init();
-    keyring::init();
-    direct::init();
+    core::gucs::init();
+    tenancy::caller::init();
+    core::error::init();
+    core::keyring::init();
+    pg::direct::init();
     tenancy::init();
 }
 

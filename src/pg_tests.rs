@@ -189,7 +189,8 @@ mod tests {
     #[pg_test]
     fn the_master_key_file_is_private_to_the_server() {
         create("x");
-        let path = crate::gucs::data_directory().join(crate::gucs::DEFAULT_MASTER_KEY_FILE);
+        let path =
+            crate::core::gucs::data_directory().join(crate::core::gucs::DEFAULT_MASTER_KEY_FILE);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path)
             .expect("generated key file")
@@ -316,7 +317,8 @@ mod tests {
     fn verify_secrets_counts_exactly_the_secrets_that_no_longer_open() {
         let ids: Vec<String> = (0..5).map(|i| create(&format!("value {i}"))).collect();
         let summary = || {
-            Spi::get_two::<i64, i64>("SELECT checked, failed FROM integrations.verify_secrets()").unwrap()
+            Spi::get_two::<i64, i64>("SELECT checked, failed FROM integrations.verify_secrets()")
+                .unwrap()
         };
         assert_eq!(summary(), (Some(5), Some(0)));
         // flip one bit of one ciphertext, and move another secret to a different tenant

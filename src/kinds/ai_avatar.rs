@@ -1,8 +1,10 @@
 //! `ai_avatar_integrations`: the ai_avatar integration kind of seeds 000/001.
 
-use pgrx::pg_sys::BuiltinOid;
+use pgrx::pg_sys::{self, BuiltinOid};
 
 use super::{Kind, OptionArg};
+use crate::core::error::Result;
+use crate::pg::fcall::Call;
 use crate::sql_function;
 
 pub static KIND: Kind = Kind {
@@ -37,23 +39,23 @@ pub static KIND: Kind = Kind {
     secret_description: "AI avatar provider API key",
 };
 
-sql_function!(
-    pg_finfo_pgi_set_ai_avatar_integration,
-    pgi_set_ai_avatar_integration,
-    |fcinfo| { super::set(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_get_ai_avatar_integration,
-    pgi_get_ai_avatar_integration,
-    |fcinfo| { super::get(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_get_ai_avatar_secret,
-    pgi_get_ai_avatar_secret,
-    |fcinfo| { super::get_secret(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_delete_ai_avatar_integration,
-    pgi_delete_ai_avatar_integration,
-    |fcinfo| { super::delete(&KIND, fcinfo) }
-);
+sql_function!(pgi_set_ai_avatar_integration => set_ai_avatar_integration);
+/// `public.set_ai_avatar_integration`, declared in `sql/kinds/rpcs.sql`.
+fn set_ai_avatar_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::set(&KIND, call)
+}
+sql_function!(pgi_get_ai_avatar_integration => get_ai_avatar_integration);
+/// `public.get_ai_avatar_integration`, declared in `sql/kinds/rpcs.sql`.
+fn get_ai_avatar_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::get(&KIND, call)
+}
+sql_function!(pgi_get_ai_avatar_secret => get_ai_avatar_secret);
+/// `public.get_ai_avatar_secret`, declared in `sql/kinds/rpcs.sql`.
+fn get_ai_avatar_secret(call: &Call) -> Result<pg_sys::Datum> {
+    super::get_secret(&KIND, call)
+}
+sql_function!(pgi_delete_ai_avatar_integration => delete_ai_avatar_integration);
+/// `public.delete_ai_avatar_integration`, declared in `sql/kinds/rpcs.sql`.
+fn delete_ai_avatar_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::delete(&KIND, call)
+}

@@ -1,12 +1,14 @@
 //! `blog_integrations`: the blog integration kind of seeds 000/001.
 
-use pgrx::pg_sys::BuiltinOid;
+use pgrx::pg_sys::{self, BuiltinOid};
 
 use super::{Kind, OptionArg};
+use crate::core::error::Result;
+use crate::pg::fcall::Call;
 use crate::sql_function;
 
-fn site_url(arg: &str, value: &str) -> Result<(), String> {
-    crate::validate::url(arg, value, false)
+fn site_url(arg: &str, value: &str) -> std::result::Result<(), String> {
+    crate::core::validate::url(arg, value, false)
 }
 
 pub static KIND: Kind = Kind {
@@ -41,23 +43,23 @@ pub static KIND: Kind = Kind {
     secret_description: "Blog provider API key",
 };
 
-sql_function!(
-    pg_finfo_pgi_set_blog_integration,
-    pgi_set_blog_integration,
-    |fcinfo| { super::set(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_get_blog_integration,
-    pgi_get_blog_integration,
-    |fcinfo| { super::get(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_get_blog_secret,
-    pgi_get_blog_secret,
-    |fcinfo| { super::get_secret(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_delete_blog_integration,
-    pgi_delete_blog_integration,
-    |fcinfo| { super::delete(&KIND, fcinfo) }
-);
+sql_function!(pgi_set_blog_integration => set_blog_integration);
+/// `public.set_blog_integration`, declared in `sql/kinds/rpcs.sql`.
+fn set_blog_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::set(&KIND, call)
+}
+sql_function!(pgi_get_blog_integration => get_blog_integration);
+/// `public.get_blog_integration`, declared in `sql/kinds/rpcs.sql`.
+fn get_blog_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::get(&KIND, call)
+}
+sql_function!(pgi_get_blog_secret => get_blog_secret);
+/// `public.get_blog_secret`, declared in `sql/kinds/rpcs.sql`.
+fn get_blog_secret(call: &Call) -> Result<pg_sys::Datum> {
+    super::get_secret(&KIND, call)
+}
+sql_function!(pgi_delete_blog_integration => delete_blog_integration);
+/// `public.delete_blog_integration`, declared in `sql/kinds/rpcs.sql`.
+fn delete_blog_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::delete(&KIND, call)
+}

@@ -1,8 +1,10 @@
 //! `email_integrations`: the email integration kind of seeds 000/001.
 
-use pgrx::pg_sys::BuiltinOid;
+use pgrx::pg_sys::{self, BuiltinOid};
 
 use super::{Kind, OptionArg};
+use crate::core::error::Result;
+use crate::pg::fcall::Call;
 use crate::sql_function;
 
 pub static KIND: Kind = Kind {
@@ -20,7 +22,7 @@ pub static KIND: Kind = Kind {
         OptionArg {
             column: "sender_email",
             arg: "p_sender_email",
-            check: Some(crate::validate::email),
+            check: Some(crate::core::validate::email),
         },
     ],
     columns: [
@@ -37,23 +39,23 @@ pub static KIND: Kind = Kind {
     secret_description: "Email provider API key",
 };
 
-sql_function!(
-    pg_finfo_pgi_set_email_integration,
-    pgi_set_email_integration,
-    |fcinfo| { super::set(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_get_email_integration,
-    pgi_get_email_integration,
-    |fcinfo| { super::get(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_get_email_secret,
-    pgi_get_email_secret,
-    |fcinfo| { super::get_secret(&KIND, fcinfo) }
-);
-sql_function!(
-    pg_finfo_pgi_delete_email_integration,
-    pgi_delete_email_integration,
-    |fcinfo| { super::delete(&KIND, fcinfo) }
-);
+sql_function!(pgi_set_email_integration => set_email_integration);
+/// `public.set_email_integration`, declared in `sql/kinds/rpcs.sql`.
+fn set_email_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::set(&KIND, call)
+}
+sql_function!(pgi_get_email_integration => get_email_integration);
+/// `public.get_email_integration`, declared in `sql/kinds/rpcs.sql`.
+fn get_email_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::get(&KIND, call)
+}
+sql_function!(pgi_get_email_secret => get_email_secret);
+/// `public.get_email_secret`, declared in `sql/kinds/rpcs.sql`.
+fn get_email_secret(call: &Call) -> Result<pg_sys::Datum> {
+    super::get_secret(&KIND, call)
+}
+sql_function!(pgi_delete_email_integration => delete_email_integration);
+/// `public.delete_email_integration`, declared in `sql/kinds/rpcs.sql`.
+fn delete_email_integration(call: &Call) -> Result<pg_sys::Datum> {
+    super::delete(&KIND, call)
+}

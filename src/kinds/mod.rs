@@ -21,15 +21,16 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use crate::audit::{self, Action};
-use crate::direct;
-use crate::error::{statement_holds_secret, Error, Result};
-use crate::fcall;
-use crate::gucs;
-use crate::plans::{self, Statement};
-use crate::secrets;
+use crate::core::error::{statement_holds_secret, Error, Result};
+use crate::core::gucs;
+use crate::core::store;
+use crate::core::validate;
+use crate::pg::direct;
+use crate::pg::fcall;
+use crate::pg::fcall::Call;
+use crate::pg::plans::{self, Statement};
 use crate::tenancy;
-use crate::validate;
+use crate::tenancy::audit::{self, Action};
 
 pub mod ai_avatar;
 pub mod blog;
@@ -37,10 +38,13 @@ pub mod email;
 pub mod social;
 
 /// An optional, validated configuration column set by `set_*`.
+/// Validates an optional column's value (argument name, value).
+pub type Check = fn(&str, &str) -> std::result::Result<(), String>;
+
 pub struct OptionArg {
     pub column: &'static str,
     pub arg: &'static str,
-    pub check: Option<fn(&str, &str) -> std::result::Result<(), String>>,
+    pub check: Option<Check>,
 }
 
 pub struct KindStatements {
@@ -75,21 +79,19 @@ macro_rules! kind_statements {
         $crate::kinds::KindStatements {
             // Locks the integration row before the secret, like the general
             // path, so concurrent calls cannot deadlock.
-            fast_update: $crate::plans::Statement {
-                sql: concat!(
-                    "WITH r AS (UPDATE public.", $table, " SET ",
+            fast_update: $crate::pg::plans::Statement {
+                sql: $crate::reseal_with_row_update_sql!(concat!(
+                    "UPDATE public.", $table, " SET ",
                     $c1, " = CASE WHEN $3 IS NULL THEN ", $c1, " ELSE NULLIF($3, '') END, ",
                     $c2, " = CASE WHEN $4 IS NULL THEN ", $c2, " ELSE NULLIF($4, '') END, ",
                     "provider_config = COALESCE($5, provider_config), status = 'active', validated_at = pg_catalog.now() ",
-                    "WHERE business_id = $1 AND provider = $2 AND secret_id = $6 RETURNING id) ",
-                    "UPDATE integrations.secrets SET key_id = $7, nonce = $8, ciphertext = $9, updated_at = pg_catalog.now() ",
-                    "WHERE id = $6 AND business_id = $1 AND EXISTS (SELECT 1 FROM r) RETURNING (SELECT id FROM r)"
-                ),
+                    "WHERE business_id = $1 AND provider = $2 AND secret_id = $6 RETURNING id"
+                )),
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID,
                         BuiltinOid::UUIDOID, BuiltinOid::INT4OID, BuiltinOid::BYTEAOID, BuiltinOid::BYTEAOID],
                 mutating: true,
             },
-            update: $crate::plans::Statement {
+            update: $crate::pg::plans::Statement {
                 sql: concat!(
                     "UPDATE public.", $table, " SET ",
                     $c1, " = CASE WHEN $3 IS NULL THEN ", $c1, " ELSE NULLIF($3, '') END, ",
@@ -100,12 +102,12 @@ macro_rules! kind_statements {
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],
                 mutating: true,
             },
-            attach_secret: $crate::plans::Statement {
+            attach_secret: $crate::pg::plans::Statement {
                 sql: concat!("UPDATE public.", $table, " SET secret_id = $2 WHERE id = $1"),
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID],
                 mutating: true,
             },
-            insert: $crate::plans::Statement {
+            insert: $crate::pg::plans::Statement {
                 sql: concat!(
                     "INSERT INTO public.", $table,
                     " (business_id, provider, secret_id, ", $c1, ", ", $c2, ", provider_config, status, validated_at) ",
@@ -115,7 +117,7 @@ macro_rules! kind_statements {
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID, BuiltinOid::UUIDOID],
                 mutating: true,
             },
-            delete: $crate::plans::Statement {
+            delete: $crate::pg::plans::Statement {
                 sql: concat!("DELETE FROM public.", $table, " WHERE business_id = $1 RETURNING id, provider"),
                 args: &[BuiltinOid::UUIDOID],
                 mutating: true,
@@ -124,18 +126,9 @@ macro_rules! kind_statements {
     };
 }
 
-pub(crate) fn required_business(fcinfo: pg_sys::FunctionCallInfo) -> Result<Uuid> {
-    unsafe { fcall::arg::<Uuid>(fcinfo, 0) }
-        .ok_or_else(|| Error::InvalidArgument("p_business_id must not be null".into()))
-}
-
 /// An optional text argument: `None` keeps the column, `Some("")` clears it.
-fn option_arg(
-    fcinfo: pg_sys::FunctionCallInfo,
-    n: usize,
-    opt: &OptionArg,
-) -> Result<Option<String>> {
-    let v = unsafe { fcall::arg::<String>(fcinfo, n) };
+fn option_arg(call: &Call, n: usize, opt: &OptionArg) -> Result<Option<String>> {
+    let v = call.arg::<String>(n);
     if let (Some(value), Some(check)) = (&v, opt.check) {
         if !value.is_empty() {
             check(opt.arg, value).map_err(Error::InvalidArgument)?;
@@ -144,47 +137,23 @@ fn option_arg(
     Ok(v)
 }
 
-/// A JSONB object argument, as a raw datum; `None` for NULL.
-pub(crate) fn object_arg(
-    fcinfo: pg_sys::FunctionCallInfo,
-    n: usize,
-    name: &str,
-) -> Result<Option<pg_sys::Datum>> {
-    match unsafe { fcall::arg_datum(fcinfo, n) } {
-        None => Ok(None),
-        Some(d) if unsafe { fcall::jsonb_is_object(d) } => Ok(Some(d)),
-        Some(_) => Err(Error::InvalidArgument(format!(
-            "{name} must be a JSON object"
-        ))),
-    }
-}
-
-pub fn jsonb_arg<'a>(d: Option<pg_sys::Datum>) -> pgrx::datum::DatumWithOid<'a> {
-    match d {
-        Some(d) => unsafe { pgrx::datum::DatumWithOid::new(d, pg_sys::JSONBOID) },
-        None => pgrx::datum::DatumWithOid::null_oid(pg_sys::JSONBOID),
-    }
-}
-
-pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
+pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
     statement_holds_secret();
-    let business = required_business(fcinfo)?;
+    let business = call.required::<Uuid>(0, "p_business_id")?;
     let caller = tenancy::authorize(&business)?;
-    let provider = unsafe { fcall::arg::<String>(fcinfo, 1) }
-        .ok_or_else(|| Error::InvalidArgument("p_provider must not be null".into()))?;
+    let provider = call.required::<String>(1, "p_provider")?;
     validate::one_of("p_provider", kind.label, &provider, kind.providers)
         .map_err(Error::InvalidArgument)?;
-    let api_key = unsafe { fcall::arg::<&str>(fcinfo, 2) }
-        .ok_or_else(|| Error::InvalidArgument("p_api_key must not be null".into()))?;
+    let api_key = call.required::<&str>(2, "p_api_key")?;
     if api_key.trim().is_empty() {
         return Err(Error::InvalidArgument("p_api_key must not be empty".into()));
     }
-    if api_key.len() > secrets::MAX_SECRET_BYTES {
+    if api_key.len() > store::MAX_SECRET_BYTES {
         return Err(Error::InvalidArgument("p_api_key is too long".into()));
     }
-    let opt1 = option_arg(fcinfo, 3, &kind.options[0])?;
-    let opt2 = option_arg(fcinfo, 4, &kind.options[1])?;
-    let config = object_arg(fcinfo, 5, "p_config")?;
+    let opt1 = option_arg(call, 3, &kind.options[0])?;
+    let opt2 = option_arg(call, 4, &kind.options[1])?;
+    let config = call.object(5, "p_config")?;
     let st = &kind.statements;
     // The row's current secret, read without SQL (None: no row or no secret).
     let known = direct::with_snapshot(|| {
@@ -212,21 +181,23 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
             provider.as_str().into(),
             opt1.as_deref().into(),
             opt2.as_deref().into(),
-            jsonb_arg(config),
+            fcall::jsonb_param(config),
         ]
     };
     let id = Spi::connect_mut(|c| -> Result<Uuid> {
         if let Some((Some(_), Some(secret))) = known {
             // The common case, re-saving settings: one statement.
-            let (key_id, sealed) = secrets::seal(c, secret, business, api_key.as_bytes().to_vec())?;
             let mut args = row_args();
-            args.extend([
-                secret.into(),
-                key_id.into(),
-                sealed.nonce.as_slice().into(),
-                sealed.ciphertext.as_slice().into(),
-            ]);
-            if let Some(id) = plans::write_returning_id(c, &st.fast_update, &args)? {
+            args.push(secret.into());
+            let plaintext = api_key.as_bytes().to_vec();
+            if let Some(id) = store::reseal_with_row_update(
+                c,
+                &st.fast_update,
+                args,
+                secret,
+                business,
+                plaintext,
+            )? {
                 return Ok(id);
             }
             // The row changed under us: take the general path.
@@ -239,11 +210,11 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
                 let id: Uuid = row.get(1)?.ok_or_else(|| Error::Internal("no id".into()))?;
                 let secret: Option<Uuid> = row.get(2)?;
                 let replaced = match secret {
-                    Some(s) => secrets::replace(c, s, business, api_key.as_bytes().to_vec())?,
+                    Some(s) => store::replace(c, s, business, api_key.as_bytes().to_vec())?,
                     None => false,
                 };
                 if !replaced {
-                    let s = secrets::create(
+                    let s = store::create(
                         c,
                         business,
                         api_key.as_bytes().to_vec(),
@@ -254,7 +225,7 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
                 }
                 return Ok(id);
             }
-            let s = secrets::create(
+            let s = store::create(
                 c,
                 business,
                 api_key.as_bytes().to_vec(),
@@ -266,7 +237,7 @@ pub fn set(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
                 return Ok(id);
             }
             // Another session inserted the row first: drop our secret, update theirs.
-            secrets::delete(c, s)?;
+            store::delete(c, s)?;
         }
     })?;
     audit::record(
@@ -304,14 +275,14 @@ fn active_row<T>(
     )
 }
 
-pub fn get(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
-    direct::with_snapshot(|| get_row(kind, fcinfo))
+pub fn get(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
+    direct::with_snapshot(|| get_row(kind, call))
 }
 
-fn get_row(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
-    let business = required_business(fcinfo)?;
+fn get_row(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
+    let business = call.required::<Uuid>(0, "p_business_id")?;
     tenancy::authorize(&business)?;
-    unsafe { fcall::begin_rows(fcinfo) };
+    call.begin_rows();
     active_row(kind, &business, |row, rel| {
         let mut values = [pg_sys::Datum::from(0); 7];
         let mut nulls = [true; 7];
@@ -321,18 +292,18 @@ fn get_row(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_s
                 nulls[i] = false;
             }
         }
-        unsafe { fcall::put_row(fcinfo, &mut values, &mut nulls) };
+        call.put_row(&mut values, &mut nulls);
         Ok(Some(()))
     })?;
     Ok(fcall::void())
 }
 
-pub fn get_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
-    direct::with_snapshot(|| read_secret(kind, fcinfo))
+pub fn get_secret(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
+    direct::with_snapshot(|| read_secret(kind, call))
 }
 
-fn read_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
-    let business = required_business(fcinfo)?;
+fn read_secret(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
+    let business = call.required::<Uuid>(0, "p_business_id")?;
     let caller = tenancy::authorize(&business)?;
     if !caller.privileged && !gucs::owner_can_read_secrets() {
         return Err(Error::NotAllowed(format!(
@@ -349,12 +320,12 @@ fn read_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<
     })?;
     let found = match row {
         Some((Some(id), Some(secret_id), provider)) => {
-            secrets::read(secret_id)?.map(|(v, _)| (id, provider, v))
+            store::read(secret_id)?.map(|(v, _)| (id, provider, v))
         }
         _ => None,
     };
     let Some((id, provider, value)) = found else {
-        return Ok(unsafe { fcall::null(fcinfo) });
+        return Ok(call.null());
     };
     audit::record(
         &caller,
@@ -367,8 +338,8 @@ fn read_secret(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<
     Ok(fcall::datum(value))
 }
 
-pub fn delete(kind: &'static Kind, fcinfo: pg_sys::FunctionCallInfo) -> Result<pg_sys::Datum> {
-    let business = required_business(fcinfo)?;
+pub fn delete(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
+    let business = call.required::<Uuid>(0, "p_business_id")?;
     let caller = tenancy::authorize(&business)?;
     let deleted = Spi::connect_mut(|c| -> Result<Vec<(Option<Uuid>, Option<String>)>> {
         let plan = plans::plan(c, &kind.statements.delete)?;

@@ -10,12 +10,13 @@ use pgrx::pg_sys::{self, BuiltinOid};
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use crate::audit::{self, Action};
-use crate::direct;
-use crate::error::{Error, Result};
-use crate::fcall;
-use crate::plans::{self, Statement};
+use crate::core::error::{Error, Result};
+use crate::pg::direct;
+use crate::pg::fcall;
+use crate::pg::fcall::Call;
+use crate::pg::plans::{self, Statement};
 use crate::sql_function;
+use crate::tenancy::audit::{self, Action};
 use crate::tenancy::{self, Caller};
 
 const KIND: &str = "social";
@@ -64,66 +65,59 @@ fn profile(business: &Uuid) -> Result<Option<pg_sys::Datum>> {
     )
 }
 
-sql_function!(
-    pg_finfo_pgi_get_or_create_upload_post_profile,
-    pgi_get_or_create_upload_post_profile,
-    |fcinfo| {
-        let business = super::required_business(fcinfo)?;
-        let caller = tenancy::authorize(&business)?;
-        if let Some(row) = profile(&business)? {
-            return Ok(row);
-        }
-        let created = Spi::connect_mut(|c| {
-            plans::write_returning_id(c, &CREATE, &[business.into(), username(&business).into()])
-        })?;
-        if let Some(id) = created {
-            audit_profile(&caller, Action::Set, &business, Some(&id))?;
-        }
-        profile(&business)?.ok_or_else(|| Error::Internal("the new profile is not visible".into()))
+sql_function!(pgi_get_or_create_upload_post_profile => get_or_create_upload_post_profile);
+/// `public.get_or_create_upload_post_profile`, declared in `sql/kinds/rpcs.sql`.
+fn get_or_create_upload_post_profile(call: &Call) -> Result<pg_sys::Datum> {
+    let business = call.required::<Uuid>(0, "p_business_id")?;
+    let caller = tenancy::authorize(&business)?;
+    if let Some(row) = profile(&business)? {
+        return Ok(row);
     }
-);
+    let created = Spi::connect_mut(|c| {
+        plans::write_returning_id(c, &CREATE, &[business.into(), username(&business).into()])
+    })?;
+    if let Some(id) = created {
+        audit_profile(&caller, Action::Set, &business, Some(&id))?;
+    }
+    profile(&business)?.ok_or_else(|| Error::Internal("the new profile is not visible".into()))
+}
 
-sql_function!(
-    pg_finfo_pgi_set_upload_post_social_accounts,
-    pgi_set_upload_post_social_accounts,
-    |fcinfo| {
-        let business = super::required_business(fcinfo)?;
-        let caller = tenancy::authorize(&business)?;
-        let accounts = super::object_arg(fcinfo, 1, "p_social_accounts")?
-            .ok_or_else(|| Error::InvalidArgument("p_social_accounts must not be null".into()))?;
-        let id = Spi::connect_mut(|c| {
-            let args = [
-                business.into(),
-                username(&business).into(),
-                super::jsonb_arg(Some(accounts)),
-            ];
-            plans::write_returning_id(c, &SET_ACCOUNTS, &args)
-        })?;
-        audit_profile(&caller, Action::Set, &business, id.as_ref())?;
-        Ok(fcall::void())
-    }
-);
+sql_function!(pgi_set_upload_post_social_accounts => set_upload_post_social_accounts);
+/// `public.set_upload_post_social_accounts`, declared in `sql/kinds/rpcs.sql`.
+fn set_upload_post_social_accounts(call: &Call) -> Result<pg_sys::Datum> {
+    let business = call.required::<Uuid>(0, "p_business_id")?;
+    let caller = tenancy::authorize(&business)?;
+    let accounts = fcall::required(call.object(1, "p_social_accounts")?, "p_social_accounts")?;
+    let id = Spi::connect_mut(|c| {
+        let args = [
+            business.into(),
+            username(&business).into(),
+            fcall::jsonb_param(Some(accounts)),
+        ];
+        plans::write_returning_id(c, &SET_ACCOUNTS, &args)
+    })?;
+    audit_profile(&caller, Action::Set, &business, id.as_ref())?;
+    Ok(fcall::void())
+}
 
-sql_function!(
-    pg_finfo_pgi_delete_upload_post_profile,
-    pgi_delete_upload_post_profile,
-    |fcinfo| {
-        let business = super::required_business(fcinfo)?;
-        let caller = tenancy::authorize(&business)?;
-        let ids = Spi::connect_mut(|c| -> Result<Vec<Uuid>> {
-            let plan = plans::plan(c, &DELETE)?;
-            let mut out = Vec::new();
-            for row in c.update(plan, None, &[business.into()])? {
-                out.extend(row.get::<Uuid>(1)?);
-            }
-            Ok(out)
-        })?;
-        for id in ids {
-            audit_profile(&caller, Action::Delete, &business, Some(&id))?;
+sql_function!(pgi_delete_upload_post_profile => delete_upload_post_profile);
+/// `public.delete_upload_post_profile`, declared in `sql/kinds/rpcs.sql`.
+fn delete_upload_post_profile(call: &Call) -> Result<pg_sys::Datum> {
+    let business = call.required::<Uuid>(0, "p_business_id")?;
+    let caller = tenancy::authorize(&business)?;
+    let ids = Spi::connect_mut(|c| -> Result<Vec<Uuid>> {
+        let plan = plans::plan(c, &DELETE)?;
+        let mut out = Vec::new();
+        for row in c.update(plan, None, &[business.into()])? {
+            out.extend(row.get::<Uuid>(1)?);
         }
-        Ok(fcall::void())
+        Ok(out)
+    })?;
+    for id in ids {
+        audit_profile(&caller, Action::Delete, &business, Some(&id))?;
     }
-);
+    Ok(fcall::void())
+}
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use pgrx::pg_sys::{BuiltinOid, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 
-use crate::error::Result;
+use crate::core::error::Result;
 
 /// A statement to prepare once: its SQL, argument types and whether it writes.
 pub struct Statement {

@@ -6,8 +6,8 @@
 use pgrx::pg_sys;
 use pgrx::{IntoDatum, Uuid};
 
-use crate::direct;
-use crate::error::Result;
+use crate::core::error::Result;
+use crate::pg::direct;
 use crate::tenancy::Caller;
 
 const COLUMNS: &[&str] = &[
@@ -48,6 +48,7 @@ pub fn record(
     target: Option<&Uuid>,
 ) -> Result<()> {
     let rel = direct::rel("integrations", "audit_log", COLUMNS)?;
+    // SAFETY: reads the running transaction's start time; no pointers involved.
     let now = pg_sys::Datum::from(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
     direct::append(
         rel.relid,

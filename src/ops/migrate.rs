@@ -9,14 +9,15 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use crate::access;
-use crate::audit::{self, Action};
-use crate::error::{statement_holds_secret, Error, Result};
-use crate::fcall;
+use crate::core::error::{statement_holds_secret, Error, Result};
+use crate::core::store;
 use crate::kinds::{self, Kind};
-use crate::plans;
-use crate::secrets;
+use crate::pg::fcall;
+use crate::pg::fcall::Call;
+use crate::pg::plans;
 use crate::sql_function;
+use crate::tenancy::audit::{self, Action};
+use crate::tenancy::caller;
 use crate::tenancy::Caller;
 
 struct Legacy {
@@ -81,7 +82,7 @@ struct LegacyRow {
 }
 
 fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, i64)>> {
-    access::require_privileged("integrations.migrate_business_columns")?;
+    caller::require_privileged("integrations.migrate_business_columns")?;
     let caller = Caller::current();
     Spi::connect_mut(|c| {
         let name: String = c
@@ -165,7 +166,7 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
                     ));
                 }
                 let secret = match &r.secret {
-                    Some(v) if !v.is_empty() => Some(secrets::create(
+                    Some(v) if !v.is_empty() => Some(store::create(
                         c,
                         r.business,
                         v.as_bytes().to_vec(),
@@ -181,14 +182,14 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
                         provider.as_str().into(),
                         r.options[0].as_deref().into(),
                         r.options[1].as_deref().into(),
-                        kinds::jsonb_arg(None),
+                        fcall::jsonb_param(None),
                         secret.into(),
                     ],
                 )?;
                 let Some(id) = inserted else {
                     // Already migrated (or set through the new RPCs): keep it.
                     if let Some(s) = secret {
-                        secrets::delete(c, s)?;
+                        store::delete(c, s)?;
                     }
                     continue;
                 };
@@ -229,7 +230,8 @@ fn invalid(kind: &Kind, r: &LegacyRow) -> Option<String> {
     let Some(provider) = &r.provider else {
         return Some("no provider".into());
     };
-    if let Err(e) = crate::validate::one_of("provider", kind.label, provider, kind.providers) {
+    if let Err(e) = crate::core::validate::one_of("provider", kind.label, provider, kind.providers)
+    {
         return Some(e);
     }
     for (opt, value) in kind.options.iter().zip(&r.options) {
@@ -248,21 +250,18 @@ fn notice(message: String) {
     pgrx::notice!("{message}");
 }
 
-sql_function!(
-    pg_finfo_pgi_migrate_business_columns,
-    pgi_migrate_business_columns,
-    |fcinfo| {
-        statement_holds_secret();
-        let table: pg_sys::Oid = fcall::arg(fcinfo, 0)
-            .ok_or_else(|| Error::InvalidArgument("p_table must not be null".into()))?;
-        let drop_columns: bool = fcall::arg(fcinfo, 1).unwrap_or(false);
-        let report = migrate(table, drop_columns)?;
-        fcall::begin_rows(fcinfo);
-        for (kind, n) in report {
-            let mut values = [fcall::datum(kind), fcall::datum(n)];
-            let mut nulls = [false, false];
-            fcall::put_row(fcinfo, &mut values, &mut nulls);
-        }
-        Ok(fcall::void())
+sql_function!(pgi_migrate_business_columns => migrate_business_columns);
+/// `integrations.migrate_business_columns`, declared in `sql/ops/migrate.sql`.
+fn migrate_business_columns(call: &Call) -> Result<pg_sys::Datum> {
+    statement_holds_secret();
+    let table: pg_sys::Oid = call.required(0, "p_table")?;
+    let drop_columns: bool = call.arg(1).unwrap_or(false);
+    let report = migrate(table, drop_columns)?;
+    call.begin_rows();
+    for (kind, n) in report {
+        let mut values = [fcall::datum(kind), fcall::datum(n)];
+        let mut nulls = [false, false];
+        call.put_row(&mut values, &mut nulls);
     }
-);
+    Ok(fcall::void())
+}

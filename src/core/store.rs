@@ -1,26 +1,23 @@
-//! The secret store's SQL API (schema `integrations`): create, update, read and
-//! delete secrets, rotate keys and re-encrypt. Privileged callers only.
-//!
-//! The plaintext is sealed before the INSERT/UPDATE, so only ciphertext reaches
-//! the heap, the WAL and any replica.
+//! The secret store: the only code that reads or writes `integrations.secrets`.
+//! Seals with the active data key before any INSERT/UPDATE, so only ciphertext
+//! reaches the heap, the WAL and any replica; opens with the key id a row
+//! carries. Its SQL face (`integrations.create_secret`, ...) is in
+//! `ops::secret_store`; the kinds and the platform call these functions.
 
 use pgrx::pg_sys::BuiltinOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 
-use crate::access::require_privileged;
-use crate::audit::{self, Action};
-use crate::crypto::{self, CryptoError};
-use crate::direct;
-use crate::error::{statement_holds_secret, Error, OrRaise, Result};
-use crate::keyring;
-use crate::plans::{self, Statement};
-use crate::tenancy::Caller;
+use crate::core::crypto::{self, CryptoError};
+use crate::core::error::{Error, Result};
+use crate::core::keyring;
+use crate::pg::direct;
+use crate::pg::fcall::required;
+use crate::pg::plans::{self, Statement};
 
 /// Upper bound on a secret's size; API keys and tokens are far smaller.
 pub const MAX_SECRET_BYTES: usize = 16 * 1024 * 1024;
-const MAX_DESCRIPTION_CHARS: usize = 1000;
 
 static INSERT_SECRET: Statement = Statement {
     sql: "INSERT INTO integrations.secrets (id, business_id, description, key_id, nonce, ciphertext) \
@@ -68,11 +65,8 @@ static OLD_SECRETS: Statement = Statement {
     mutating: true,
 };
 
-fn required<T>(v: Option<T>, name: &str) -> Result<T> {
-    v.ok_or_else(|| Error::InvalidArgument(format!("{name} must not be null")))
-}
-
-fn checked_secret(p_secret: Option<&str>) -> Result<Vec<u8>> {
+/// A secret argument as bytes: not NULL, at most [`MAX_SECRET_BYTES`].
+pub(crate) fn checked_secret(p_secret: Option<&str>) -> Result<Vec<u8>> {
     let s = required(p_secret, "p_secret")?;
     if s.len() > MAX_SECRET_BYTES {
         return Err(Error::InvalidArgument(format!(
@@ -128,7 +122,7 @@ pub(crate) fn open(
 /// there is no such secret. With the data key cached (the common case) this
 /// runs no SQL at all.
 pub(crate) fn read(id: Uuid) -> Result<Option<(String, Uuid)>> {
-    let Some(row) = direct::fetch_secret(id)? else {
+    let Some(row) = fetch(id)? else {
         return Ok(None);
     };
     let cached = keyring::cached_data_key(row.key_id).and_then(|k| {
@@ -248,28 +242,6 @@ pub(crate) fn delete(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<Uuid
     Ok(rows.first().get::<Uuid>(1)?)
 }
 
-/// Audit a direct use of the secret store (kind `secret`).
-fn audit_secret(action: Action, business: &Uuid, id: &Uuid) -> Result<()> {
-    audit::record(
-        &Caller::current(),
-        action,
-        "secret",
-        business,
-        None,
-        Some(id),
-    )
-}
-
-fn description(p: Option<&str>) -> Result<&str> {
-    let d = p.unwrap_or("");
-    if d.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(Error::InvalidArgument(format!(
-            "p_description is longer than {MAX_DESCRIPTION_CHARS} characters"
-        )));
-    }
-    Ok(d)
-}
-
 /// Re-encrypt up to `batch` secrets still sealed under an older data key.
 pub(crate) fn reencrypt(client: &mut SpiClient<'_>, batch: i64) -> Result<i32> {
     let active = keyring::active_key(client)?;
@@ -309,149 +281,155 @@ pub(crate) fn reencrypt(client: &mut SpiClient<'_>, batch: i64) -> Result<i32> {
     Ok(n)
 }
 
-/// The SQL surface, in schema `integrations`.
-#[pg_schema]
-mod integrations {
+/// One stored secret, as read from its row.
+struct SecretRow {
+    business_id: pgrx::Uuid,
+    key_id: i32,
+    nonce: Vec<u8>,
+    ciphertext: Vec<u8>,
+}
+
+const SECRET_COLUMNS: &[&str] = &["business_id", "key_id", "nonce", "ciphertext"];
+
+/// The row of secret `id`, if any.
+fn fetch(id: pgrx::Uuid) -> Result<Option<SecretRow>> {
+    let rel = direct::rel("integrations", "secrets", SECRET_COLUMNS)?;
+    let (b, k, n, c) = (
+        rel.att("business_id")?,
+        rel.att("key_id")?,
+        rel.att("nonce")?,
+        rel.att("ciphertext")?,
+    );
+    direct::find_in(
+        c"integrations",
+        c"secrets_pkey",
+        &rel,
+        &[direct::uuid_key(1, &id)],
+        |row| match (row.get(b), row.get(k), row.get(n), row.get(c)) {
+            (Some(business_id), Some(key_id), Some(nonce), Some(ciphertext)) => {
+                Ok(Some(SecretRow {
+                    business_id,
+                    key_id,
+                    nonce,
+                    ciphertext,
+                }))
+            }
+            _ => Err(Error::Corrupted(format!("secret {id} has a NULL column"))),
+        },
+    )
+}
+
+/// The SQL of one statement that updates a row holding a secret id and, in
+/// the same statement, re-seals that secret (re-saving settings takes one
+/// round trip). `$row_update` is an `UPDATE ... RETURNING id` of the row that
+/// uses `$1` for the business and `$6` for the secret id; this adds `$7`–`$9`
+/// (key id, nonce, ciphertext), filled by [`reseal_with_row_update`]. The row
+/// is locked before the secret, like every other write path.
+#[macro_export]
+macro_rules! reseal_with_row_update_sql {
+    ($row_update:expr) => {
+        concat!(
+            "WITH r AS (", $row_update, ") ",
+            "UPDATE integrations.secrets SET key_id = $7, nonce = $8, ciphertext = $9, updated_at = pg_catalog.now() ",
+            "WHERE id = $6 AND business_id = $1 AND EXISTS (SELECT 1 FROM r) RETURNING (SELECT id FROM r)"
+        )
+    };
+}
+
+/// Run a statement built by [`reseal_with_row_update_sql!`]: seals
+/// `plaintext` for `secret` of `business` and binds it after `row_args`
+/// (`$1`–`$6`). The row's id, or `None` when no row matched.
+pub(crate) fn reseal_with_row_update(
+    client: &mut SpiClient<'_>,
+    statement: &'static Statement,
+    mut row_args: Vec<pgrx::datum::DatumWithOid<'_>>,
+    secret: Uuid,
+    business: Uuid,
+    plaintext: Vec<u8>,
+) -> Result<Option<Uuid>> {
+    let (key_id, sealed) = seal(client, secret, business, plaintext)?;
+    row_args.extend([
+        key_id.into(),
+        sealed.nonce.as_slice().into(),
+        sealed.ciphertext.as_slice().into(),
+    ]);
+    plans::write_returning_id(client, statement, &row_args)
+}
+
+/// At most this many failing secret ids are listed; the count is exact.
+const MAX_LISTED_FAILURES: usize = 100;
+/// Rows fetched per cursor round trip: bounded memory with a million secrets.
+const VERIFY_CHUNK: i64 = 10_000;
+
+/// Outcome of opening every stored secret.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verification {
+    pub checked: i64,
+    pub failed: i64,
+    pub failed_ids: Vec<Uuid>,
+}
+
+impl Verification {
+    fn note(&mut self, id: Uuid, opened: bool) {
+        self.checked += 1;
+        if !opened {
+            self.failed += 1;
+            if self.failed_ids.len() < MAX_LISTED_FAILURES {
+                self.failed_ids.push(id);
+            }
+        }
+    }
+}
+
+/// Opens (authenticates and decrypts, then forgets) every secret. A secret
+/// that fails authentication is counted; a missing or wrong master key is an
+/// error (55000), since then nothing can be checked.
+pub(crate) fn verify_all() -> Result<Verification> {
+    Spi::connect(|client| {
+        let mut out = Verification::default();
+        let mut cursor = client.try_open_cursor(
+            "SELECT id, business_id, key_id, nonce, ciphertext FROM integrations.secrets",
+            &[],
+        )?;
+        loop {
+            let rows = cursor.fetch(VERIFY_CHUNK)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let id: Uuid = row
+                    .get(1)?
+                    .ok_or_else(|| Error::Internal("id is null".into()))?;
+                let business: Uuid = row
+                    .get(2)?
+                    .ok_or_else(|| Error::Internal("business_id is null".into()))?;
+                let key_id: i32 = row.get(3)?.unwrap_or(0);
+                let nonce: Vec<u8> = row.get(4)?.unwrap_or_default();
+                let ciphertext: Vec<u8> = row.get(5)?.unwrap_or_default();
+                match open(client, id, business, key_id, &nonce, &ciphertext) {
+                    Ok(_plaintext) => out.note(id, true), // zeroized on drop
+                    Err(Error::Corrupted(_)) => out.note(id, false),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn create_secret(
-        p_business_id: Option<Uuid>,
-        p_secret: Option<&str>,
-        p_description: default!(Option<&str>, "''"),
-    ) -> Uuid {
-        statement_holds_secret();
-        (|| {
-            require_privileged("integrations.create_secret")?;
-            let business = required(p_business_id, "p_business_id")?;
-            let plaintext = checked_secret(p_secret)?;
-            let description = description(p_description)?;
-            let id = Spi::connect_mut(|c| create(c, business, plaintext, description))?;
-            audit_secret(Action::Set, &business, &id)?;
-            Ok(id)
-        })()
-        .or_raise()
-    }
-
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn update_secret(p_secret_id: Option<Uuid>, p_secret: Option<&str>) {
-        statement_holds_secret();
-        (|| {
-            require_privileged("integrations.update_secret")?;
-            let id = required(p_secret_id, "p_secret_id")?;
-            let plaintext = checked_secret(p_secret)?;
-            match Spi::connect_mut(|c| update(c, id, plaintext))? {
-                Some(business) => audit_secret(Action::Set, &business, &id),
-                None => Err(Error::NotFound(format!("secret {id} does not exist"))),
-            }
-        })()
-        .or_raise()
-    }
-
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn read_secret(p_secret_id: Option<Uuid>) -> Option<String> {
-        (|| {
-            require_privileged("integrations.read_secret")?;
-            let Some(id) = p_secret_id else {
-                return Ok(None);
-            };
-            let Some((value, business)) = read(id)? else {
-                return Ok(None);
-            };
-            audit_secret(Action::ReadSecret, &business, &id)?;
-            Ok(Some(value))
-        })()
-        .or_raise()
-    }
-
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn delete_secret(p_secret_id: Option<Uuid>) -> bool {
-        (|| {
-            require_privileged("integrations.delete_secret")?;
-            let Some(id) = p_secret_id else {
-                return Ok(false);
-            };
-            match Spi::connect_mut(|c| delete(c, id))? {
-                Some(business) => audit_secret(Action::Delete, &business, &id).map(|_| true),
-                None => Ok(false),
-            }
-        })()
-        .or_raise()
-    }
-
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn rotate_data_key() -> i32 {
-        (|| {
-            require_privileged("integrations.rotate_data_key")?;
-            Spi::connect_mut(keyring::rotate_data_key)
-        })()
-        .or_raise()
-    }
-
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn rotate_master_key() -> i32 {
-        (|| {
-            require_privileged("integrations.rotate_master_key")?;
-            Spi::connect_mut(keyring::rotate_master_key)
-        })()
-        .or_raise()
-    }
-
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn reencrypt_secrets(p_batch_size: default!(Option<i32>, 1000)) -> i32 {
-        (|| {
-            require_privileged("integrations.reencrypt_secrets")?;
-            let batch = p_batch_size.unwrap_or(1000);
-            if !(1..=1_000_000).contains(&batch) {
-                return Err(Error::InvalidArgument(format!(
-                    "p_batch_size must be between 1 and 1000000, not {batch}"
-                )));
-            }
-            Spi::connect_mut(|c| reencrypt(c, batch as i64))
-        })()
-        .or_raise()
-    }
-
-    #[pg_extern(security_definer, stable, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn keyring_status() -> TableIterator<
-        'static,
-        (
-            name!(key_id, i32),
-            name!(status, String),
-            name!(created_at, TimestampWithTimeZone),
-            name!(secrets, i64),
-        ),
-    > {
-        let rows = (|| {
-            require_privileged("integrations.keyring_status")?;
-            Spi::connect(|c| {
-                let mut out = Vec::new();
-                for row in c.select(
-                    "SELECT k.key_id, k.status, k.created_at, \
-                            (SELECT count(*) FROM integrations.secrets s WHERE s.key_id = k.key_id) \
-                     FROM integrations.keys k ORDER BY k.key_id",
-                    None,
-                    &[],
-                )? {
-                    out.push((
-                        required(row.get::<i32>(1)?, "key_id")?,
-                        required(row.get::<String>(2)?, "status")?,
-                        required(row.get::<TimestampWithTimeZone>(3)?, "created_at")?,
-                        row.get::<i64>(4)?.unwrap_or(0),
-                    ));
-                }
-                Ok::<_, Error>(out)
-            })
-        })()
-        .or_raise();
-        TableIterator::new(rows)
+    #[test]
+    fn failures_are_counted_exactly_and_listed_up_to_the_cap() {
+        let mut v = Verification::default();
+        for i in 0..250u128 {
+            v.note(Uuid::from_bytes(i.to_be_bytes()), i % 2 == 0);
+        }
+        assert_eq!(v.checked, 250);
+        assert_eq!(v.failed, 125);
+        assert_eq!(v.failed_ids.len(), MAX_LISTED_FAILURES);
+        assert_eq!(v.failed_ids[0], Uuid::from_bytes(1u128.to_be_bytes()));
     }
 }

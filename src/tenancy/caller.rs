@@ -9,13 +9,16 @@ use std::ffi::CStr;
 
 use pgrx::pg_sys;
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 
 thread_local! {
     /// Role OIDs by name, forgotten whenever pg_authid changes.
     static ROLES: RefCell<HashMap<&'static CStr, pg_sys::Oid>> = RefCell::new(HashMap::new());
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as the syscache invalidation callback registered in `init`, with
+/// arguments PostgreSQL owns for the duration of the call.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
     ROLES.with(|r| {
@@ -26,6 +29,8 @@ unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, 
 }
 
 pub fn init() {
+    // SAFETY: called once from _PG_init; the callback is a #[pg_guard] fn that lives as long as
+    // the library.
     unsafe {
         pg_sys::CacheRegisterSyscacheCallback(
             pg_sys::SysCacheIdentifier::AUTHOID as i32,
@@ -40,6 +45,8 @@ pub fn role_oid(name: &'static CStr) -> pg_sys::Oid {
     if let Some(oid) = ROLES.with(|r| r.borrow().get(name).copied()) {
         return oid;
     }
+    // SAFETY: `name` is NUL-terminated; missing_ok makes an unknown role InvalidOid, not an
+    // error.
     let oid = unsafe { pg_sys::get_role_oid(name.as_ptr(), true) };
     ROLES.with(|r| r.borrow_mut().insert(name, oid));
     oid
@@ -50,6 +57,7 @@ pub const PRIVILEGED_ROLES: [&std::ffi::CStr; 2] = [c"service_role", c"integrati
 
 /// The role the caller acts as.
 pub fn caller() -> pg_sys::Oid {
+    // SAFETY: reads a backend global; no pointers involved.
     unsafe { pg_sys::GetOuterUserId() }
 }
 
@@ -57,6 +65,7 @@ pub fn caller() -> pg_sys::Oid {
 /// (membership with INHERIT, so a NOINHERIT login such as PostgREST's
 /// `authenticator` is privileged only after it switches role).
 pub fn is_privileged(role: pg_sys::Oid) -> bool {
+    // SAFETY: superuser_arg and has_privs_of_role take role OIDs and only read the catalogs.
     unsafe {
         if pg_sys::superuser_arg(role) {
             return true;
@@ -69,6 +78,8 @@ pub fn is_privileged(role: pg_sys::Oid) -> bool {
 }
 
 pub fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: noerr makes an unknown role NULL (checked); otherwise the result is a palloc'd
+    // NUL-terminated name, copied here.
     unsafe {
         let p = pg_sys::GetUserNameFromId(role, true);
         if p.is_null() {

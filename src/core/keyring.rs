@@ -23,10 +23,10 @@ use pgrx::pg_sys::{self, BuiltinOid};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::crypto::{DataKey, KeyBytes, MasterKey};
-use crate::error::{Error, Result};
-use crate::gucs;
-use crate::plans::{self, Statement};
+use crate::core::crypto::{DataKey, KeyBytes, MasterKey};
+use crate::core::error::{Error, Result};
+use crate::core::gucs;
+use crate::pg::plans::{self, Statement};
 
 struct LoadedMaster {
     path: PathBuf,
@@ -58,6 +58,9 @@ static KEY_BY_ID: Statement = Statement {
 };
 
 /// Drop the cached data keys when `integrations.keys` changes (or on a full reset).
+/// # Safety
+/// Called by PostgreSQL only, as the relcache invalidation callback registered in `init`, with
+/// arguments PostgreSQL owns for the duration of the call.
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     CACHE.with(|c| {
@@ -77,6 +80,9 @@ thread_local! {
     static CHANGED_IN_XACT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as the transaction callback registered in `init`, with
+/// arguments PostgreSQL owns for the duration of the call.
 #[pg_guard]
 unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
@@ -84,15 +90,15 @@ unsafe extern "C-unwind" fn xact_callback(
 ) {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
-            if CHANGED_IN_XACT.with(|f| f.replace(false)) {
-                CACHE.with(|c| {
-                    if let Ok(mut c) = c.try_borrow_mut() {
-                        c.data_keys.clear();
-                        c.active = None;
-                    }
-                });
-            }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT
+            if CHANGED_IN_XACT.with(|f| f.replace(false)) =>
+        {
+            CACHE.with(|c| {
+                if let Ok(mut c) = c.try_borrow_mut() {
+                    c.data_keys.clear();
+                    c.active = None;
+                }
+            });
         }
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
             CHANGED_IN_XACT.with(|f| f.set(false));
@@ -102,6 +108,8 @@ unsafe extern "C-unwind" fn xact_callback(
 }
 
 pub fn init() {
+    // SAFETY: called once from _PG_init; both callbacks are #[pg_guard] fns that live as long
+    // as the library.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
@@ -109,6 +117,8 @@ pub fn init() {
 }
 
 fn keys_relid() -> pg_sys::Oid {
+    // SAFETY: NUL-terminated literals; missing_ok and get_relname_relid give InvalidOid when
+    // absent.
     unsafe {
         let ns = pg_sys::get_namespace_oid(c"integrations".as_ptr(), true);
         if ns == pg_sys::InvalidOid {
@@ -123,6 +133,7 @@ fn invalidate_keyring() {
     CHANGED_IN_XACT.with(|f| f.set(true));
     let relid = keys_relid();
     if relid != pg_sys::InvalidOid {
+        // SAFETY: queues a relcache invalidation for an existing relation inside a transaction.
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
     }
 }
@@ -240,7 +251,7 @@ fn generate_master_file(path: &Path) -> Result<bool> {
     f.write_all(hex.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::Internal(format!("could not write master key file: {e}")))?;
-    crate::error::log(format!(
+    crate::core::error::log(format!(
         "pg_integrations: generated master key file \"{}\"",
         path.display()
     ));

@@ -52,6 +52,7 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // SAFETY: called once from _PG_init with a NUL-terminated literal.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"integrations".as_ptr()) };
 }
 
@@ -75,6 +76,7 @@ pub fn previous_master_key_file() -> Option<String> {
 
 /// The data directory, which relative key file paths start from.
 pub fn data_directory() -> PathBuf {
+    // SAFETY: DataDir is set, NUL-terminated, before any backend loads the library.
     let dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) };
     PathBuf::from(dir.to_string_lossy().into_owned())
 }

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 
 /// A relation we read directly, with the attribute numbers it is read by.
 pub struct RelInfo {
@@ -62,12 +62,17 @@ pub fn forget_relation(relid: pg_sys::Oid) {
     });
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as the relcache invalidation callback registered in `init`, with
+/// arguments PostgreSQL owns for the duration of the call.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     forget_relation(relid);
 }
 
 pub fn init() {
+    // SAFETY: called once from _PG_init; the callback is a #[pg_guard] fn that lives as long as
+    // the library.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
     };
@@ -75,6 +80,8 @@ pub fn init() {
 
 /// The OID of `schema.name`, or an error naming it.
 pub fn relid(schema: &CStr, name: &CStr) -> Result<pg_sys::Oid> {
+    // SAFETY: both names are NUL-terminated C strings; missing_ok and get_relname_relid return
+    // InvalidOid for a missing schema or relation (checked below).
     unsafe {
         let ns = pg_sys::get_namespace_oid(schema.as_ptr(), true);
         let oid = if ns == pg_sys::InvalidOid {
@@ -109,6 +116,8 @@ pub fn rel(
     let mut attnums = HashMap::new();
     for c in columns {
         let cname = std::ffi::CString::new(*c).expect("no NUL");
+        // SAFETY: relid was just looked up and cname is NUL-terminated; a missing column gives
+        // InvalidAttrNumber (checked).
         let n = unsafe { pg_sys::get_attnum(relid, cname.as_ptr()) };
         if n <= 0 {
             return Err(Error::Internal(format!(
@@ -126,18 +135,23 @@ pub fn rel(
     Ok(info)
 }
 
-/// An equality condition on the `attno`-th column of an index.
-pub struct Key {
-    pub index_column: i16,
-    pub eq_proc: u32,
-    pub value: pg_sys::Datum,
+/// An equality condition on the `attno`-th column of an index; it borrows
+/// the value its datum points at.
+pub struct Key<'a> {
+    index_column: i16,
+    eq_proc: u32,
+    value: pg_sys::Datum,
+    _value: std::marker::PhantomData<&'a [u8]>,
 }
 
-pub fn uuid_key(index_column: i16, value: &pgrx::Uuid) -> Key {
+/// `index_column = value` for a uuid column.
+pub fn uuid_key(index_column: i16, value: &pgrx::Uuid) -> Key<'_> {
     Key {
         index_column,
         eq_proc: pg_sys::F_UUID_EQ,
+        // A uuid datum is a pointer to its 16 bytes.
         value: pg_sys::Datum::from(value.as_bytes().as_ptr()),
+        _value: std::marker::PhantomData,
     }
 }
 
@@ -150,6 +164,9 @@ impl Row {
     /// The raw datum of attribute `att` (None for NULL); points into a pinned
     /// buffer, so it must be used or copied before the callback returns.
     pub fn datum(&self, att: i16) -> Option<pg_sys::Datum> {
+        // SAFETY: the slot is the scan's current tuple for the lifetime of this Row, and `att`
+        // comes from RelInfo::att, a positive attribute number of that table, so index att - 1
+        // is inside tts_values/tts_isnull once slot_getsomeattrs has filled them.
         unsafe {
             pg_sys::slot_getsomeattrs_int(self.slot, att as i32);
             let i = (att - 1) as usize;
@@ -163,11 +180,15 @@ impl Row {
 
     pub fn get<T: pgrx::FromDatum>(&self, att: i16) -> Option<T> {
         self.datum(att)
+            // SAFETY: `d` is a non-NULL datum of the column; every caller reads a column as the
+            // Rust type of its SQL type (uuid as Uuid, text as &str/String, ...), the same
+            // contract as SPI's typed getters.
             .and_then(|d| unsafe { T::from_datum(d, false) })
     }
 
     /// The whole row as a composite datum of the table's row type (a copy).
     pub fn composite(&self) -> pg_sys::Datum {
+        // SAFETY: the slot holds the scan's current tuple; the result is a palloc'd copy.
         unsafe { pg_sys::ExecFetchSlotHeapTupleDatum(self.slot) }
     }
 }
@@ -186,6 +207,8 @@ impl Drop for SnapshotScope {
         });
         // On an error the transaction abort pops the snapshot stack itself.
         if depth == 0 && !std::thread::panicking() {
+            // SAFETY: pops the snapshot the outermost with_snapshot pushed; on an error the
+            // abort unwinds the stack instead (checked by `panicking`).
             unsafe { pg_sys::PopActiveSnapshot() };
         }
     }
@@ -200,6 +223,8 @@ pub fn with_snapshot<T>(f: impl FnOnce() -> T) -> T {
         v
     });
     if outer == 0 {
+        // SAFETY: runs inside a transaction (we are in a function call); the pushed snapshot is
+        // popped by SnapshotScope or by the abort.
         unsafe {
             if pg_sys::GetCurrentTransactionIdIfAny() != pg_sys::InvalidTransactionId {
                 pg_sys::CommandCounterIncrement();
@@ -217,7 +242,7 @@ pub fn with_snapshot<T>(f: impl FnOnce() -> T) -> T {
 pub fn find<T>(
     table: pg_sys::Oid,
     index: pg_sys::Oid,
-    keys: &[Key],
+    keys: &[Key<'_>],
     f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     with_snapshot(|| scan(table, index, keys, f))
@@ -226,10 +251,14 @@ pub fn find<T>(
 fn scan<T>(
     table: pg_sys::Oid,
     index: pg_sys::Oid,
-    keys: &[Key],
+    keys: &[Key<'_>],
     mut f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: table and index are OIDs from the catalog (RelInfo); both are opened and closed
+    // here with the same lock, the scan keys borrow the caller's values (Key<'_>) for the whole
+    // scan, and the slot and scan are released before the relations, also when `f` returns an
+    // error (a PostgreSQL error releases them at abort).
     unsafe {
         let heap = pg_sys::relation_open(table, LOCK);
         let idx = pg_sys::index_open(index, LOCK);
@@ -278,7 +307,7 @@ pub fn find_in<T>(
     schema: &'static CStr,
     index: &'static CStr,
     table: &RelInfo,
-    keys: &[Key],
+    keys: &[Key<'_>],
     f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     let index = table.index(schema, index)?;
@@ -291,6 +320,9 @@ pub fn find_in<T>(
 /// INSERT would be.
 pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
     const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    // SAFETY: `table` is the audit log's OID from RelInfo; `values` pairs valid attribute
+    // numbers (from RelInfo::att) with datums of their columns' types, so the formed tuple
+    // matches rd_att; the relation is closed with the lock it was opened with.
     unsafe {
         pg_sys::PreventCommandIfReadOnly(c"INSERT".as_ptr());
         let rel = pg_sys::relation_open(table, LOCK);
@@ -308,45 +340,4 @@ pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
         pg_sys::heap_freetuple(tuple);
         pg_sys::relation_close(rel, LOCK);
     }
-}
-
-// ---------------------------------------------------------------------------
-// integrations.secrets
-
-/// One stored secret, as read from its row.
-pub struct SecretRow {
-    pub business_id: pgrx::Uuid,
-    pub key_id: i32,
-    pub nonce: Vec<u8>,
-    pub ciphertext: Vec<u8>,
-}
-
-const SECRET_COLUMNS: &[&str] = &["business_id", "key_id", "nonce", "ciphertext"];
-
-/// The row of secret `id`, if any.
-pub fn fetch_secret(id: pgrx::Uuid) -> Result<Option<SecretRow>> {
-    let rel = rel("integrations", "secrets", SECRET_COLUMNS)?;
-    let (b, k, n, c) = (
-        rel.att("business_id")?,
-        rel.att("key_id")?,
-        rel.att("nonce")?,
-        rel.att("ciphertext")?,
-    );
-    find_in(
-        c"integrations",
-        c"secrets_pkey",
-        &rel,
-        &[uuid_key(1, &id)],
-        |row| match (row.get(b), row.get(k), row.get(n), row.get(c)) {
-            (Some(business_id), Some(key_id), Some(nonce), Some(ciphertext)) => {
-                Ok(Some(SecretRow {
-                    business_id,
-                    key_id,
-                    nonce,
-                    ciphertext,
-                }))
-            }
-            _ => Err(Error::Corrupted(format!("secret {id} has a NULL column"))),
-        },
-    )
 }

@@ -5,6 +5,9 @@
 //! integrations_admin), or if it acts as `authenticated` and the `sub` of its
 //! JWT claims owns the business (the attached tenant table's owner column) or
 //! is a member of it (`integrations.business_members`).
+//!
+//! Owns `caller` (the role calling and whether it is privileged) and `audit`
+//! (the audit trail). May use the core and the plumbing; knows no kind.
 
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -13,9 +16,12 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use crate::access;
-use crate::direct;
-use crate::error::{Error, Result};
+pub mod audit;
+pub mod caller;
+
+use crate::core::error::{Error, Result};
+use crate::pg::direct;
+use crate::pg::fcall::Call;
 use crate::sql_function;
 
 /// Who is calling: the role, the signed-in user (if any) and whether the role
@@ -29,26 +35,29 @@ pub struct Caller {
 
 impl Caller {
     pub fn current() -> Caller {
-        let role = access::caller();
+        let role = caller::caller();
         Caller {
             role,
             user_id: current_user_id(),
-            privileged: access::is_privileged(role),
+            privileged: caller::is_privileged(role),
         }
     }
 
     pub fn role_name(&self) -> String {
-        access::role_name(self.role)
+        caller::role_name(self.role)
     }
 }
 
 thread_local! {
     /// The last claims string seen and the `sub` parsed from it.
-    static CLAIMS: RefCell<(String, Option<Uuid>)> = RefCell::new((String::new(), None));
+    static CLAIMS: RefCell<(String, Option<Uuid>)> = const { RefCell::new((String::new(), None)) };
     static TENANT: RefCell<Option<TenantCache>> = const { RefCell::new(None) };
 }
 
 fn setting(name: &CStr) -> Option<String> {
+    // SAFETY: `name` is NUL-terminated; missing_ok returns NULL for an unknown setting, and a
+    // non-NULL result is a NUL-terminated string owned by the GUC machinery, copied before
+    // anything can change it.
     unsafe {
         let p = pg_sys::GetConfigOption(name.as_ptr(), true, false);
         if p.is_null() {
@@ -106,6 +115,9 @@ struct TenantCache {
 }
 
 /// No catalog access here: invalidation callbacks may run during abort.
+/// # Safety
+/// Called by PostgreSQL only, as the relcache invalidation callback registered in `init`, with
+/// arguments PostgreSQL owns for the duration of the call.
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     TENANT.with(|t| {
@@ -126,6 +138,8 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 }
 
 pub fn init() {
+    // SAFETY: called once from _PG_init; the callback is a #[pg_guard] fn that lives as long as
+    // the library.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
     };
@@ -210,8 +224,9 @@ fn owns_or_belongs(user: &Uuid, business: &Uuid) -> Result<bool> {
 }
 
 fn is_api_user(role: pg_sys::Oid) -> bool {
+    // SAFETY: has_privs_of_role takes two role OIDs and only reads the catalogs.
     unsafe {
-        let authenticated = access::role_oid(c"authenticated");
+        let authenticated = caller::role_oid(c"authenticated");
         authenticated != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, authenticated)
     }
 }
@@ -243,30 +258,26 @@ pub fn authorize(business: &Uuid) -> Result<Caller> {
 // ---------------------------------------------------------------------------
 // SQL entry points (declared in sql/tenancy.sql)
 
-sql_function!(
-    pg_finfo_pgi_current_user_id,
-    pgi_current_user_id,
-    |fcinfo| {
-        Ok(match current_user_id() {
-            Some(u) => crate::fcall::datum(u),
-            None => crate::fcall::null(fcinfo),
-        })
-    }
-);
+sql_function!(pgi_current_user_id => current_user_id_sql);
+/// `integrations.current_user_id`, declared in `sql/tenancy/tenancy.sql`.
+fn current_user_id_sql(call: &Call) -> Result<pg_sys::Datum> {
+    Ok(match current_user_id() {
+        Some(u) => crate::pg::fcall::datum(u),
+        None => call.null(),
+    })
+}
 
-sql_function!(
-    pg_finfo_pgi_can_access_business,
-    pgi_can_access_business,
-    |fcinfo| {
-        let Some(business) = crate::fcall::arg::<Uuid>(fcinfo, 0) else {
-            return Ok(crate::fcall::datum(false));
-        };
-        Ok(crate::fcall::datum(can_access(
-            &Caller::current(),
-            &business,
-        )?))
-    }
-);
+sql_function!(pgi_can_access_business => can_access_business);
+/// `integrations.can_access_business`, declared in `sql/tenancy/tenancy.sql`.
+fn can_access_business(call: &Call) -> Result<pg_sys::Datum> {
+    let Some(business) = call.arg::<Uuid>(0) else {
+        return Ok(crate::pg::fcall::datum(false));
+    };
+    Ok(crate::pg::fcall::datum(can_access(
+        &Caller::current(),
+        &business,
+    )?))
+}
 
 /// Tables whose `business_id` gets a foreign key to the attached tenant table.
 pub const TENANT_SCOPED_TABLES: &[&str] = &[
@@ -285,19 +296,15 @@ pub const TENANT_SCOPED_TABLES: &[&str] = &[
     "public.webhook_access_logs",
 ];
 
-sql_function!(
-    pg_finfo_pgi_attach_tenant_table,
-    pgi_attach_tenant_table,
-    |fcinfo| {
-        access::require_privileged("integrations.attach_tenant_table")?;
-        let table: pg_sys::Oid = crate::fcall::arg(fcinfo, 0)
-            .ok_or_else(|| Error::InvalidArgument("p_table must not be null".into()))?;
-        let owner: String =
-            crate::fcall::arg_name(fcinfo, 1).unwrap_or_else(|| "profile_id".into());
-        attach(table, &owner)?;
-        Ok(crate::fcall::void())
-    }
-);
+sql_function!(pgi_attach_tenant_table => attach_tenant_table);
+/// `integrations.attach_tenant_table`, declared in `sql/tenancy/tenancy.sql`.
+fn attach_tenant_table(call: &Call) -> Result<pg_sys::Datum> {
+    caller::require_privileged("integrations.attach_tenant_table")?;
+    let table: pg_sys::Oid = call.required(0, "p_table")?;
+    let owner: String = call.name(1).unwrap_or_else(|| "profile_id".into());
+    attach(table, &owner)?;
+    Ok(crate::pg::fcall::void())
+}
 
 fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
     Spi::connect_mut(|c| {
@@ -371,15 +378,14 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
                 "{}_business_id_fkey",
                 scoped.rsplit('.').next().unwrap_or(scoped)
             );
-            let exists = c
+            let absent = c
                 .select(
                     "SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1::regclass AND conname = $2",
                     Some(1),
                     &[(*scoped).into(), constraint.as_str().into()],
                 )?
-                .len()
-                > 0;
-            if exists {
+                .is_empty();
+            if !absent {
                 c.update(
                     &format!("ALTER TABLE {scoped} DROP CONSTRAINT {constraint}"),
                     None,
@@ -397,6 +403,7 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
         Ok(())
     })?;
     if let Ok(config) = direct::relid(c"integrations", c"tenant_table") {
+        // SAFETY: queues a relcache invalidation for an existing relation inside a transaction.
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(config) };
     }
     Ok(())

@@ -135,10 +135,13 @@ const SECRET_TAKING_FUNCTIONS: &[&str] = &[
 ];
 
 fn statement_names_secret_function() -> bool {
+    // SAFETY: reads a backend global pointer; NULL is checked below.
     let p = unsafe { pg_sys::debug_query_string };
     if p.is_null() {
         return false;
     }
+    // SAFETY: a non-NULL debug_query_string is the NUL-terminated text of the running
+    // statement.
     let text = unsafe { CStr::from_ptr(p) }.to_bytes().to_ascii_lowercase();
     SECRET_TAKING_FUNCTIONS
         .iter()
@@ -166,10 +169,16 @@ const PT404: i32 = sqlstate(b"PT404");
 
 static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
+/// # Safety
+/// Called by PostgreSQL only, as the `emit_log_hook` registered in `init`, with
+/// arguments PostgreSQL owns for the duration of the call.
 #[pg_guard]
 unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
-    if let Some(e) = edata.as_mut() {
-        let ours = !e.domain.is_null() && CStr::from_ptr(e.domain).to_bytes() == DOMAIN.as_bytes();
+    // SAFETY: edata is NULL or the ErrorData being emitted, which PostgreSQL
+    // owns for this call; its domain is NULL or a NUL-terminated string.
+    if let Some(e) = unsafe { edata.as_mut() } {
+        let ours = !e.domain.is_null()
+            && unsafe { CStr::from_ptr(e.domain) }.to_bytes() == DOMAIN.as_bytes();
         // Any level: a LOG line is written with its statement too.
         if ours || SECRET_IN_STATEMENT.with(|f| f.get()) || statement_names_secret_function() {
             e.hide_stmt = true;
@@ -178,11 +187,18 @@ unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
             e.sqlerrcode = PT404;
         }
     }
-    if let Some(prev) = PREV_EMIT_LOG_HOOK {
-        prev(edata);
+    // SAFETY: PREV_EMIT_LOG_HOOK is written once in init, before this hook
+    // is installed; the previous hook gets the same ErrorData.
+    unsafe {
+        if let Some(prev) = PREV_EMIT_LOG_HOOK {
+            prev(edata);
+        }
     }
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as the transaction callback registered in `init`, with
+/// arguments PostgreSQL owns for the duration of the call.
 #[pg_guard]
 unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
@@ -203,6 +219,8 @@ unsafe extern "C-unwind" fn xact_callback(
 
 /// Install the log hook; called once from `_PG_init`.
 pub fn init() {
+    // SAFETY: called once from _PG_init, in a single-threaded backend, before any error can be
+    // emitted through the hook; the previous hook is kept and chained.
     unsafe {
         PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(emit_log_hook);

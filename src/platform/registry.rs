@@ -6,12 +6,13 @@
 use pgrx::pg_sys::{self, BuiltinOid};
 use pgrx::prelude::*;
 
-use crate::access::require_privileged;
-use crate::error::{Error, Result};
-use crate::fcall;
-use crate::plans::{self, Statement};
+use crate::core::error::{Error, Result};
+use crate::core::validate;
+use crate::pg::fcall;
+use crate::pg::fcall::Call;
+use crate::pg::plans::{self, Statement};
 use crate::sql_function;
-use crate::validate;
+use crate::tenancy::caller::require_privileged;
 
 /// ISO 3166-1 alpha-2 country codes (all 249 assigned codes), sorted.
 pub const COUNTRIES: &[&str] = &[
@@ -122,22 +123,22 @@ fn code_arg(
 
 // For CHECK constraints: every element of the array is a valid code (NULL
 // elements are not).
-fn all_codes(fcinfo: pg_sys::FunctionCallInfo, valid: fn(&str) -> bool) -> Result<pg_sys::Datum> {
-    let codes: Option<Vec<Option<String>>> = unsafe { fcall::arg(fcinfo, 0) };
+fn all_codes(call: &Call, valid: fn(&str) -> bool) -> Result<pg_sys::Datum> {
+    let codes: Option<Vec<Option<String>>> = call.arg(0);
     let ok = codes.is_none_or(|codes| codes.iter().all(|c| c.as_deref().is_some_and(valid)));
     Ok(fcall::datum(ok))
 }
 
-sql_function!(
-    pg_finfo_pgi_is_iso_countries,
-    pgi_is_iso_countries,
-    |fcinfo| { all_codes(fcinfo, is_country) }
-);
-sql_function!(
-    pg_finfo_pgi_is_iso_currencies,
-    pgi_is_iso_currencies,
-    |fcinfo| { all_codes(fcinfo, is_currency) }
-);
+sql_function!(pgi_is_iso_countries => is_iso_countries);
+/// `integrations.is_iso_countries`, declared in `sql/platform/providers.sql`.
+fn is_iso_countries(call: &Call) -> Result<pg_sys::Datum> {
+    all_codes(call, is_country)
+}
+sql_function!(pgi_is_iso_currencies => is_iso_currencies);
+/// `integrations.is_iso_currencies`, declared in `sql/platform/providers.sql`.
+fn is_iso_currencies(call: &Call) -> Result<pg_sys::Datum> {
+    all_codes(call, is_currency)
+}
 
 /// Active providers with a payment capability, optionally operating in a
 /// country and settling a currency; MENA providers first. The array
@@ -156,46 +157,38 @@ static BY_CAPABILITY: Statement = Statement {
     mutating: false,
 };
 
-sql_function!(
-    pg_finfo_pgi_get_payment_providers_by_capability,
-    pgi_get_payment_providers_by_capability,
-    |fcinfo| {
-        let capability: String = fcall::arg::<String>(fcinfo, 0)
-            .map(|c| c.trim().to_ascii_lowercase())
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                Error::InvalidArgument("p_capability must not be null or empty".into())
-            })?;
-        let country = code_arg(
-            "p_country",
-            fcall::arg(fcinfo, 1),
-            "ISO 3166-1 alpha-2 country",
-            is_country,
+sql_function!(pgi_get_payment_providers_by_capability => get_payment_providers_by_capability);
+/// `public.get_payment_providers_by_capability`, declared in `sql/platform/providers.sql`.
+fn get_payment_providers_by_capability(call: &Call) -> Result<pg_sys::Datum> {
+    let capability: String = call
+        .arg::<String>(0)
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::InvalidArgument("p_capability must not be null or empty".into()))?;
+    let country = code_arg(
+        "p_country",
+        call.arg(1),
+        "ISO 3166-1 alpha-2 country",
+        is_country,
+    )?;
+    let currency = code_arg("p_currency", call.arg(2), "ISO 4217 currency", is_currency)?;
+    call.begin_rows();
+    Spi::connect(|c| -> Result<()> {
+        let plan = plans::plan(c, &BY_CAPABILITY)?;
+        let rows = c.select(
+            plan,
+            None,
+            &[
+                capability.as_str().into(),
+                country.as_deref().into(),
+                currency.as_deref().into(),
+            ],
         )?;
-        let currency = code_arg(
-            "p_currency",
-            fcall::arg(fcinfo, 2),
-            "ISO 4217 currency",
-            is_currency,
-        )?;
-        fcall::begin_rows(fcinfo);
-        Spi::connect(|c| -> Result<()> {
-            let plan = plans::plan(c, &BY_CAPABILITY)?;
-            let rows = c.select(
-                plan,
-                None,
-                &[
-                    capability.as_str().into(),
-                    country.as_deref().into(),
-                    currency.as_deref().into(),
-                ],
-            )?;
-            fcall::put_spi_rows(fcinfo, rows.len());
-            Ok(())
-        })?;
-        Ok(fcall::void())
-    }
-);
+        call.put_spi_rows(rows.len());
+        Ok(())
+    })?;
+    Ok(fcall::void())
+}
 
 static REGISTER: Statement = Statement {
     sql: "INSERT INTO public.integration_providers AS p (provider, display_name, category, website, docs_url, api_base_urls, \
@@ -270,92 +263,83 @@ fn words(value: Option<Vec<Option<String>>>) -> Option<Vec<String>> {
     })
 }
 
-sql_function!(
-    pg_finfo_pgi_register_provider,
-    pgi_register_provider,
-    |fcinfo| {
-        require_privileged("integrations.register_provider")?;
-        let text = |n: usize| -> Option<String> { fcall::arg::<String>(fcinfo, n) };
-        let arr = |n: usize| -> Option<Vec<Option<String>>> {
-            fcall::arg::<Vec<Option<String>>>(fcinfo, n)
-        };
-        let provider =
-            text(0).ok_or_else(|| Error::InvalidArgument("p_provider must not be null".into()))?;
-        let display_name = text(1)
-            .ok_or_else(|| Error::InvalidArgument("p_display_name must not be null".into()))?;
-        let category =
-            text(2).ok_or_else(|| Error::InvalidArgument("p_category must not be null".into()))?;
-        let invalid = Error::InvalidArgument;
-        if !is_provider_key(&provider) {
-            return Err(invalid("p_provider must be 2 to 63 lower-case letters, digits or underscores, starting with a letter".into()));
-        }
-        validate::one_of("p_category", "provider category", &category, CATEGORIES)
-            .map_err(invalid)?;
-        let auth_methods = words(arr(6));
-        for m in auth_methods.iter().flatten() {
-            validate::one_of("p_auth_methods", "auth method", m, AUTH_METHODS).map_err(invalid)?;
-        }
-        if let Some(w) = text(13) {
-            validate::one_of(
-                "p_webhook_signing",
-                "webhook signing scheme",
-                &w,
-                WEBHOOK_SIGNING,
-            )
-            .map_err(invalid)?;
-        }
-        if let Some(l) = text(10) {
-            validate::one_of("p_primary_locale", "locale", &l, &["ar", "en"]).map_err(invalid)?;
-        }
-        for (n, arg) in [(3, "p_website"), (4, "p_docs_url")] {
-            if let Some(u) = text(n) {
-                validate::url(arg, &u, false).map_err(invalid)?;
-            }
-        }
-        let countries = codes(
-            "p_supported_countries",
-            arr(8),
-            "ISO 3166-1 alpha-2 country",
-            is_country,
-        )?;
-        let currencies = codes(
-            "p_supported_currencies",
-            arr(9),
-            "ISO 4217 currency",
-            is_currency,
-        )?;
-        let sort_order: Option<i32> = fcall::arg(fcinfo, 14);
-        let is_mena: Option<bool> = fcall::arg(fcinfo, 7);
-        let name = Spi::connect_mut(|c| -> Result<Option<String>> {
-            let plan = plans::plan(c, &REGISTER)?;
-            let rows = c.update(
-                plan,
-                None,
-                &[
-                    provider.as_str().into(),
-                    display_name.as_str().into(),
-                    category.as_str().into(),
-                    text(3).into(),
-                    text(4).into(),
-                    arr(5)
-                        .map(|v| v.into_iter().flatten().collect::<Vec<String>>())
-                        .into(),
-                    auth_methods.into(),
-                    is_mena.into(),
-                    countries.into(),
-                    currencies.into(),
-                    text(10).into(),
-                    words(arr(11)).into(),
-                    words(arr(12)).into(),
-                    text(13).into(),
-                    sort_order.into(),
-                ],
-            )?;
-            Ok(rows.first().get::<String>(1)?)
-        })?;
-        Ok(fcall::datum(name))
+sql_function!(pgi_register_provider => register_provider);
+/// `integrations.register_provider`, declared in `sql/platform/providers.sql`.
+fn register_provider(call: &Call) -> Result<pg_sys::Datum> {
+    require_privileged("integrations.register_provider")?;
+    let arr = |n: usize| -> Option<Vec<Option<String>>> { call.arg::<Vec<Option<String>>>(n) };
+    let provider: String = call.required(0, "p_provider")?;
+    let display_name: String = call.required(1, "p_display_name")?;
+    let category: String = call.required(2, "p_category")?;
+    let invalid = Error::InvalidArgument;
+    if !is_provider_key(&provider) {
+        return Err(invalid("p_provider must be 2 to 63 lower-case letters, digits or underscores, starting with a letter".into()));
     }
-);
+    validate::one_of("p_category", "provider category", &category, CATEGORIES).map_err(invalid)?;
+    let auth_methods = words(arr(6));
+    for m in auth_methods.iter().flatten() {
+        validate::one_of("p_auth_methods", "auth method", m, AUTH_METHODS).map_err(invalid)?;
+    }
+    if let Some(w) = call.text(13) {
+        validate::one_of(
+            "p_webhook_signing",
+            "webhook signing scheme",
+            &w,
+            WEBHOOK_SIGNING,
+        )
+        .map_err(invalid)?;
+    }
+    if let Some(l) = call.text(10) {
+        validate::one_of("p_primary_locale", "locale", &l, &["ar", "en"]).map_err(invalid)?;
+    }
+    for (n, arg) in [(3, "p_website"), (4, "p_docs_url")] {
+        if let Some(u) = call.text(n) {
+            validate::url(arg, &u, false).map_err(invalid)?;
+        }
+    }
+    let countries = codes(
+        "p_supported_countries",
+        arr(8),
+        "ISO 3166-1 alpha-2 country",
+        is_country,
+    )?;
+    let currencies = codes(
+        "p_supported_currencies",
+        arr(9),
+        "ISO 4217 currency",
+        is_currency,
+    )?;
+    let sort_order: Option<i32> = call.arg(14);
+    let is_mena: Option<bool> = call.arg(7);
+    let name = Spi::connect_mut(|c| -> Result<Option<String>> {
+        let plan = plans::plan(c, &REGISTER)?;
+        let rows = c.update(
+            plan,
+            None,
+            &[
+                provider.as_str().into(),
+                display_name.as_str().into(),
+                category.as_str().into(),
+                call.text(3).into(),
+                call.text(4).into(),
+                arr(5)
+                    .map(|v| v.into_iter().flatten().collect::<Vec<String>>())
+                    .into(),
+                auth_methods.into(),
+                is_mena.into(),
+                countries.into(),
+                currencies.into(),
+                call.text(10).into(),
+                words(arr(11)).into(),
+                words(arr(12)).into(),
+                call.text(13).into(),
+                sort_order.into(),
+            ],
+        )?;
+        Ok(rows.first().get::<String>(1)?)
+    })?;
+    Ok(fcall::datum(name))
+}
 
 #[cfg(test)]
 mod tests {
@@ -445,6 +429,31 @@ mod tests {
             )
             .unwrap(),
             Some(vec!["AE".to_string(), "SA".to_string()])
+        );
+    }
+
+    /// The SQL CHECK constraints list the same auth methods as the Rust code.
+    #[test]
+    fn auth_method_checks_match_the_code() {
+        fn quoted(list: &str) -> Vec<String> {
+            list.split(',')
+                .map(|w| w.trim().trim_matches('\'').to_string())
+                .collect()
+        }
+        fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+            let from = text.find(start).expect(start) + start.len();
+            &text[from..from + text[from..].find(end).expect(end)]
+        }
+        let want: Vec<String> = AUTH_METHODS.iter().map(|m| m.to_string()).collect();
+        let connections = include_str!("../../sql/platform/connections.sql");
+        let providers = include_str!("../../sql/platform/providers.sql");
+        assert_eq!(
+            quoted(between(connections, "CHECK (auth_method IN (", ")")),
+            want
+        );
+        assert_eq!(
+            quoted(between(providers, "CHECK (auth_methods <@ ARRAY[", "]")),
+            want
         );
     }
 }

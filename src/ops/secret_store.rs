@@ -1,0 +1,186 @@
+//! The secret store's SQL face, in schema `integrations`: create, update,
+//! read and delete secrets, rotate keys, re-encrypt and report the keyring.
+//! For back ends and operators: privileged callers only, every use audited.
+//! The sealing itself is `core::store`'s.
+
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use crate::core::error::{statement_holds_secret, Error, OrRaise, Result};
+use crate::core::keyring;
+use crate::core::store::{checked_secret, create, delete, read, reencrypt, update};
+use crate::pg::fcall::required;
+use crate::tenancy::audit::{self, Action};
+use crate::tenancy::caller::require_privileged;
+use crate::tenancy::Caller;
+
+const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// Audit a direct use of the secret store (kind `secret`).
+fn audit_secret(action: Action, business: &Uuid, id: &Uuid) -> Result<()> {
+    audit::record(
+        &Caller::current(),
+        action,
+        "secret",
+        business,
+        None,
+        Some(id),
+    )
+}
+
+fn description(p: Option<&str>) -> Result<&str> {
+    let d = p.unwrap_or("");
+    if d.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(Error::InvalidArgument(format!(
+            "p_description is longer than {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(d)
+}
+
+/// The SQL surface, in schema `integrations`.
+#[pg_schema]
+mod integrations {
+    use super::*;
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn create_secret(
+        p_business_id: Option<Uuid>,
+        p_secret: Option<&str>,
+        p_description: default!(Option<&str>, "''"),
+    ) -> Uuid {
+        statement_holds_secret();
+        (|| {
+            require_privileged("integrations.create_secret")?;
+            let business = required(p_business_id, "p_business_id")?;
+            let plaintext = checked_secret(p_secret)?;
+            let description = description(p_description)?;
+            let id = Spi::connect_mut(|c| create(c, business, plaintext, description))?;
+            audit_secret(Action::Set, &business, &id)?;
+            Ok(id)
+        })()
+        .or_raise()
+    }
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn update_secret(p_secret_id: Option<Uuid>, p_secret: Option<&str>) {
+        statement_holds_secret();
+        (|| {
+            require_privileged("integrations.update_secret")?;
+            let id = required(p_secret_id, "p_secret_id")?;
+            let plaintext = checked_secret(p_secret)?;
+            match Spi::connect_mut(|c| update(c, id, plaintext))? {
+                Some(business) => audit_secret(Action::Set, &business, &id),
+                None => Err(Error::NotFound(format!("secret {id} does not exist"))),
+            }
+        })()
+        .or_raise()
+    }
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn read_secret(p_secret_id: Option<Uuid>) -> Option<String> {
+        (|| {
+            require_privileged("integrations.read_secret")?;
+            let Some(id) = p_secret_id else {
+                return Ok(None);
+            };
+            let Some((value, business)) = read(id)? else {
+                return Ok(None);
+            };
+            audit_secret(Action::ReadSecret, &business, &id)?;
+            Ok(Some(value))
+        })()
+        .or_raise()
+    }
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn delete_secret(p_secret_id: Option<Uuid>) -> bool {
+        (|| {
+            require_privileged("integrations.delete_secret")?;
+            let Some(id) = p_secret_id else {
+                return Ok(false);
+            };
+            match Spi::connect_mut(|c| delete(c, id))? {
+                Some(business) => audit_secret(Action::Delete, &business, &id).map(|_| true),
+                None => Ok(false),
+            }
+        })()
+        .or_raise()
+    }
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn rotate_data_key() -> i32 {
+        (|| {
+            require_privileged("integrations.rotate_data_key")?;
+            Spi::connect_mut(keyring::rotate_data_key)
+        })()
+        .or_raise()
+    }
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn rotate_master_key() -> i32 {
+        (|| {
+            require_privileged("integrations.rotate_master_key")?;
+            Spi::connect_mut(keyring::rotate_master_key)
+        })()
+        .or_raise()
+    }
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn reencrypt_secrets(p_batch_size: default!(Option<i32>, 1000)) -> i32 {
+        (|| {
+            require_privileged("integrations.reencrypt_secrets")?;
+            let batch = p_batch_size.unwrap_or(1000);
+            if !(1..=1_000_000).contains(&batch) {
+                return Err(Error::InvalidArgument(format!(
+                    "p_batch_size must be between 1 and 1000000, not {batch}"
+                )));
+            }
+            Spi::connect_mut(|c| reencrypt(c, batch as i64))
+        })()
+        .or_raise()
+    }
+
+    #[pg_extern(security_definer, stable, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn keyring_status() -> TableIterator<
+        'static,
+        (
+            name!(key_id, i32),
+            name!(status, String),
+            name!(created_at, TimestampWithTimeZone),
+            name!(secrets, i64),
+        ),
+    > {
+        let rows = (|| {
+            require_privileged("integrations.keyring_status")?;
+            Spi::connect(|c| {
+                let mut out = Vec::new();
+                for row in c.select(
+                    "SELECT k.key_id, k.status, k.created_at, \
+                            (SELECT count(*) FROM integrations.secrets s WHERE s.key_id = k.key_id) \
+                     FROM integrations.keys k ORDER BY k.key_id",
+                    None,
+                    &[],
+                )? {
+                    out.push((
+                        required(row.get::<i32>(1)?, "key_id")?,
+                        required(row.get::<String>(2)?, "status")?,
+                        required(row.get::<TimestampWithTimeZone>(3)?, "created_at")?,
+                        row.get::<i64>(4)?.unwrap_or(0),
+                    ));
+                }
+                Ok::<_, Error>(out)
+            })
+        })()
+        .or_raise();
+        TableIterator::new(rows)
+    }
+}

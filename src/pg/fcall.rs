@@ -1,0 +1,243 @@
+//! The V1 calling convention for the functions declared by hand in `sql/`
+//! (the `public` RPCs, the tenancy helpers, triggers and CHECK helpers).
+//! Declaring them in SQL keeps their exact seed signatures, defaults and
+//! comments next to the tables, and lets the hot ones pass JSONB and rows
+//! through as raw datums.
+//!
+//! An RPC is a plain, safe Rust function `fn name(call: &Call) -> Result<Datum>`
+//! exported with one line, `sql_function!(pgi_name => name);`. [`Call`] is the
+//! argument-helper family: typed optional and required arguments (the error
+//! names the argument), raw datums, and the result-set helpers.
+
+use pgrx::pg_sys;
+use pgrx::{FromDatum, IntoDatum};
+
+use crate::core::error::{Error, Result};
+
+/// Exports the safe function `$body` as the C symbol `$symbol` (the name the
+/// SQL declaration gives after `'MODULE_PATHNAME'`), with its `pg_finfo_`
+/// record. Errors returned by the body are raised after its frames have
+/// unwound, as `#[pg_guard]` does.
+#[macro_export]
+macro_rules! sql_function {
+    ($symbol:ident => $body:path) => {
+        ::paste::paste! {
+            #[no_mangle]
+            #[doc(hidden)]
+            pub extern "C" fn [<pg_finfo_ $symbol>]() -> &'static ::pgrx::pg_sys::Pg_finfo_record {
+                const V1: ::pgrx::pg_sys::Pg_finfo_record =
+                    ::pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+                &V1
+            }
+
+            #[no_mangle]
+            #[doc(hidden)]
+            /// # Safety
+            /// Called by PostgreSQL's function manager only, for a function
+            /// declared `LANGUAGE c AS 'MODULE_PATHNAME', '<symbol>'` whose
+            /// argument types are the ones `$body` reads.
+            pub unsafe extern "C-unwind" fn $symbol(
+                fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
+            ) -> ::pgrx::pg_sys::Datum {
+                // SAFETY: PostgreSQL passes a valid FunctionCallInfo for this
+                // call, and the SQL declaration of `$symbol` gives the argument
+                // types `$body` reads (the contract of `Call::new`).
+                let call = unsafe { $crate::pg::fcall::Call::new(fcinfo) };
+                // SAFETY: the guard is what #[pg_guard] wraps every extern
+                // function in: it turns Rust panics (our raised errors among
+                // them) into PostgreSQL errors at this FFI boundary.
+                unsafe {
+                    ::pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(move || {
+                        match $body(&call) {
+                            Ok(d) => d,
+                            Err(e) => e.raise(),
+                        }
+                    })
+                }
+            }
+        }
+    };
+}
+
+/// One call of a function declared in `sql/`: its arguments and result.
+pub struct Call {
+    fcinfo: pg_sys::FunctionCallInfo,
+}
+
+impl Call {
+    /// # Safety
+    /// `fcinfo` must be the `FunctionCallInfo` PostgreSQL passed to the
+    /// running function, and every argument read through the `Call` must be
+    /// read as the type its SQL declaration gives it (`uuid` as `Uuid`, `text`
+    /// as `String`/`&str`, `jsonb` as `JsonB` or a raw datum, ...).
+    pub unsafe fn new(fcinfo: pg_sys::FunctionCallInfo) -> Self {
+        Self { fcinfo }
+    }
+
+    /// The raw `FunctionCallInfo`, for triggers that read their context.
+    pub fn fcinfo(&self) -> pg_sys::FunctionCallInfo {
+        self.fcinfo
+    }
+
+    /// Argument `n`, converted; `None` for SQL NULL.
+    pub fn arg<T: FromDatum>(&self, n: usize) -> Option<T> {
+        // SAFETY: `new`'s contract: fcinfo is valid and argument n has type T.
+        unsafe { pgrx::fcinfo::pg_getarg::<T>(self.fcinfo, n) }
+    }
+
+    /// Argument `n`, which must not be NULL; the error names it.
+    pub fn required<T: FromDatum>(&self, n: usize, name: &str) -> Result<T> {
+        self.arg(n).ok_or_else(|| null_argument(name))
+    }
+
+    /// Argument `n` as text; `None` for SQL NULL.
+    pub fn text(&self, n: usize) -> Option<String> {
+        self.arg::<String>(n)
+    }
+
+    /// A `jsonb` argument parsed into a JSON value; `None` for SQL NULL.
+    pub fn json(&self, n: usize) -> Option<serde_json::Value> {
+        self.arg::<pgrx::JsonB>(n).map(|j| j.0)
+    }
+
+    /// Argument `n` as a raw datum; `None` for SQL NULL.
+    pub fn datum(&self, n: usize) -> Option<pg_sys::Datum> {
+        // SAFETY: `new`'s contract: fcinfo is valid and has argument n.
+        unsafe {
+            if pgrx::fcinfo::pg_arg_is_null(self.fcinfo, n) {
+                None
+            } else {
+                Some(pgrx::fcinfo::pg_getarg_datum_raw(self.fcinfo, n))
+            }
+        }
+    }
+
+    /// A `jsonb` argument that must be a JSON object, as a raw datum; `None`
+    /// for SQL NULL.
+    pub fn object(&self, n: usize, name: &str) -> Result<Option<JsonbDatum>> {
+        match self.datum(n) {
+            None => Ok(None),
+            // SAFETY: `new`'s contract: argument n is declared jsonb.
+            Some(d) if unsafe { jsonb_is_object(d) } => Ok(Some(JsonbDatum(d))),
+            Some(_) => Err(Error::InvalidArgument(format!(
+                "{name} must be a JSON object"
+            ))),
+        }
+    }
+
+    /// A `name` argument (a fixed-size C string, not a varlena).
+    pub fn name(&self, n: usize) -> Option<String> {
+        self.datum(n).map(|d| {
+            // SAFETY: a `name` datum points at a NUL-terminated NAMEDATALEN buffer.
+            unsafe { std::ffi::CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>()) }
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+
+    /// The SQL NULL result.
+    pub fn null(&self) -> pg_sys::Datum {
+        // SAFETY: `new`'s contract: fcinfo is valid; this sets its isnull flag.
+        unsafe { pgrx::fcinfo::pg_return_null(self.fcinfo) }
+    }
+
+    /// Start a materialized result set for a `RETURNS TABLE`/`SETOF`
+    /// function; add rows with [`Call::put_row`], then return [`void`].
+    pub fn begin_rows(&self) {
+        // The executor's expected row type, when it gives one, saves rebuilding
+        // the RETURNS TABLE descriptor from pg_proc on every call.
+        const MAT_SRF_USE_EXPECTED_DESC: u32 = 0x01;
+        // SAFETY: fcinfo is valid; resultinfo is either NULL or the executor's
+        // ReturnSetInfo, and InitMaterializedSRF raises an error itself when
+        // the caller cannot accept a set.
+        unsafe {
+            let rsinfo = (*self.fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+            let flags = if !rsinfo.is_null() && !(*rsinfo).expectedDesc.is_null() {
+                MAT_SRF_USE_EXPECTED_DESC
+            } else {
+                0
+            };
+            pg_sys::InitMaterializedSRF(self.fcinfo, flags);
+        }
+    }
+
+    /// Add one row (of the function's result type) to the result set.
+    pub fn put_row(&self, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+        // SAFETY: begin_rows set up setResult and setDesc; values and nulls
+        // have one entry per column of setDesc (the callers' arrays are sized
+        // by the declared RETURNS TABLE).
+        unsafe {
+            let rsinfo = (*self.fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+            pg_sys::tuplestore_putvalues(
+                (*rsinfo).setResult,
+                (*rsinfo).setDesc,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            );
+        }
+    }
+
+    /// Add every row of the last SPI result to the result set (the rows must
+    /// have the function's result type, e.g. `SELECT t.*` of its table).
+    pub fn put_spi_rows(&self, n: usize) {
+        // SAFETY: begin_rows set up setResult; SPI_tuptable holds the last
+        // SPI result, which has at least n rows (the caller passes its count).
+        unsafe {
+            let rsinfo = (*self.fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+            let table = pg_sys::SPI_tuptable;
+            for i in 0..n {
+                pg_sys::tuplestore_puttuple((*rsinfo).setResult, *(*table).vals.add(i));
+            }
+        }
+    }
+}
+
+/// The error for a NULL where a value is required.
+pub fn null_argument(name: &str) -> Error {
+    Error::InvalidArgument(format!("{name} must not be null"))
+}
+
+/// A required value from an optional one; the error names the argument.
+pub fn required<T>(v: Option<T>, name: &str) -> Result<T> {
+    v.ok_or_else(|| null_argument(name))
+}
+
+/// The result of a `void` function, or of one that returned its rows through
+/// [`Call::begin_rows`].
+pub fn void() -> pg_sys::Datum {
+    pgrx::fcinfo::pg_return_void()
+}
+
+/// A Rust value as a result datum.
+pub fn datum<T: IntoDatum>(v: T) -> pg_sys::Datum {
+    v.into_datum().unwrap_or(pg_sys::Datum::from(0))
+}
+
+/// A `jsonb` argument's datum, passed on to SPI without converting it.
+#[derive(Clone, Copy)]
+pub struct JsonbDatum(pg_sys::Datum);
+
+/// Whether a JSONB datum is an object (its root container header says so).
+///
+/// # Safety
+/// `d` must be a non-NULL `jsonb` datum.
+unsafe fn jsonb_is_object(d: pg_sys::Datum) -> bool {
+    const JB_FOBJECT: u32 = 0x2000_0000;
+    // SAFETY: the caller passes a non-NULL jsonb datum; detoasting gives a varlena
+    // whose data starts with the 4-byte root container header.
+    unsafe {
+        let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+        let data = pgrx::varlena::vardata_any(v) as *const u8;
+        let header = u32::from_ne_bytes([*data, *data.add(1), *data.add(2), *data.add(3)]);
+        header & JB_FOBJECT != 0
+    }
+}
+
+/// A raw `jsonb` datum (or NULL) as an SPI argument.
+pub fn jsonb_param<'a>(d: Option<JsonbDatum>) -> pgrx::datum::DatumWithOid<'a> {
+    match d {
+        // SAFETY: a JsonbDatum is only made from a jsonb argument of this call.
+        Some(JsonbDatum(d)) => unsafe { pgrx::datum::DatumWithOid::new(d, pg_sys::JSONBOID) },
+        None => pgrx::datum::DatumWithOid::null_oid(pg_sys::JSONBOID),
+    }
+}
