@@ -20,7 +20,7 @@ from postgrest import RpcError, rpc
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "80"))
 
-# What a call may fail with (README, "Error codes"): not allowed, not found,
+# What a call may fail with (docs/api.md, "Error codes"): not allowed, not found,
 # any data exception (bad argument, bad input syntax, out of range, ...), any
 # integrity violation (conflict, missing reference, check); where the argument
 # is a regclass, also what casting text to regclass raises.

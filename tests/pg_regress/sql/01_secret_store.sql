@@ -2,17 +2,8 @@
 CREATE EXTENSION pg_integrations;
 \pset footer off
 
--- Reports the SQLSTATE and message a statement fails with (as seen inside the
--- database: our not-found error is P0002 here and PT404 at a client).
--- A generated id in the message is shown as <id>.
-CREATE FUNCTION try(sql text, id text DEFAULT NULL) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN CASE WHEN id IS NULL THEN SQLSTATE || ': ' || SQLERRM
-                ELSE replace(SQLSTATE || ': ' || SQLERRM, id, '<id>') END;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/include/helpers.sql
 DROP ROLE IF EXISTS pgi_regress_worker;
 
 -- Every function that reads or writes tables is SECURITY DEFINER with a pinned
@@ -184,4 +175,4 @@ SELECT integrations.read_secret(:'beta') AS beta_value;
 SELECT integrations.delete_secret(:'beta') AS deleted, integrations.delete_secret(:'beta') AS deleted_again;
 
 DROP ROLE pgi_regress_worker;
-DROP FUNCTION try(text, text);
+DROP FUNCTION try(text, text), act_as(text, text);

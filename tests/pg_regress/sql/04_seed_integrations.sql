@@ -5,13 +5,8 @@ DROP EXTENSION IF EXISTS pg_integrations;
 CREATE EXTENSION pg_integrations;
 \pset footer off
 
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/include/helpers.sql
 
 -- The app's tenant table, with the legacy wide columns of seeds 000/001.
 CREATE TABLE businesses (
@@ -42,13 +37,6 @@ SELECT conrelid::regclass AS referencing, confdeltype AS on_delete
 FROM pg_constraint WHERE contype = 'f' AND confrelid = 'businesses'::regclass ORDER BY conrelid::regclass::text;
 
 -- Callers, the way PostgREST sets them.
-CREATE FUNCTION act_as(role text, sub text) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM set_config('request.jwt.claims',
-        CASE WHEN sub IS NULL THEN json_build_object('role', role)::text
-             ELSE json_build_object('sub', sub, 'role', role, 'aud', 'authenticated')::text END, true);
-    PERFORM set_config('role', role, true);
-END $$;
 \set B1 '''b1000000-0000-4000-8000-000000000001'''
 \set B2 '''b2000000-0000-4000-8000-000000000002'''
 \set OWNER '''a0000000-0000-4000-8000-00000000000a'''
@@ -260,5 +248,4 @@ SELECT try('SELECT * FROM integrations.migrate_business_columns()') AS after_dro
 
 DROP SCHEMA vault CASCADE;
 DROP TABLE businesses CASCADE;
-DROP FUNCTION act_as(text, text);
-DROP FUNCTION try(text);
+DROP FUNCTION try(text, text), act_as(text, text);

@@ -2,13 +2,8 @@
 CREATE EXTENSION IF NOT EXISTS pg_integrations;
 \pset footer off
 
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/include/helpers.sql
 
 -- Seeded from seed 003 and the other seeds, with the researched facts where they
 -- differ from the seed (Tabby: AE, SA, KW; Fetchr defunct; Tamara: SA, AE).
@@ -77,4 +72,4 @@ SELECT try($$UPDATE integration_providers SET supported_currencies = '{SAR,XYZ}'
 SELECT c.cond FROM pg_extension e, unnest(e.extcondition) AS c(cond)
 WHERE e.extname = 'pg_integrations' AND c.cond LIKE '%builtin%';
 DELETE FROM integration_providers WHERE provider = 'noon_payments';
-DROP FUNCTION try(text);
+DROP FUNCTION try(text, text), act_as(text, text);

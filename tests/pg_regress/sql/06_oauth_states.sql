@@ -2,19 +2,10 @@
 CREATE EXTENSION IF NOT EXISTS pg_integrations;
 \pset footer off
 
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/include/helpers.sql
 INSERT INTO integrations.business_members VALUES
     ('0a000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-00000000000a', 'owner');
-CREATE FUNCTION act_as(role text, sub text) RETURNS void LANGUAGE sql AS $$
-    SELECT set_config('request.jwt.claims', json_build_object('sub', sub, 'role', role)::text, true),
-           set_config('role', role, true);
-$$;
 
 -- the owner starts a GitHub authorization with PKCE
 BEGIN;
@@ -68,5 +59,4 @@ SELECT cleanup_expired_oauth_states() AS removed;
 SELECT count(*) AS states_left FROM integration_oauth_states;
 SELECT action, kind, provider FROM integrations.audit_log WHERE kind = 'oauth_state' ORDER BY at, action DESC;
 DELETE FROM integrations.business_members WHERE business_id = '0a000000-0000-4000-8000-000000000001';
-DROP FUNCTION act_as(text, text);
-DROP FUNCTION try(text);
+DROP FUNCTION try(text, text), act_as(text, text);

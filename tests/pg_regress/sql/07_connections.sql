@@ -2,17 +2,8 @@
 CREATE EXTENSION IF NOT EXISTS pg_integrations;
 \pset footer off
 
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
-CREATE FUNCTION act_as(role text, sub text) RETURNS void LANGUAGE sql AS $$
-    SELECT set_config('request.jwt.claims', json_build_object('sub', sub, 'role', role)::text, true),
-           set_config('role', role, true);
-$$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/include/helpers.sql
 INSERT INTO integrations.business_members VALUES
     ('0e000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-00000000000a', 'owner');
 \set B '''0e000000-0000-4000-8000-000000000001'''
@@ -125,5 +116,4 @@ SELECT count(*) AS secrets FROM integrations.secrets WHERE business_id = :B;
 SELECT action, kind, provider FROM integrations.audit_log WHERE kind = 'connection' ORDER BY at, action;
 SELECT delete_integration(:'shop');
 DELETE FROM integrations.business_members WHERE business_id = :B;
-DROP FUNCTION act_as(text, text);
-DROP FUNCTION try(text);
+DROP FUNCTION try(text, text), act_as(text, text);

@@ -2,13 +2,8 @@
 CREATE EXTENSION IF NOT EXISTS pg_integrations;
 \pset footer off
 
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/include/helpers.sql
 INSERT INTO integrations.business_members VALUES
     ('0f000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-00000000000a', 'owner');
 SELECT create_integration('0f000000-0000-4000-8000-000000000001', 'stripe', 'Live', 'api_key', p_api_key => 'sk_live_metrics') AS conn \gset
@@ -64,4 +59,4 @@ SELECT to_regclass('integration_api_logs_20200101') IS NULL AS old_day_gone, cou
 SELECT delete_integration(:'conn');
 SELECT (SELECT count(*) FROM integration_api_logs) AS logs, (SELECT count(*) FROM integration_metrics_hourly) AS metrics;
 DELETE FROM integrations.business_members WHERE business_id = '0f000000-0000-4000-8000-000000000001';
-DROP FUNCTION try(text);
+DROP FUNCTION try(text, text), act_as(text, text);

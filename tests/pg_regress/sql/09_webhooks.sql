@@ -4,13 +4,8 @@ CREATE EXTENSION IF NOT EXISTS pg_integrations;
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 \pset footer off
 
-CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/include/helpers.sql
 INSERT INTO integrations.business_members VALUES
     ('09000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-00000000000a', 'owner');
 SELECT create_integration('09000000-0000-4000-8000-000000000001', 'checkout_com', 'Live', 'bearer_token', p_api_key => 'sk_cko_live') AS cko \gset
@@ -110,4 +105,4 @@ SELECT (SELECT count(*) FROM integration_webhook_configs WHERE integration_id = 
        (SELECT count(*) FROM integrations.secrets WHERE description = 'webhook signing secret') AS signing_secrets;
 SELECT delete_integration(:'stripe'), delete_integration(:'tap');
 DELETE FROM integrations.business_members WHERE business_id = '09000000-0000-4000-8000-000000000001';
-DROP FUNCTION try(text);
+DROP FUNCTION try(text, text), act_as(text, text);
