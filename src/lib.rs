@@ -22,6 +22,7 @@
 //!   `core::validate`, `platform::redact`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use pgrx::prelude::*;
 
@@ -38,7 +39,12 @@ pub mod tenancy;
 // the order of the parts; grants and comments on the functions pgrx generates
 // from Rust (the secret store's SQL face) last.
 extension_sql_file!("../sql/core/bootstrap.sql", bootstrap);
-extension_sql_file!("../sql/pg/triggers.sql", name = "pg_triggers");
+extension_sql_file!("../sql/pg/install.sql", name = "pg_install");
+extension_sql_file!(
+    "../sql/pg/triggers.sql",
+    name = "pg_triggers",
+    requires = ["pg_install"]
+);
 extension_sql_file!(
     "../sql/tenancy/tenancy.sql",
     name = "tenancy",

@@ -43,3 +43,6 @@ COMMENT ON FUNCTION integrations.reencrypt_secrets(integer) IS
     'Re-encrypts up to p_batch_size secrets still sealed under a retired data key, oldest key first (FOR UPDATE SKIP LOCKED); returns how many. 0 means done. Each call is one short transaction''s work: safe to interrupt and call again.';
 COMMENT ON FUNCTION integrations.keyring_status() IS
     'One row per data key: id, status (active/retired), creation time and how many secrets it seals. Never returns key material.';
+
+-- The install-time helpers of sql/pg/install.sql have done their work.
+DROP FUNCTION integrations.install_tenant_table(text, text, boolean), integrations.install_api_functions(text[]);

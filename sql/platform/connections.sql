@@ -160,19 +160,7 @@ COMMENT ON FUNCTION public.set_integration_oauth_tokens(uuid, text, text, timest
 COMMENT ON FUNCTION public.list_integrations_needing_refresh(interval) IS
     'For a token-refresh worker: oauth2 connections with a refresh token whose access token expires within p_within, soonest first. Privileged callers only.';
 
-DO $grants$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN
-        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'public'::regnamespace
-          AND p.proname IN ('create_integration', 'update_integration', 'get_integration', 'list_integrations', 'get_integration_by_provider',
-                            'get_integration_credentials', 'delete_integration', 'update_integration_sync_stats',
-                            'update_integration_health', 'set_integration_oauth_tokens', 'list_integrations_needing_refresh')
-    LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon', f);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO authenticated, service_role, integrations_admin', f);
-    END LOOP;
-END
-$grants$;
+SELECT integrations.install_api_functions(
+    'create_integration', 'update_integration', 'get_integration', 'list_integrations', 'get_integration_by_provider',
+    'get_integration_credentials', 'delete_integration', 'update_integration_sync_stats',
+    'update_integration_health', 'set_integration_oauth_tokens', 'list_integrations_needing_refresh');

@@ -53,18 +53,8 @@ COMMENT ON TABLE public.integration_metrics_hourly IS
 CREATE INDEX integration_metrics_hourly_business_idx ON public.integration_metrics_hourly (business_id, hour);
 SELECT pg_catalog.pg_extension_config_dump('public.integration_metrics_hourly', '');
 
-DO $rls$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['integration_api_logs', 'integration_metrics_hourly'] LOOP
-        EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY owner_select ON public.%I FOR SELECT TO authenticated USING (integrations.can_access_business(business_id))', t);
-        EXECUTE format('REVOKE ALL ON public.%I FROM PUBLIC, anon, authenticated, service_role', t);
-        EXECUTE format('GRANT SELECT ON public.%I TO authenticated, service_role, integrations_admin', t);
-    END LOOP;
-END
-$rls$;
+SELECT integrations.install_tenant_table('integration_api_logs', p_dump => false);
+SELECT integrations.install_tenant_table('integration_metrics_hourly', p_dump => false);
 
 CREATE FUNCTION public.record_integration_metric(p_integration_id uuid, p_success boolean, p_latency_ms integer)
 RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -73,19 +73,9 @@ COMMENT ON TABLE public.webhook_access_logs IS
 CREATE INDEX webhook_access_logs_event_idx ON public.webhook_access_logs (event_id);
 CREATE INDEX webhook_access_logs_business_idx ON public.webhook_access_logs (business_id);
 
-DO $rls$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['integration_webhook_configs', 'integration_events', 'webhook_access_logs'] LOOP
-        EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY owner_select ON public.%I FOR SELECT TO authenticated USING (integrations.can_access_business(business_id))', t);
-        EXECUTE format('REVOKE ALL ON public.%I FROM PUBLIC, anon, authenticated, service_role', t);
-        EXECUTE format('GRANT SELECT ON public.%I TO authenticated, service_role, integrations_admin', t);
-        EXECUTE format('SELECT pg_catalog.pg_extension_config_dump(%L, %L)', 'public.' || t, '');
-    END LOOP;
-END
-$rls$;
+SELECT integrations.install_tenant_table('integration_webhook_configs', p_dump => true);
+SELECT integrations.install_tenant_table('integration_events', p_dump => true);
+SELECT integrations.install_tenant_table('webhook_access_logs', p_dump => true);
 REVOKE SELECT ON public.integration_webhook_configs FROM authenticated;
 GRANT SELECT (id, integration_id, business_id, endpoint_token, event_types, is_active, signing_scheme, signature_header,
               created_at, updated_at) ON public.integration_webhook_configs TO authenticated;

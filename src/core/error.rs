@@ -178,6 +178,7 @@ unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
     // owns for this call; its domain is NULL or a NUL-terminated string.
     if let Some(e) = unsafe { edata.as_mut() } {
         let ours = !e.domain.is_null()
+            // SAFETY: a non-NULL domain is a NUL-terminated string (checked above).
             && unsafe { CStr::from_ptr(e.domain) }.to_bytes() == DOMAIN.as_bytes();
         // Any level: a LOG line is written with its statement too.
         if ours || SECRET_IN_STATEMENT.with(|f| f.get()) || statement_names_secret_function() {
