@@ -61,6 +61,8 @@ regress:
 	@mkdir -p tests/pg_regress/results && chown postgres tests/pg_regress/results
 	@$(PGBIN)/psql -X -q -h 127.0.0.1 -p $(TEST_PORT) -U postgres -d postgres \
 	  -c "DROP DATABASE IF EXISTS pg_integrations_regress" -c "CREATE DATABASE pg_integrations_regress"
+	@$(PGBIN)/psql -X -q -h 127.0.0.1 -p $(TEST_PORT) -U postgres -d pg_integrations_regress \
+	  -v ON_ERROR_STOP=1 -f tests/fixtures/supabase_shape.sql
 	$(PG_REGRESS) --use-existing --host=127.0.0.1 --port=$(TEST_PORT) --user=postgres \
 	  --bindir=$(PGBIN) --inputdir=tests/pg_regress --outputdir=tests/pg_regress \
 	  --dbname=pg_integrations_regress $(REGRESS) \

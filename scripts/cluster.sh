@@ -10,8 +10,9 @@ bin=/usr/lib/postgresql/15/bin
 dir="$root/target/clusters/$name"
 pgdata="$dir/data"
 log="$dir/server.log"
-# RUST_BACKTRACE would make pgrx append backtraces to error details.
-as_pg() { runuser -u postgres -- env -u RUST_BACKTRACE "$@"; }
+# The server keeps this machine's environment (RUST_BACKTRACE included): the
+# extension must keep Rust backtraces out of client-facing errors by itself.
+as_pg() { runuser -u postgres -- "$@"; }
 
 case "$cmd" in
   start)
@@ -23,7 +24,6 @@ case "$cmd" in
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
-fsync = off
 log_min_error_statement = error
 log_line_prefix = '%m [%p] %u@%d '
 CONF

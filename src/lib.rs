@@ -99,6 +99,13 @@ extension_sql_file!("../sql/ops/secret_store.sql", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx appends a Rust backtrace to an error's DETAIL (which clients see,
+    // and PostgREST returns as `details`) whenever std captures one, as it
+    // does when RUST_BACKTRACE is set in the server's environment.
+    // RUST_LIB_BACKTRACE decides for std::backtrace before RUST_BACKTRACE
+    // does; the backend is single-threaded, so changing its environment here
+    // races with nothing.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     core::gucs::init();
     tenancy::caller::init();
     core::error::init();

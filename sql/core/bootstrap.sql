@@ -26,7 +26,7 @@ $roles$;
 CREATE SCHEMA integrations;
 COMMENT ON SCHEMA integrations IS
     'pg_integrations internals: the encrypted secret store and its keyring. Never exposed to API roles.';
-REVOKE ALL ON SCHEMA integrations FROM PUBLIC;
+REVOKE ALL ON SCHEMA integrations FROM PUBLIC, anon, authenticated, service_role;
 GRANT USAGE ON SCHEMA integrations TO service_role, integrations_admin;
 
 -- Data keys, each wrapped (AES-256-GCM) by the master key whose fingerprint it
@@ -90,7 +90,7 @@ CREATE TRIGGER keys_guard_delete BEFORE DELETE ON integrations.keys
     FOR EACH ROW EXECUTE FUNCTION integrations.keys_guard_delete();
 
 -- Nobody but the extension's functions touches these tables.
-REVOKE ALL ON integrations.keys, integrations.secrets FROM PUBLIC;
+REVOKE ALL ON integrations.keys, integrations.secrets FROM PUBLIC, anon, authenticated, service_role;
 ALTER TABLE integrations.keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE integrations.secrets ENABLE ROW LEVEL SECURITY;
 

@@ -19,7 +19,7 @@ BEGIN
          ' p_site_url must be an http(s) URL.', '', '; the first provider by name if several are active')
     ) AS v (kind, label, c1, c2, providers, set_rule, set_errors, get_choice)
     LOOP
-        sig := 'LANGUAGE c %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp';
+        sig := 'LANGUAGE c %s SET search_path = pg_catalog, pg_temp';
         EXECUTE format($ddl$
             CREATE FUNCTION public.%1$I(
                 p_business_id uuid, p_provider text, p_api_key text,
@@ -47,7 +47,7 @@ BEGIN
             format('Decrypts the API key of the business''s active %s integration (NULL if none). Privileged callers only, unless integrations.owner_can_read_secrets is on. Audited.', k.label));
         EXECUTE format('COMMENT ON FUNCTION public.%I(uuid) IS %L', 'delete_' || k.kind || '_integration',
             format('Deletes every %s integration of the business and their secrets. Audited.', k.label));
-        PERFORM integrations.install_api_functions('set_' || k.kind || '_integration', 'get_' || k.kind || '_integration',
+        PERFORM integrations.install_api_functions('authenticated, service_role, integrations_admin', 'set_' || k.kind || '_integration', 'get_' || k.kind || '_integration',
                                                    'get_' || k.kind || '_secret', 'delete_' || k.kind || '_integration');
     END LOOP;
 END
@@ -55,15 +55,15 @@ $rpcs$;
 
 -- Social: Upload-Post profiles.
 CREATE FUNCTION public.get_or_create_upload_post_profile(p_business_id uuid)
-RETURNS public.upload_post_profiles LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS public.upload_post_profiles LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_get_or_create_upload_post_profile';
 
 CREATE FUNCTION public.set_upload_post_social_accounts(p_business_id uuid, p_social_accounts jsonb)
-RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS void LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_set_upload_post_social_accounts';
 
 CREATE FUNCTION public.delete_upload_post_profile(p_business_id uuid)
-RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS void LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_delete_upload_post_profile';
 
 COMMENT ON FUNCTION public.get_or_create_upload_post_profile(uuid) IS
@@ -73,5 +73,5 @@ COMMENT ON FUNCTION public.set_upload_post_social_accounts(uuid, jsonb) IS
 COMMENT ON FUNCTION public.delete_upload_post_profile(uuid) IS
     'Deletes the business''s Upload-Post profile. Audited.';
 
-SELECT integrations.install_api_functions('get_or_create_upload_post_profile', 'set_upload_post_social_accounts',
+SELECT integrations.install_api_functions('authenticated, service_role, integrations_admin', 'get_or_create_upload_post_profile', 'set_upload_post_social_accounts',
                                           'delete_upload_post_profile');

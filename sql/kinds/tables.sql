@@ -11,7 +11,7 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION integrations.delete_row_secrets() IS
     'AFTER DELETE statement trigger: deletes the secrets of the deleted integration rows.';
-REVOKE ALL ON FUNCTION integrations.delete_row_secrets() FROM PUBLIC;
+REVOKE ALL ON FUNCTION integrations.delete_row_secrets() FROM PUBLIC, anon, authenticated, service_role;
 
 ----------------------------------------------------------------------------
 -- The three keyed kinds, one shape (seed 001's ai_avatar_integrations):

@@ -13,7 +13,7 @@ REVOKE ALL ON FUNCTION
     integrations.reencrypt_secrets(integer),
     integrations.keyring_status(),
     integrations.keys_guard_delete()
-FROM PUBLIC, anon, authenticated;
+FROM PUBLIC, anon, authenticated, service_role;
 REVOKE ALL ON integrations.keys, integrations.secrets FROM anon, authenticated, service_role, integrations_admin;
 
 GRANT EXECUTE ON FUNCTION
@@ -45,4 +45,4 @@ COMMENT ON FUNCTION integrations.keyring_status() IS
     'One row per data key: id, status (active/retired), creation time and how many secrets it seals. Never returns key material.';
 
 -- The install-time helpers of sql/pg/install.sql have done their work.
-DROP FUNCTION integrations.install_tenant_table(text, text, boolean), integrations.install_api_functions(text[]);
+DROP FUNCTION integrations.install_tenant_table(text, text, boolean), integrations.install_api_functions(text, text[]);

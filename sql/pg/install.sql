@@ -13,7 +13,7 @@ BEGIN
     EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', p_table);
     EXECUTE format('CREATE POLICY owner_select ON public.%I FOR SELECT TO authenticated USING (integrations.can_access_business(business_id))', p_table);
     IF p_update_columns IS NOT NULL THEN
-        EXECUTE format('CREATE POLICY owner_update ON public.%I FOR UPDATE TO authenticated USING (integrations.can_access_business(business_id)) WITH CHECK (integrations.can_access_business(business_id))', p_table);
+        EXECUTE format('CREATE POLICY owner_update ON public.%I FOR UPDATE TO authenticated USING (integrations.can_manage_business(business_id)) WITH CHECK (integrations.can_manage_business(business_id))', p_table);
     END IF;
     EXECUTE format('REVOKE ALL ON public.%I FROM PUBLIC, anon, authenticated, service_role', p_table);
     EXECUTE format('GRANT SELECT ON public.%I TO authenticated, service_role, integrations_admin', p_table);
@@ -25,10 +25,10 @@ BEGIN
     END IF;
 END $$;
 
--- EXECUTE on the named public functions: not PUBLIC, not anon (Supabase's
--- default privileges grant it to anon on new public functions), only the
--- roles that call them.
-CREATE FUNCTION integrations.install_api_functions(VARIADIC p_names text[])
+-- EXECUTE on the named public functions for p_roles only: Supabase's default
+-- privileges grant it to anon, authenticated and service_role on every new
+-- public function, so every API role is named in the REVOKE.
+CREATE FUNCTION integrations.install_api_functions(p_roles text, VARIADIC p_names text[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     f regprocedure;
@@ -37,7 +37,7 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY (p_names)
     LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon', f);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO authenticated, service_role, integrations_admin', f);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon, authenticated, service_role', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f, p_roles);
     END LOOP;
 END $$;

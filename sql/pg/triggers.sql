@@ -21,6 +21,6 @@ CREATE FUNCTION integrations.touch_updated_at() RETURNS trigger
 COMMENT ON FUNCTION integrations.touch_updated_at() IS
     'BEFORE UPDATE row trigger: sets updated_at to now().';
 
-REVOKE ALL ON FUNCTION integrations.touch_updated_at() FROM PUBLIC;
+REVOKE ALL ON FUNCTION integrations.touch_updated_at() FROM PUBLIC, anon, authenticated, service_role;
 -- Pure validators, used by CHECK constraints of tables owners may update.
 GRANT EXECUTE ON FUNCTION integrations.is_valid_email(text), integrations.is_valid_http_url(text) TO PUBLIC;

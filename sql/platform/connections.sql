@@ -69,7 +69,7 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION integrations.delete_connection_secrets() IS
     'AFTER DELETE statement trigger: deletes every credential secret of the deleted connections.';
-REVOKE ALL ON FUNCTION integrations.delete_connection_secrets() FROM PUBLIC;
+REVOKE ALL ON FUNCTION integrations.delete_connection_secrets() FROM PUBLIC, anon, authenticated, service_role;
 CREATE TRIGGER integration_connections_delete_secrets AFTER DELETE ON public.integration_connections
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION integrations.delete_connection_secrets();
 
@@ -91,50 +91,50 @@ CREATE FUNCTION public.create_integration(
     p_access_token text DEFAULT NULL, p_refresh_token text DEFAULT NULL, p_token_expires_at timestamptz DEFAULT NULL,
     p_scopes text[] DEFAULT NULL, p_environment text DEFAULT 'production', p_connection_config jsonb DEFAULT '{}',
     p_capabilities jsonb DEFAULT '{}', p_metadata jsonb DEFAULT '{}')
-RETURNS uuid LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS uuid LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_create_integration';
 
 CREATE FUNCTION public.update_integration(
     p_integration_id uuid, p_name text DEFAULT NULL, p_status text DEFAULT NULL, p_connection_config jsonb DEFAULT NULL,
     p_capabilities jsonb DEFAULT NULL, p_metadata jsonb DEFAULT NULL, p_api_key text DEFAULT NULL,
     p_key_prefix text DEFAULT NULL, p_username text DEFAULT NULL, p_password text DEFAULT NULL)
-RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS void LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_update_integration';
 
 CREATE FUNCTION public.get_integration(p_integration_id uuid)
-RETURNS jsonb LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS jsonb LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_get_integration';
 
 CREATE FUNCTION public.list_integrations(p_business_id uuid, p_provider text DEFAULT NULL)
-RETURNS SETOF jsonb LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS SETOF jsonb LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_list_integrations';
 
 CREATE FUNCTION public.get_integration_by_provider(p_business_id uuid, p_provider text, p_environment text DEFAULT 'production')
-RETURNS jsonb LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS jsonb LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_get_integration_by_provider';
 
 CREATE FUNCTION public.get_integration_credentials(p_integration_id uuid)
-RETURNS jsonb LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS jsonb LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_get_integration_credentials';
 
 CREATE FUNCTION public.delete_integration(p_integration_id uuid)
-RETURNS boolean LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS boolean LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_delete_integration';
 
 CREATE FUNCTION public.update_integration_sync_stats(p_integration_id uuid, p_total_records bigint, p_last_sync_count bigint, p_failed_sync_count bigint)
-RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS void LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_update_integration_sync_stats';
 
 CREATE FUNCTION public.update_integration_health(p_integration_id uuid, p_success boolean, p_error_message text DEFAULT NULL, p_response_time_ms integer DEFAULT NULL)
-RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS void LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_update_integration_health';
 
 CREATE FUNCTION public.set_integration_oauth_tokens(p_integration_id uuid, p_access_token text, p_refresh_token text, p_expires_at timestamptz, p_scopes text[])
-RETURNS void LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS void LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_set_integration_oauth_tokens';
 
 CREATE FUNCTION public.list_integrations_needing_refresh(p_within interval DEFAULT '15 minutes')
-RETURNS SETOF jsonb LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS SETOF jsonb LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_list_integrations_needing_refresh';
 
 COMMENT ON FUNCTION public.create_integration(uuid, text, text, text, text, text, text, text, text, text, timestamptz, text[], text, jsonb, jsonb, jsonb) IS
@@ -160,7 +160,9 @@ COMMENT ON FUNCTION public.set_integration_oauth_tokens(uuid, text, text, timest
 COMMENT ON FUNCTION public.list_integrations_needing_refresh(interval) IS
     'For a token-refresh worker: oauth2 connections with a refresh token whose access token expires within p_within, soonest first. Privileged callers only.';
 
-SELECT integrations.install_api_functions(
+SELECT integrations.install_api_functions('authenticated, service_role, integrations_admin',
     'create_integration', 'update_integration', 'get_integration', 'list_integrations', 'get_integration_by_provider',
-    'get_integration_credentials', 'delete_integration', 'update_integration_sync_stats',
-    'update_integration_health', 'set_integration_oauth_tokens', 'list_integrations_needing_refresh');
+    'delete_integration', 'update_integration_sync_stats', 'update_integration_health', 'set_integration_oauth_tokens');
+-- For back ends only (credentials, the token-refresh worker).
+SELECT integrations.install_api_functions('service_role, integrations_admin',
+    'get_integration_credentials', 'list_integrations_needing_refresh');

@@ -26,26 +26,26 @@ SELECT pg_catalog.pg_extension_config_dump('public.integration_oauth_states', ''
 
 CREATE FUNCTION public.create_oauth_state(p_business_id uuid, p_provider text, p_redirect_uri text,
                                           p_scopes text[] DEFAULT NULL, p_code_verifier text DEFAULT NULL)
-RETURNS text LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS text LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_create_oauth_state';
 COMMENT ON FUNCTION public.create_oauth_state(uuid, text, text, text[], text) IS
     'Starts an OAuth authorization for the business: returns a random URL-safe state token (43 characters) valid for 10 minutes, keeping only its SHA-256; the PKCE p_code_verifier (RFC 7636) is kept in the secret store. p_provider must be an active provider supporting oauth2; p_redirect_uri must be https (http only on localhost). 42501 unless the caller may act on the business; 22023 for bad input.';
 
 CREATE FUNCTION public.consume_oauth_state(p_state text)
 RETURNS TABLE (business_id uuid, provider text, redirect_uri text, scopes text[], code_verifier text)
-LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 1
+LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp ROWS 1
 AS 'MODULE_PATHNAME', 'pgi_consume_oauth_state';
 COMMENT ON FUNCTION public.consume_oauth_state(text) IS
     'Single use: marks the state used and returns its business, provider, redirect URI, scopes and PKCE verifier (then deleted). PT404 (HTTP 404) for an unknown state, 22023 (HTTP 400) for a used or expired one, 42501 unless the caller may act on the business.';
 
 CREATE FUNCTION public.cleanup_expired_oauth_states()
-RETURNS integer LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS integer LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_cleanup_expired_oauth_states';
 COMMENT ON FUNCTION public.cleanup_expired_oauth_states() IS
     'Deletes expired states and states used over a day ago, with their PKCE verifiers; returns how many. Privileged callers (a scheduled job).';
 
 REVOKE ALL ON FUNCTION public.create_oauth_state(uuid, text, text, text[], text), public.consume_oauth_state(text),
-    public.cleanup_expired_oauth_states() FROM PUBLIC, anon;
+    public.cleanup_expired_oauth_states() FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.create_oauth_state(uuid, text, text, text[], text), public.consume_oauth_state(text)
     TO authenticated, service_role, integrations_admin;
 GRANT EXECUTE ON FUNCTION public.cleanup_expired_oauth_states() TO service_role, integrations_admin;

@@ -217,11 +217,11 @@ SELECT pg_catalog.pg_extension_config_dump('public.integration_providers', 'WHER
 
 CREATE FUNCTION public.get_payment_providers_by_capability(p_capability text, p_country text DEFAULT NULL, p_currency text DEFAULT NULL)
 RETURNS SETOF public.integration_providers
-LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 10
+LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp ROWS 10
 AS 'MODULE_PATHNAME', 'pgi_get_payment_providers_by_capability';
 COMMENT ON FUNCTION public.get_payment_providers_by_capability(text, text, text) IS
     'Active providers offering payment capability p_capability (e.g. one_time, refunds, recurring, bnpl, payouts), optionally operating in ISO country p_country and settling ISO currency p_currency (case-insensitive); MENA providers first. 22023 for an empty capability or an unknown country or currency code.';
-REVOKE ALL ON FUNCTION public.get_payment_providers_by_capability(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.get_payment_providers_by_capability(text, text, text) FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.get_payment_providers_by_capability(text, text, text) TO anon, authenticated, service_role, integrations_admin;
 
 CREATE FUNCTION integrations.register_provider(
@@ -231,9 +231,9 @@ CREATE FUNCTION integrations.register_provider(
     p_supported_countries text[] DEFAULT NULL, p_supported_currencies text[] DEFAULT NULL,
     p_primary_locale text DEFAULT NULL, p_payment_capabilities text[] DEFAULT NULL,
     p_payment_methods text[] DEFAULT NULL, p_webhook_signing text DEFAULT NULL, p_sort_order integer DEFAULT NULL)
-RETURNS text LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS text LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_register_provider';
 COMMENT ON FUNCTION integrations.register_provider(text, text, text, text, text, text[], text[], boolean, text[], text[], text, text[], text[], text, integer) IS
     'Adds or replaces a provider in public.integration_providers; returns its key. Country and currency codes are upper-cased and checked against ISO 3166-1 alpha-2 and ISO 4217 (22023 naming the element otherwise); capabilities and methods are lower-cased. primary_locale defaults to ''ar'' for MENA providers. Privileged callers only.';
-REVOKE ALL ON FUNCTION integrations.register_provider(text, text, text, text, text, text[], text[], boolean, text[], text[], text, text[], text[], text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION integrations.register_provider(text, text, text, text, text, text[], text[], boolean, text[], text[], text, text[], text[], text, integer) FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION integrations.register_provider(text, text, text, text, text, text[], text[], boolean, text[], text[], text, text[], text[], text, integer) TO service_role, integrations_admin;

@@ -49,14 +49,21 @@ COMMENT ON FUNCTION integrations.current_user_id() IS
     'The signed-in user: sub of request.jwt.claims as PostgREST and Supabase set it (like auth.uid()); NULL when there is none or it is not a UUID.';
 
 CREATE FUNCTION integrations.can_access_business(p_business_id uuid) RETURNS boolean
-    LANGUAGE c STABLE SECURITY DEFINER
+    LANGUAGE c STABLE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'pgi_can_access_business';
 COMMENT ON FUNCTION integrations.can_access_business(uuid) IS
     'Whether the caller may act on p_business_id: superuser, service_role and integrations_admin always; an authenticated user if it owns the business (attached tenant table) or is in integrations.business_members.';
 
+CREATE FUNCTION integrations.can_manage_business(p_business_id uuid) RETURNS boolean
+    LANGUAGE c STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'pgi_can_manage_business';
+COMMENT ON FUNCTION integrations.can_manage_business(uuid) IS
+    'Whether the caller may change p_business_id''s integrations: superuser, service_role and integrations_admin always; an authenticated user if it owns the business (attached tenant table) or is its owner or admin in integrations.business_members (members may only read and record).';
+
 CREATE FUNCTION integrations.attach_tenant_table(p_table regclass, p_owner_column name DEFAULT 'profile_id') RETURNS void
-    LANGUAGE c VOLATILE SECURITY DEFINER
+    LANGUAGE c VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'pgi_attach_tenant_table';
 COMMENT ON FUNCTION integrations.attach_tenant_table(regclass, name) IS
@@ -67,7 +74,7 @@ CREATE POLICY own_memberships ON integrations.business_members FOR SELECT TO aut
     USING (user_id = integrations.current_user_id());
 ALTER TABLE integrations.tenant_table ENABLE ROW LEVEL SECURITY;
 ALTER TABLE integrations.audit_log ENABLE ROW LEVEL SECURITY;
-REVOKE ALL ON integrations.business_members, integrations.tenant_table, integrations.audit_log FROM PUBLIC;
+REVOKE ALL ON integrations.business_members, integrations.tenant_table, integrations.audit_log FROM PUBLIC, anon, authenticated, service_role;
 GRANT SELECT ON integrations.business_members TO authenticated;
 GRANT SELECT, INSERT, UPDATE, DELETE ON integrations.business_members TO service_role, integrations_admin;
 GRANT SELECT ON integrations.tenant_table, integrations.audit_log TO service_role, integrations_admin;
@@ -80,7 +87,7 @@ SELECT pg_catalog.pg_extension_config_dump('integrations.business_members', '');
 SELECT pg_catalog.pg_extension_config_dump('integrations.audit_log', '');
 
 REVOKE ALL ON FUNCTION integrations.attach_tenant_table(regclass, name), integrations.can_access_business(uuid),
-    integrations.current_user_id() FROM PUBLIC;
+    integrations.can_manage_business(uuid), integrations.current_user_id() FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION integrations.attach_tenant_table(regclass, name) TO service_role, integrations_admin;
-GRANT EXECUTE ON FUNCTION integrations.can_access_business(uuid), integrations.current_user_id()
-    TO authenticated, service_role, integrations_admin;
+GRANT EXECUTE ON FUNCTION integrations.can_access_business(uuid), integrations.can_manage_business(uuid),
+    integrations.current_user_id() TO authenticated, service_role, integrations_admin;

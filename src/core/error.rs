@@ -5,9 +5,11 @@
 //! unwinds (and zeroizes its keys) before Postgres sees the error. Two things pgrx
 //! cannot express are done in an `emit_log_hook`, which runs just before the error
 //! is written to the log and sent to the client:
-//! - `hide_stmt` for our errors and for any error in a transaction that passed a
-//!   secret to one of our functions, so `log_min_error_statement` never writes
-//!   the statement text (which holds the secret) to the server log;
+//! - `hide_stmt` for our errors, for any error in a transaction that passed a
+//!   secret to one of our functions, and for any failing statement whose text
+//!   names a function of this extension (the names come from the catalog, not
+//!   a list kept by hand), so `log_min_error_statement` never writes a
+//!   statement text that may hold a secret to the server log;
 //! - our not-found errors reach clients as `PT404`, which PostgREST turns into
 //!   HTTP 404 (inside the database they are `P0002`, `no_data_found`, so a
 //!   PL/pgSQL caller can still catch them by that name).
@@ -40,9 +42,10 @@ pub enum Error {
     /// 23503: rows refer to a business the tenant table does not have.
     #[error("{message}")]
     MissingReference { message: String, hint: String },
-    /// 55000: the master key or the keyring is not usable as configured.
+    /// 55000: the master key, the keyring or the tenant table is not usable
+    /// as configured (the hint says what to run).
     #[error("{message}")]
-    KeyConfig { message: String, hint: String },
+    NotReady { message: String, hint: String },
     /// XX001: stored ciphertext or key material failed authentication.
     #[error("{0}")]
     Corrupted(String),
@@ -61,7 +64,7 @@ impl Error {
             Error::InvalidArgument(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             Error::Conflict(_) => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
             Error::MissingReference { .. } => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
-            Error::KeyConfig { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Error::NotReady { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Error::Corrupted(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             Error::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
@@ -71,7 +74,7 @@ impl Error {
     pub fn raise(self) -> ! {
         let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_integrations")
             .set_domain(DOMAIN);
-        if let Error::KeyConfig { hint, .. } | Error::MissingReference { hint, .. } = &self {
+        if let Error::NotReady { hint, .. } | Error::MissingReference { hint, .. } = &self {
             report = report.set_hint(hint.clone());
         }
         report.report(PgLogLevel::ERROR);
@@ -116,25 +119,66 @@ thread_local! {
     static SECRET_IN_STATEMENT: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Functions that take a secret as an argument. A statement that names one of
-/// them may hold a secret in its text, even when it fails before the function
-/// runs (a parse error, a constant folded at plan time).
-const SECRET_TAKING_FUNCTIONS: &[&str] = &[
-    "create_secret",
-    "update_secret",
-    "set_ai_avatar_integration",
-    "set_email_integration",
-    "set_blog_integration",
-    "migrate_business_columns",
-    "create_oauth_state",
-    "consume_oauth_state",
-    "create_integration",
-    "update_integration",
-    "set_integration_oauth_tokens",
-    "set_webhook_config",
-];
+thread_local! {
+    /// The names of every function of this extension (lower case), read from
+    /// the catalog in the first call of one of them in this backend; `None`
+    /// until then, and again after any change to pg_proc.
+    static FUNCTION_NAMES: std::cell::RefCell<Option<Vec<Vec<u8>>>> =
+        const { std::cell::RefCell::new(None) };
+}
 
-fn statement_names_secret_function() -> bool {
+/// Read the names of the extension's functions, unless known. Called at the
+/// entry of every function of the extension (inside a transaction, so the
+/// catalog can be read); errors are not raised from here: the names stay
+/// unknown and the log hook keeps hiding every failing statement's text.
+pub fn learn_function_names() {
+    if FUNCTION_NAMES.with(|n| n.borrow().is_some()) {
+        return;
+    }
+    let names = Spi::connect(
+        |c| -> std::result::Result<Vec<Vec<u8>>, pgrx::spi::SpiError> {
+            let mut out = Vec::new();
+            for row in c.select(
+            "SELECT DISTINCT lower(p.proname::text) FROM pg_catalog.pg_depend d \
+             JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_integrations' \
+             JOIN pg_catalog.pg_proc p ON p.oid = d.objid \
+             WHERE d.classid = 'pg_catalog.pg_proc'::regclass \
+               AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'",
+            None,
+            &[],
+        )? {
+            if let Some(n) = row.get::<String>(1)? {
+                out.push(n.into_bytes());
+            }
+        }
+            Ok(out)
+        },
+    );
+    if let Ok(names) = names {
+        if !names.is_empty() {
+            FUNCTION_NAMES.with(|n| *n.borrow_mut() = Some(names));
+        }
+    }
+}
+
+/// Forget the names when pg_proc changes (a function created or dropped:
+/// ALTER EXTENSION UPDATE, DROP/CREATE EXTENSION).
+/// # Safety
+/// Called by PostgreSQL only, as the syscache invalidation callback
+/// registered in `init`.
+#[pg_guard]
+unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    FUNCTION_NAMES.with(|n| {
+        if let Ok(mut n) = n.try_borrow_mut() {
+            *n = None;
+        }
+    });
+}
+
+/// Whether the running statement's text names a function of this extension
+/// (and so may hold an argument meant for it: a key, a token). While the
+/// names are not known yet, every statement counts: fail closed.
+fn statement_names_extension_function() -> bool {
     // SAFETY: reads a backend global pointer; NULL is checked below.
     let p = unsafe { pg_sys::debug_query_string };
     if p.is_null() {
@@ -143,9 +187,15 @@ fn statement_names_secret_function() -> bool {
     // SAFETY: a non-NULL debug_query_string is the NUL-terminated text of the running
     // statement.
     let text = unsafe { CStr::from_ptr(p) }.to_bytes().to_ascii_lowercase();
-    SECRET_TAKING_FUNCTIONS
-        .iter()
-        .any(|f| text.windows(f.len()).any(|w| w == f.as_bytes()))
+    FUNCTION_NAMES.with(|n| match n.try_borrow() {
+        Ok(names) => match &*names {
+            Some(names) => names
+                .iter()
+                .any(|f| text.windows(f.len()).any(|w| w == f.as_slice())),
+            None => true,
+        },
+        Err(_) => true,
+    })
 }
 
 /// Mark the running statement as one whose text holds a secret: if anything in
@@ -181,7 +231,7 @@ unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
             // SAFETY: a non-NULL domain is a NUL-terminated string (checked above).
             && unsafe { CStr::from_ptr(e.domain) }.to_bytes() == DOMAIN.as_bytes();
         // Any level: a LOG line is written with its statement too.
-        if ours || SECRET_IN_STATEMENT.with(|f| f.get()) || statement_names_secret_function() {
+        if ours || SECRET_IN_STATEMENT.with(|f| f.get()) || statement_names_extension_function() {
             e.hide_stmt = true;
         }
         if ours && e.elevel >= PgLogLevel::ERROR as i32 && e.sqlerrcode == NO_DATA_FOUND {
@@ -226,6 +276,11 @@ pub fn init() {
         PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(emit_log_hook);
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            Some(proc_callback),
+            pg_sys::Datum::from(0),
+        );
     }
 }
 

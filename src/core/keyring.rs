@@ -188,7 +188,7 @@ fn read_master_file(path: &Path) -> std::result::Result<MasterKey, FileProblem> 
         match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(FileProblem::Missing),
-            Err(e) => return Err(FileProblem::Other(Error::KeyConfig {
+            Err(e) => return Err(FileProblem::Other(Error::NotReady {
                 message: format!("could not read master key file \"{shown}\": {e}"),
                 hint:
                     "The file must be readable by the operating-system user that runs PostgreSQL."
@@ -203,7 +203,7 @@ fn read_master_file(path: &Path) -> std::result::Result<MasterKey, FileProblem> 
         mode & 0o077 != 0
     };
     if too_open {
-        return Err(FileProblem::Other(Error::KeyConfig {
+        return Err(FileProblem::Other(Error::NotReady {
             message: format!(
                 "master key file \"{shown}\" is accessible by other users (mode {mode:04o})"
             ),
@@ -211,14 +211,14 @@ fn read_master_file(path: &Path) -> std::result::Result<MasterKey, FileProblem> 
         }));
     }
     let contents = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| {
-        FileProblem::Other(Error::KeyConfig {
+        FileProblem::Other(Error::NotReady {
             message: format!("could not read master key file \"{shown}\": {e}"),
             hint: "The file must be readable by the operating-system user that runs PostgreSQL."
                 .into(),
         })
     })?);
     MasterKey::parse_file_contents(&contents).map_err(|e| {
-        FileProblem::Other(Error::KeyConfig {
+        FileProblem::Other(Error::NotReady {
             message: format!("master key file \"{shown}\" does not hold a master key: {e}"),
             hint: "Write 64 hex digits to it, e.g. with: openssl rand -hex 32".into(),
         })
@@ -237,7 +237,7 @@ fn generate_master_file(path: &Path) -> Result<bool> {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => {
-            return Err(Error::KeyConfig {
+            return Err(Error::NotReady {
                 message: format!(
                     "could not create master key file \"{}\": {e}",
                     path.display()
@@ -291,7 +291,7 @@ fn current_master(keyring_empty: bool, wrapped_by: Option<&str>) -> Result<Rc<Ma
                 ),
                 None => "Create it (64 hex digits, e.g. openssl rand -hex 32, mode 0600) or reset integrations.master_key_file to use a generated key.".into(),
             };
-            return Err(Error::KeyConfig {
+            return Err(Error::NotReady {
                 message: format!("master key file \"{}\" does not exist", path.display()),
                 hint,
             });
@@ -325,7 +325,7 @@ fn previous_master() -> Result<Option<Rc<MasterKey>>> {
     let key = match read_master_file(&path) {
         Ok(k) => Rc::new(k),
         Err(FileProblem::Missing) => {
-            return Err(Error::KeyConfig {
+            return Err(Error::NotReady {
                 message: format!(
                     "previous master key file \"{}\" does not exist",
                     path.display()
@@ -346,7 +346,7 @@ fn previous_master() -> Result<Option<Rc<MasterKey>>> {
 
 fn wrong_master(key_id: i32, wrapped_by: &str, have: &str) -> Error {
     let (path, _) = master_key_path();
-    Error::KeyConfig {
+    Error::NotReady {
         message: format!(
             "the master key in \"{}\" (fingerprint {have}) is not the key that wrapped data key {key_id} (fingerprint {wrapped_by})",
             path.display()
@@ -554,7 +554,7 @@ pub fn rotate_master_key(client: &mut SpiClient<'_>) -> Result<i32> {
         let old = match previous_master()? {
             Some(p) if p.fingerprint() == fp => p,
             _ => {
-                return Err(Error::KeyConfig {
+                return Err(Error::NotReady {
                     message: format!(
                         "data key {key_id} is wrapped by master key {fp}, which is neither the configured master key nor integrations.previous_master_key_file"
                     ),

@@ -57,11 +57,16 @@ static DELETE_SECRET: Statement = Statement {
     mutating: true,
 };
 // Oldest keys first, through the key_id index; SKIP LOCKED lets several
-// re-encryption sessions share the work and never waits on a busy row.
+// re-encryption sessions share the work and never waits on a busy row. $3:
+// the secrets this call found tampered with, passed over.
 static OLD_SECRETS: Statement = Statement {
     sql: "SELECT id, business_id, key_id, nonce, ciphertext FROM integrations.secrets \
-          WHERE key_id < $1 ORDER BY key_id LIMIT $2 FOR UPDATE SKIP LOCKED",
-    args: &[BuiltinOid::INT4OID, BuiltinOid::INT8OID],
+          WHERE key_id < $1 AND id <> ALL ($3) ORDER BY key_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    args: &[
+        BuiltinOid::INT4OID,
+        BuiltinOid::INT8OID,
+        BuiltinOid::UUIDARRAYOID,
+    ],
     mutating: true,
 };
 
@@ -242,41 +247,66 @@ pub(crate) fn delete(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<Uuid
     Ok(rows.first().get::<Uuid>(1)?)
 }
 
-/// Re-encrypt up to `batch` secrets still sealed under an older data key.
+/// Re-encrypt up to `batch` secrets still sealed under an older data key;
+/// how many were. A secret that fails authentication (tampered with) is left
+/// as it is, named in a WARNING (and by `verify_secrets`), and passed over,
+/// so one bad row never stops a rotation: 0 means nothing re-encryptable is
+/// left.
 pub(crate) fn reencrypt(client: &mut SpiClient<'_>, batch: i64) -> Result<i32> {
     let active = keyring::active_key(client)?;
-    let plan = plans::plan(client, &OLD_SECRETS)?;
-    let mut rows = Vec::new();
-    for row in client.update(plan, None, &[active.key_id.into(), batch.into()])? {
-        let id: Uuid = required(row.get(1)?, "id")?;
-        let business: Uuid = required(row.get(2)?, "business_id")?;
-        let key_id: i32 = required(row.get(3)?, "key_id")?;
-        let nonce: Vec<u8> = required(row.get(4)?, "nonce")?;
-        let ciphertext: Vec<u8> = required(row.get(5)?, "ciphertext")?;
-        rows.push((id, business, key_id, nonce, ciphertext));
-    }
     let update = plans::plan(client, &REENCRYPT_ONE)?;
+    let mut skipped: Vec<Uuid> = Vec::new();
     let mut n = 0;
-    for (id, business, key_id, nonce, ciphertext) in rows {
-        let mut plaintext = open(client, id, business, key_id, &nonce, &ciphertext)?;
-        let sealed = active
-            .seal(
-                *id.as_bytes(),
-                *business.as_bytes(),
-                std::mem::take(&mut *plaintext),
-            )
-            .map_err(crypto_failure)?;
-        client.update(
-            update,
+    while i64::from(n) < batch {
+        let plan = plans::plan(client, &OLD_SECRETS)?;
+        let want = batch - i64::from(n);
+        let mut rows = Vec::new();
+        for row in client.update(
+            plan,
             None,
-            &[
-                id.into(),
-                active.key_id.into(),
-                sealed.nonce.as_slice().into(),
-                sealed.ciphertext.as_slice().into(),
-            ],
-        )?;
-        n += 1;
+            &[active.key_id.into(), want.into(), skipped.clone().into()],
+        )? {
+            let id: Uuid = required(row.get(1)?, "id")?;
+            let business: Uuid = required(row.get(2)?, "business_id")?;
+            let key_id: i32 = required(row.get(3)?, "key_id")?;
+            let nonce: Vec<u8> = required(row.get(4)?, "nonce")?;
+            let ciphertext: Vec<u8> = required(row.get(5)?, "ciphertext")?;
+            rows.push((id, business, key_id, nonce, ciphertext));
+        }
+        if rows.is_empty() {
+            break;
+        }
+        for (id, business, key_id, nonce, ciphertext) in rows {
+            let mut plaintext = match open(client, id, business, key_id, &nonce, &ciphertext) {
+                Ok(p) => p,
+                Err(Error::Corrupted(_)) => {
+                    pgrx::warning!(
+                        "secret {id} failed authentication and stays under data key {key_id}; integrations.verify_secrets() lists such secrets"
+                    );
+                    skipped.push(id);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let sealed = active
+                .seal(
+                    *id.as_bytes(),
+                    *business.as_bytes(),
+                    std::mem::take(&mut *plaintext),
+                )
+                .map_err(crypto_failure)?;
+            client.update(
+                update,
+                None,
+                &[
+                    id.into(),
+                    active.key_id.into(),
+                    sealed.nonce.as_slice().into(),
+                    sealed.ciphertext.as_slice().into(),
+                ],
+            )?;
+            n += 1;
+        }
     }
     Ok(n)
 }

@@ -140,7 +140,7 @@ fn option_arg(call: &Call, n: usize, opt: &OptionArg) -> Result<Option<String>> 
 pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
     statement_holds_secret();
     let business = call.required::<Uuid>(0, "p_business_id")?;
-    let caller = tenancy::authorize(&business)?;
+    let caller = tenancy::authorize_manage(&business)?;
     let provider = call.required::<String>(1, "p_provider")?;
     validate::one_of("p_provider", kind.label, &provider, kind.providers)
         .map_err(Error::InvalidArgument)?;
@@ -311,6 +311,11 @@ fn read_secret(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
             kind.name
         )));
     }
+    if !caller.privileged {
+        // integrations.owner_can_read_secrets opens keys to owners and admins,
+        // not to every member.
+        tenancy::authorize_manage(&business)?;
+    }
     let row = active_row(kind, &business, |row, rel| {
         Ok(Some((
             row.get::<Uuid>(rel.att("id")?),
@@ -340,7 +345,7 @@ fn read_secret(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
 
 pub fn delete(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
     let business = call.required::<Uuid>(0, "p_business_id")?;
-    let caller = tenancy::authorize(&business)?;
+    let caller = tenancy::authorize_manage(&business)?;
     let deleted = Spi::connect_mut(|c| -> Result<Vec<(Option<Uuid>, Option<String>)>> {
         let plan = plans::plan(c, &kind.statements.delete)?;
         let mut out = Vec::new();

@@ -86,7 +86,7 @@ sql_function!(pgi_set_upload_post_social_accounts => set_upload_post_social_acco
 /// `public.set_upload_post_social_accounts`, declared in `sql/kinds/rpcs.sql`.
 fn set_upload_post_social_accounts(call: &Call) -> Result<pg_sys::Datum> {
     let business = call.required::<Uuid>(0, "p_business_id")?;
-    let caller = tenancy::authorize(&business)?;
+    let caller = tenancy::authorize_manage(&business)?;
     let accounts = fcall::required(call.object(1, "p_social_accounts")?, "p_social_accounts")?;
     let id = Spi::connect_mut(|c| {
         let args = [
@@ -104,7 +104,7 @@ sql_function!(pgi_delete_upload_post_profile => delete_upload_post_profile);
 /// `public.delete_upload_post_profile`, declared in `sql/kinds/rpcs.sql`.
 fn delete_upload_post_profile(call: &Call) -> Result<pg_sys::Datum> {
     let business = call.required::<Uuid>(0, "p_business_id")?;
-    let caller = tenancy::authorize(&business)?;
+    let caller = tenancy::authorize_manage(&business)?;
     let ids = Spi::connect_mut(|c| -> Result<Vec<Uuid>> {
         let plan = plans::plan(c, &DELETE)?;
         let mut out = Vec::new();

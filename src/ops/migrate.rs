@@ -12,6 +12,7 @@ use pgrx::Uuid;
 use crate::core::error::{statement_holds_secret, Error, Result};
 use crate::core::store;
 use crate::kinds::{self, Kind};
+use crate::pg::definer;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans;
@@ -81,15 +82,89 @@ struct LegacyRow {
     options: [Option<String>; 2],
 }
 
+/// Checks `p_table`: an ordinary or partitioned table the caller owns
+/// (superusers excepted), since it is read and, with `p_drop_columns`,
+/// altered. Returns its name as SQL (quoted by regclass).
+fn checked_table(
+    c: &pgrx::spi::SpiClient<'_>,
+    table: pg_sys::Oid,
+    caller: &Caller,
+) -> Result<String> {
+    let rows = c.select(
+        "SELECT c.relkind::text, c.relowner, c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        Some(1),
+        &[table.into()],
+    )?;
+    if rows.is_empty() {
+        return Err(Error::InvalidArgument("p_table does not exist".into()));
+    }
+    let row = rows.first();
+    let kind: String = row.get(1)?.unwrap_or_default();
+    let owner: pg_sys::Oid = row.get(2)?.unwrap_or(pg_sys::InvalidOid);
+    let name: String = row.get(3)?.unwrap_or_default();
+    if kind != "r" && kind != "p" {
+        return Err(Error::InvalidArgument(format!(
+            "p_table: {name} is not a table (views, foreign tables and other relations are refused)"
+        )));
+    }
+    if !caller::owns(caller.role, owner) {
+        return Err(Error::NotAllowed(format!(
+            "permission denied: p_table {name} is not owned by the caller ({})",
+            caller.role_name()
+        )));
+    }
+    Ok(name)
+}
+
+/// Whether Supabase Vault can be read: `vault.decrypted_secrets` exists, and
+/// the `vault` schema and that view belong to a superuser (a look-alike made
+/// by another role would run its code, and could answer with anything).
+fn vault(c: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
+    let rows = c.select(
+        "SELECT n.nspowner, v.relowner FROM pg_catalog.pg_namespace n \
+         LEFT JOIN pg_catalog.pg_class v ON v.relnamespace = n.oid AND v.relname = 'decrypted_secrets' \
+         WHERE n.nspname = 'vault'",
+        Some(1),
+        &[],
+    )?;
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let row = rows.first();
+    let schema_owner: Option<pg_sys::Oid> = row.get(1)?;
+    let Some(view_owner) = row.get::<pg_sys::Oid>(2)? else {
+        return Ok(false);
+    };
+    if [schema_owner, Some(view_owner)]
+        .iter()
+        .all(|o| o.is_some_and(caller::is_superuser))
+    {
+        Ok(true)
+    } else {
+        Err(Error::NotAllowed(
+            "permission denied: the vault schema (or vault.decrypted_secrets) is not owned by a superuser, so its secrets are not read".into(),
+        ))
+    }
+}
+
+/// The value of Vault secret `id`, if there is one.
+fn vault_secret(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<String>> {
+    let rows = c.select(
+        "SELECT v.decrypted_secret::text FROM vault.decrypted_secrets v WHERE v.id = $1",
+        Some(1),
+        &[id.into()],
+    )?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(rows.first().get(1)?)
+}
+
 fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, i64)>> {
     caller::require_privileged("integrations.migrate_business_columns")?;
     let caller = Caller::current();
     Spi::connect_mut(|c| {
-        let name: String = c
-            .select("SELECT $1::regclass::text", Some(1), &[table.into()])?
-            .first()
-            .get(1)?
-            .ok_or_else(|| Error::InvalidArgument("p_table does not exist".into()))?;
+        let name = checked_table(c, table, &caller)?;
         let mut columns = Vec::new();
         for row in c.select(
             "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
@@ -98,16 +173,9 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
         )? {
             columns.extend(row.get::<String>(1)?);
         }
-        let vault = c
-            .select(
-                "SELECT pg_catalog.to_regclass('vault.decrypted_secrets') IS NOT NULL",
-                Some(1),
-                &[],
-            )?
-            .first()
-            .get::<bool>(1)?
-            .unwrap_or(false);
-        let mut report = Vec::new();
+        let vault = vault(c)?;
+        // The legacy rows of every kind, read with the caller's privileges.
+        let mut legacy = Vec::new();
         for l in &LEGACY {
             let needed = legacy_columns(l);
             if !needed
@@ -122,41 +190,71 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
                 }
                 LegacyProvider::Fixed(p) => format!("'{p}'::text"),
             };
-            let secret_expr = if vault {
-                format!("(SELECT v.decrypted_secret::text FROM vault.decrypted_secrets v WHERE v.id = t.{})", quote_ident(l.secret))
-            } else {
-                "NULL::text".into()
-            };
             let (s, o1, o2) = (
                 quote_ident(l.secret),
                 quote_ident(l.options[0]),
                 quote_ident(l.options[1]),
             );
             let sql = format!(
-                "SELECT t.id, {provider_expr}, {secret_expr}, t.{s}, t.{o1}::text, t.{o2}::text FROM {name} t \
+                "SELECT t.id, {provider_expr}, t.{s}, t.{o1}::text, t.{o2}::text FROM {name} t \
                  WHERE t.{s} IS NOT NULL OR t.{o1} IS NOT NULL OR t.{o2} IS NOT NULL ORDER BY t.id"
             );
             let mut rows = Vec::new();
-            for row in c.select(&sql, None, &[])? {
-                let Some(business) = row.get::<Uuid>(1)? else {
-                    continue;
-                };
-                rows.push(LegacyRow {
-                    business,
-                    provider: row.get(2)?,
-                    secret: row.get(3)?,
-                    secret_id: row.get(4)?,
-                    options: [row.get(5)?, row.get(6)?],
-                });
-            }
-            let mut migrated = 0i64;
+            definer::as_caller(|| -> Result<()> {
+                for row in c.select(&sql, None, &[])? {
+                    let Some(business) = row.get::<Uuid>(1)? else {
+                        continue;
+                    };
+                    rows.push(LegacyRow {
+                        business,
+                        provider: row.get(2)?,
+                        secret: None,
+                        secret_id: row.get(3)?,
+                        options: [row.get(4)?, row.get(5)?],
+                    });
+                }
+                Ok(())
+            })?;
+            legacy.push((l, rows));
+        }
+        // A Vault secret referenced by the rows of two businesses belongs to
+        // neither for sure: it is not copied to either.
+        let mut holders: std::collections::HashMap<Uuid, Uuid> = std::collections::HashMap::new();
+        let mut shared = std::collections::HashSet::new();
+        for (_, rows) in &legacy {
             for r in rows {
+                if let Some(s) = r.secret_id {
+                    match holders.insert(s, r.business) {
+                        Some(b) if b != r.business => {
+                            shared.insert(s);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let mut report = Vec::new();
+        for (l, rows) in legacy {
+            let mut migrated = 0i64;
+            for mut r in rows {
                 if let Some(why) = invalid(l.kind, &r) {
                     notice(format!(
                         "{}: skipped business {}: {why}",
                         l.kind.name, r.business
                     ));
                     continue;
+                }
+                if let Some(s) = r.secret_id {
+                    if shared.contains(&s) {
+                        notice(format!(
+                            "{}: skipped business {}: its legacy secret id {s} is also referenced by another business's row",
+                            l.kind.name, r.business
+                        ));
+                        continue;
+                    }
+                    if vault {
+                        r.secret = vault_secret(c, s)?;
+                    }
                 }
                 let provider = r.provider.clone().unwrap_or_default();
                 if r.secret_id.is_some() && r.secret.is_none() {
@@ -219,7 +317,22 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
                 }
             }
             for f in LEGACY_FUNCTIONS {
-                c.update(&format!("DROP FUNCTION IF EXISTS {f}"), None, &[])?;
+                let owner: Option<pg_sys::Oid> = c
+                    .select(
+                        "SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure($1)",
+                        Some(1),
+                        &[(*f).into()],
+                    )?
+                    .first()
+                    .get(1)
+                    .unwrap_or(None);
+                match owner {
+                    Some(o) if caller::owns(caller.role, o) => {
+                        c.update(&format!("DROP FUNCTION IF EXISTS {f}"), None, &[])?;
+                    }
+                    Some(_) => notice(format!("left {f} in place: the caller does not own it")),
+                    None => {}
+                }
             }
         }
         Ok(report)

@@ -3,12 +3,14 @@
 //! For back ends and operators: privileged callers only, every use audited.
 //! The sealing itself is `core::store`'s.
 
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::core::error::{statement_holds_secret, Error, OrRaise, Result};
 use crate::core::keyring;
 use crate::core::store::{checked_secret, create, delete, read, reencrypt, update};
+use crate::pg::definer;
 use crate::pg::fcall::required;
 use crate::tenancy::audit::{self, Action};
 use crate::tenancy::caller::require_privileged;
@@ -43,13 +45,16 @@ fn description(p: Option<&str>) -> Result<&str> {
 mod integrations {
     use super::*;
 
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
     fn create_secret(
         p_business_id: Option<Uuid>,
         p_secret: Option<&str>,
         p_description: default!(Option<&str>, "''"),
+        fcinfo: pg_sys::FunctionCallInfo,
     ) -> Uuid {
+        // SAFETY: pgrx passes this call's fcinfo.
+        let _as_owner = unsafe { definer::enter_from(fcinfo) };
         statement_holds_secret();
         (|| {
             require_privileged("integrations.create_secret")?;
@@ -63,9 +68,15 @@ mod integrations {
         .or_raise()
     }
 
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn update_secret(p_secret_id: Option<Uuid>, p_secret: Option<&str>) {
+    fn update_secret(
+        p_secret_id: Option<Uuid>,
+        p_secret: Option<&str>,
+        fcinfo: pg_sys::FunctionCallInfo,
+    ) {
+        // SAFETY: pgrx passes this call's fcinfo.
+        let _as_owner = unsafe { definer::enter_from(fcinfo) };
         statement_holds_secret();
         (|| {
             require_privileged("integrations.update_secret")?;
@@ -79,9 +90,11 @@ mod integrations {
         .or_raise()
     }
 
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn read_secret(p_secret_id: Option<Uuid>) -> Option<String> {
+    fn read_secret(p_secret_id: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> Option<String> {
+        // SAFETY: pgrx passes this call's fcinfo.
+        let _as_owner = unsafe { definer::enter_from(fcinfo) };
         (|| {
             require_privileged("integrations.read_secret")?;
             let Some(id) = p_secret_id else {
@@ -96,9 +109,11 @@ mod integrations {
         .or_raise()
     }
 
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn delete_secret(p_secret_id: Option<Uuid>) -> bool {
+    fn delete_secret(p_secret_id: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> bool {
+        // SAFETY: pgrx passes this call's fcinfo.
+        let _as_owner = unsafe { definer::enter_from(fcinfo) };
         (|| {
             require_privileged("integrations.delete_secret")?;
             let Some(id) = p_secret_id else {
@@ -112,9 +127,11 @@ mod integrations {
         .or_raise()
     }
 
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn rotate_data_key() -> i32 {
+    fn rotate_data_key(fcinfo: pg_sys::FunctionCallInfo) -> i32 {
+        // SAFETY: pgrx passes this call's fcinfo.
+        let _as_owner = unsafe { definer::enter_from(fcinfo) };
         (|| {
             require_privileged("integrations.rotate_data_key")?;
             Spi::connect_mut(keyring::rotate_data_key)
@@ -122,9 +139,11 @@ mod integrations {
         .or_raise()
     }
 
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn rotate_master_key() -> i32 {
+    fn rotate_master_key(fcinfo: pg_sys::FunctionCallInfo) -> i32 {
+        // SAFETY: pgrx passes this call's fcinfo.
+        let _as_owner = unsafe { definer::enter_from(fcinfo) };
         (|| {
             require_privileged("integrations.rotate_master_key")?;
             Spi::connect_mut(keyring::rotate_master_key)
@@ -132,9 +151,14 @@ mod integrations {
         .or_raise()
     }
 
-    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn reencrypt_secrets(p_batch_size: default!(Option<i32>, 1000)) -> i32 {
+    fn reencrypt_secrets(
+        p_batch_size: default!(Option<i32>, 1000),
+        fcinfo: pg_sys::FunctionCallInfo,
+    ) -> i32 {
+        // SAFETY: pgrx passes this call's fcinfo.
+        let _as_owner = unsafe { definer::enter_from(fcinfo) };
         (|| {
             require_privileged("integrations.reencrypt_secrets")?;
             let batch = p_batch_size.unwrap_or(1000);
@@ -148,9 +172,11 @@ mod integrations {
         .or_raise()
     }
 
-    #[pg_extern(security_definer, stable, parallel_unsafe)]
+    #[pg_extern(stable, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn keyring_status() -> TableIterator<
+    fn keyring_status(
+        fcinfo: pg_sys::FunctionCallInfo,
+    ) -> TableIterator<
         'static,
         (
             name!(key_id, i32),
@@ -159,6 +185,8 @@ mod integrations {
             name!(secrets, i64),
         ),
     > {
+        // SAFETY: pgrx passes this call's fcinfo.
+        let _as_owner = unsafe { definer::enter_from(fcinfo) };
         let rows = (|| {
             require_privileged("integrations.keyring_status")?;
             Spi::connect(|c| {

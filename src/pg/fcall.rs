@@ -48,6 +48,8 @@ macro_rules! sql_function {
                 // them) into PostgreSQL errors at this FFI boundary.
                 unsafe {
                     ::pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(move || {
+                        // Runs the body as the function's owner, knowing who called.
+                        let _as_owner = $crate::pg::definer::enter(call.fn_oid());
                         match $body(&call) {
                             Ok(d) => d,
                             Err(e) => e.raise(),
@@ -72,6 +74,12 @@ impl Call {
     /// as `String`/`&str`, `jsonb` as `JsonB` or a raw datum, ...).
     pub unsafe fn new(fcinfo: pg_sys::FunctionCallInfo) -> Self {
         Self { fcinfo }
+    }
+
+    /// The OID of the function being called.
+    pub fn fn_oid(&self) -> pg_sys::Oid {
+        // SAFETY: `new`'s contract: fcinfo is valid, and so is its flinfo.
+        unsafe { (*(*self.fcinfo).flinfo).fn_oid }
     }
 
     /// The raw `FunctionCallInfo`, for triggers that read their context.

@@ -1,9 +1,12 @@
 //! The plumbing between Rust and PostgreSQL: the calling convention of the
 //! functions declared in `sql/` and their argument helpers (`fcall`),
 //! prepared statements (`plans`), point reads and appends without SPI
-//! (`direct`), and the tables' trigger and CHECK functions (`triggers`).
+//! (`direct`), the tables' trigger and CHECK functions (`triggers`), and
+//! running each call as the function's owner while remembering who called
+//! (`definer`).
 //! Knows nothing above it but the core's error type and validators.
 
+pub mod definer;
 pub mod direct;
 pub mod fcall;
 pub mod plans;

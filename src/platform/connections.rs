@@ -17,7 +17,7 @@ use crate::pg::plans::{self, Statement};
 use crate::sql_function;
 use crate::tenancy::audit::{self, Action};
 use crate::tenancy::caller::require_privileged;
-use crate::tenancy::{self, Caller};
+use crate::tenancy::{self, Caller, Need};
 
 pub const ENVIRONMENTS: &[&str] = &["development", "staging", "production"];
 pub const STATUSES: &[&str] = &["active", "inactive", "error", "testing"];
@@ -344,18 +344,26 @@ struct Owned {
     secrets: [Option<Uuid>; 4],
 }
 
-fn owned(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<Owned>> {
+/// The connection `id`, if the caller may see it; `None` both when there is
+/// no such connection and when it belongs to a business the caller may not
+/// act on (the same answer, so ids of other tenants cannot be probed). 42501
+/// when the caller sees it but `need` asks for more than its role allows.
+fn owned(c: &pgrx::spi::SpiClient<'_>, id: Uuid, need: Need) -> Result<Option<Owned>> {
     let plan = plans::plan(c, &OWNER)?;
-    owner_of(c.select(plan, Some(1), &[id.into()])?)
+    owner_of(c.select(plan, Some(1), &[id.into()])?, need)
 }
 
 /// [`owned`] for the write paths: also locks the row (see `OWNER_FOR_UPDATE`).
-fn owned_for_update(c: &mut pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<Owned>> {
+fn owned_for_update(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    id: Uuid,
+    need: Need,
+) -> Result<Option<Owned>> {
     let plan = plans::plan(c, &OWNER_FOR_UPDATE)?;
-    owner_of(c.update(plan, Some(1), &[id.into()])?)
+    owner_of(c.update(plan, Some(1), &[id.into()])?, need)
 }
 
-fn owner_of(rows: pgrx::spi::SpiTupleTable<'_>) -> Result<Option<Owned>> {
+fn owner_of(rows: pgrx::spi::SpiTupleTable<'_>, need: Need) -> Result<Option<Owned>> {
     if rows.is_empty() {
         return Ok(None);
     }
@@ -363,7 +371,10 @@ fn owner_of(rows: pgrx::spi::SpiTupleTable<'_>) -> Result<Option<Owned>> {
     let business: Uuid = row
         .get(1)?
         .ok_or_else(|| Error::Internal("no business".into()))?;
-    let caller = tenancy::authorize(&business)?;
+    if !tenancy::can_access(&Caller::current(), &business)? {
+        return Ok(None);
+    }
+    let caller = tenancy::authorize_to(&business, need)?;
     Ok(Some(Owned {
         caller,
         business,
@@ -416,7 +427,7 @@ sql_function!(pgi_create_integration => create_integration);
 fn create_integration(call: &Call) -> Result<pg_sys::Datum> {
     statement_holds_secret();
     let business = call.required::<Uuid>(0, "p_business_id")?;
-    let caller = tenancy::authorize(&business)?;
+    let caller = tenancy::authorize_manage(&business)?;
     let invalid = Error::InvalidArgument;
     let provider = call.required::<String>(1, "p_provider")?;
     let name = call
@@ -567,7 +578,7 @@ fn update_integration(call: &Call) -> Result<pg_sys::Datum> {
     let username = call.text(8);
     let password = call.text(9);
     let (caller, business, provider) = Spi::connect_mut(|c| -> Result<(Caller, Uuid, String)> {
-        let o = owned_for_update(c, id)?.ok_or_else(|| not_found(&id))?;
+        let o = owned_for_update(c, id, Need::Manage)?.ok_or_else(|| not_found(&id))?;
         let keyed = matches!(o.auth_method.as_str(), "api_key" | "bearer_token");
         if (api_key.is_some() || key_prefix.is_some()) && !keyed {
             return Err(invalid(format!(
@@ -576,16 +587,10 @@ fn update_integration(call: &Call) -> Result<pg_sys::Datum> {
             )));
         }
         if let Some(p) = &key_prefix {
-            // Checked against the key it will describe: the new one, or the stored one.
-            let stored = match (&api_key, o.secrets[0]) {
-                (None, Some(s)) => store::read(s)?.map(|(v, _)| zeroize::Zeroizing::new(v)),
-                _ => None,
-            };
-            check_key_prefix(
-                p,
-                api_key.as_deref().or(stored.as_ref().map(|k| k.as_str())),
-            )
-            .map_err(invalid)?;
+            // Checked only against a key passed in the same call: comparing it
+            // with the stored key would answer "is this the key's prefix?" to
+            // callers who may not read the key.
+            check_key_prefix(p, api_key.as_deref()).map_err(invalid)?;
         }
         if (username.is_some() || password.is_some()) && o.auth_method != "basic_auth" {
             return Err(invalid(format!(
@@ -653,7 +658,7 @@ sql_function!(pgi_get_integration => get_integration);
 /// `public.get_integration`, declared in `sql/platform/connections.sql`.
 fn get_integration(call: &Call) -> Result<pg_sys::Datum> {
     let id = call.required::<Uuid>(0, "p_integration_id")?;
-    let found = Spi::connect(|c| owned(c, id))?;
+    let found = Spi::connect(|c| owned(c, id, Need::Use))?;
     if found.is_none() {
         return Ok(call.null());
     }
@@ -708,7 +713,7 @@ sql_function!(pgi_get_integration_credentials => get_integration_credentials);
 fn get_integration_credentials(call: &Call) -> Result<pg_sys::Datum> {
     require_privileged("get_integration_credentials")?;
     let id = call.required::<Uuid>(0, "p_integration_id")?;
-    let Some(o) = Spi::connect(|c| owned(c, id))? else {
+    let Some(o) = Spi::connect(|c| owned(c, id, Need::Use))? else {
         return Ok(call.null());
     };
     let open = |s: Option<Uuid>| -> Result<Value> {
@@ -755,7 +760,7 @@ sql_function!(pgi_delete_integration => delete_integration);
 fn delete_integration(call: &Call) -> Result<pg_sys::Datum> {
     let id = call.required::<Uuid>(0, "p_integration_id")?;
     let deleted = Spi::connect_mut(|c| -> Result<Option<(Caller, Uuid, String)>> {
-        let Some(o) = owned_for_update(c, id)? else {
+        let Some(o) = owned_for_update(c, id, Need::Manage)? else {
             return Ok(None);
         };
         let plan = plans::plan(c, &DELETE)?;
@@ -791,7 +796,7 @@ fn update_integration_sync_stats(call: &Call) -> Result<pg_sys::Datum> {
         counts[i] = v;
     }
     Spi::connect_mut(|c| -> Result<()> {
-        owned_for_update(c, id)?.ok_or_else(|| not_found(&id))?;
+        owned_for_update(c, id, Need::Use)?.ok_or_else(|| not_found(&id))?;
         let plan = plans::plan(c, &SYNC_STATS)?;
         c.update(
             plan,
@@ -828,7 +833,7 @@ fn update_integration_health(call: &Call) -> Result<pg_sys::Datum> {
         ));
     }
     Spi::connect_mut(|c| -> Result<()> {
-        let o = owned_for_update(c, id)?.ok_or_else(|| not_found(&id))?;
+        let o = owned_for_update(c, id, Need::Use)?.ok_or_else(|| not_found(&id))?;
         let plan = plans::plan(c, &HEALTH)?;
         c.update(
             plan,
@@ -865,7 +870,7 @@ fn set_integration_oauth_tokens(call: &Call) -> Result<pg_sys::Datum> {
         .arg::<Vec<Option<String>>>(4)
         .map(|v| v.into_iter().flatten().collect());
     let (caller, business, provider) = Spi::connect_mut(|c| -> Result<(Caller, Uuid, String)> {
-        let o = owned_for_update(c, id)?.ok_or_else(|| not_found(&id))?;
+        let o = owned_for_update(c, id, Need::Manage)?.ok_or_else(|| not_found(&id))?;
         if o.auth_method != "oauth2" {
             return Err(Error::InvalidArgument(format!(
                 "p_integration_id: this integration uses {}, not oauth2",

@@ -44,18 +44,23 @@ static LOG: Statement = Statement {
     mutating: true,
 };
 
-/// The business of a connection, after checking the caller may act on it.
+/// The business of a connection, after checking the caller may use it. A
+/// connection of a business the caller may not act on gets the same answer
+/// as an unknown id, so ids of other tenants cannot be probed.
 fn authorized_business(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Uuid> {
+    let not_found = || Error::NotFound(format!("integration {id} does not exist"));
     let plan = plans::plan(c, &OWNER)?;
     let rows = c.select(plan, Some(1), &[id.into()])?;
     if rows.is_empty() {
-        return Err(Error::NotFound(format!("integration {id} does not exist")));
+        return Err(not_found());
     }
     let business: Uuid = rows
         .first()
         .get(1)?
         .ok_or_else(|| Error::Internal("no business".into()))?;
-    tenancy::authorize(&business)?;
+    if !tenancy::can_access(&tenancy::Caller::current(), &business)? {
+        return Err(not_found());
+    }
     Ok(business)
 }
 
@@ -109,6 +114,8 @@ sql_function!(pgi_log_integration_api_call => log_integration_api_call);
 fn log_integration_api_call(call: &Call) -> Result<pg_sys::Datum> {
     let invalid = Error::InvalidArgument;
     let id: Uuid = call.required(0, "p_integration_id")?;
+    // Who may log for this connection is settled before any text is parsed.
+    let business = Spi::connect(|c| authorized_business(c, id))?;
     let method = call
         .required::<String>(1, "p_method")?
         .trim()
@@ -132,7 +139,6 @@ fn log_integration_api_call(call: &Call) -> Result<pg_sys::Datum> {
         .map(|e| redact_text(&e).chars().take(1000).collect());
     let success = error.is_none() && status.is_some_and(|s| s < 400);
     Spi::connect_mut(|c| -> Result<()> {
-        let business = authorized_business(c, id)?;
         let plan = plans::plan(c, &LOG)?;
         c.update(
             plan,
@@ -230,6 +236,16 @@ fn create_api_log_partitions(call: &Call) -> Result<pg_sys::Datum> {
             None,
             &[],
         )?;
+            // Default privileges (Supabase grants everything on new public
+            // tables to the API roles) must not open a partition: it is read
+            // through the parent, its row level security and its grants.
+            c.update(
+                &format!(
+                    "REVOKE ALL ON public.integration_api_logs_{suffix} FROM PUBLIC, anon, authenticated, service_role"
+                ),
+                None,
+                &[],
+            )?;
             for (name, columns) in [
                 ("integration", "integration_id, logged_at"),
                 ("business", "business_id"),

@@ -39,15 +39,10 @@ pub fn is_pkce_verifier(v: &str) -> bool {
 }
 
 /// An https redirect URI, or http on localhost for development.
+/// A redirect URI, parsed (not prefix-matched): https, or plain http only on
+/// exactly `localhost`, `127.0.0.1` or `[::1]`.
 pub fn check_redirect_uri(v: &str) -> std::result::Result<(), String> {
-    validate::url("p_redirect_uri", v, false)?;
-    let lower = v.to_ascii_lowercase();
-    let local = lower.starts_with("http://localhost") || lower.starts_with("http://127.0.0.1");
-    if lower.starts_with("https://") || local {
-        Ok(())
-    } else {
-        Err("p_redirect_uri must be https (http only on localhost)".into())
-    }
+    validate::redirect_uri("p_redirect_uri", v)
 }
 
 static PROVIDER_OAUTH: Statement = Statement {

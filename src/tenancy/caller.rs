@@ -10,6 +10,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use crate::core::error::{Error, Result};
+use crate::pg::definer;
 
 thread_local! {
     /// Role OIDs by name, forgotten whenever pg_authid changes.
@@ -55,10 +56,17 @@ pub fn role_oid(name: &'static CStr) -> pg_sys::Oid {
 /// Roles that may act on any business and use the secret store.
 pub const PRIVILEGED_ROLES: [&std::ffi::CStr; 2] = [c"service_role", c"integrations_admin"];
 
-/// The role the caller acts as.
+/// The role that called the running function (the current user at its
+/// entry: see `pg::definer`), never the session's outer role.
 pub fn caller() -> pg_sys::Oid {
-    // SAFETY: reads a backend global; no pointers involved.
-    unsafe { pg_sys::GetOuterUserId() }
+    definer::entry().role
+}
+
+/// Whether the running function was called inside a security-restricted
+/// operation (an index expression, ANALYZE, a materialized view refresh):
+/// then no privileged or owner path is open, whoever the role is.
+pub fn restricted() -> bool {
+    definer::entry().restricted
 }
 
 /// Superuser, or holds the privileges of `service_role` or `integrations_admin`
@@ -77,6 +85,19 @@ pub fn is_privileged(role: pg_sys::Oid) -> bool {
     }
 }
 
+/// Whether `role` is a superuser.
+pub fn is_superuser(role: pg_sys::Oid) -> bool {
+    // SAFETY: superuser_arg takes a role OID and only reads the catalogs.
+    unsafe { pg_sys::superuser_arg(role) }
+}
+
+/// Whether `role` owns what `owner` owns: a superuser, or has the
+/// privileges of the owning role.
+pub fn owns(role: pg_sys::Oid, owner: pg_sys::Oid) -> bool {
+    // SAFETY: has_privs_of_role takes two role OIDs and only reads the catalogs.
+    is_superuser(role) || unsafe { pg_sys::has_privs_of_role(role, owner) }
+}
+
 pub fn role_name(role: pg_sys::Oid) -> String {
     // SAFETY: noerr makes an unknown role NULL (checked); otherwise the result is a palloc'd
     // NUL-terminated name, copied here.
@@ -93,6 +114,11 @@ pub fn role_name(role: pg_sys::Oid) -> String {
 /// Fail with 42501 unless the caller is privileged.
 pub fn require_privileged(what: &str) -> Result<()> {
     let role = caller();
+    if restricted() {
+        return Err(Error::NotAllowed(format!(
+            "permission denied: {what} cannot be called inside a security-restricted operation (an index expression, ANALYZE, a materialized view refresh)"
+        )));
+    }
     if is_privileged(role) {
         Ok(())
     } else {

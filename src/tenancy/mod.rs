@@ -34,8 +34,17 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The role that called the running function; inside a
+    /// security-restricted operation neither privileged nor a signed-in user.
     pub fn current() -> Caller {
         let role = caller::caller();
+        if caller::restricted() {
+            return Caller {
+                role,
+                user_id: None,
+                privileged: false,
+            };
+        }
         Caller {
             role,
             user_id: current_user_id(),
@@ -154,10 +163,15 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
                         AND i.indkey[0] = (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = 'id') \
                       ORDER BY i.indisprimary DESC LIMIT 1), \
                     (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = t.owner_column AND NOT attisdropped), \
-                    EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.table_name) \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.table_name), \
+                    (SELECT count(*) FROM unnest($1::text[]) s \
+                      WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
+                                        WHERE k.conrelid = s::regclass AND k.contype = 'f' \
+                                          AND k.confrelid = t.table_name)), \
+                    t.table_name::text, t.owner_column::text \
              FROM integrations.tenant_table t",
             Some(1),
-            &[],
+            &[TENANT_SCOPED_TABLES.to_vec().into()],
         )?;
         if rows.is_empty() {
             return Ok(None);
@@ -167,6 +181,24 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
             // The tenant table was dropped (with its foreign keys): nobody owns
             // a business through it any more; memberships still count.
             return Ok(None);
+        }
+        // pg_dump does not carry the foreign keys attach_tenant_table added to
+        // the extension's tables: after a restore, deleting a business would
+        // leave its integrations and secrets behind, and a business id added
+        // again with another owner would hand that owner the old ones. Fail
+        // closed until the table is attached again.
+        let unlinked: i64 = row.get(5)?.unwrap_or(0);
+        if unlinked > 0 {
+            let name: String = row.get(6)?.unwrap_or_default();
+            let owner: String = row.get(7)?.unwrap_or_default();
+            return Err(Error::NotReady {
+                message: format!(
+                    "the tenant table {name} is attached, but {unlinked} integration tables have no foreign key to it (pg_dump does not carry them)"
+                ),
+                hint: format!(
+                    "Run SELECT integrations.attach_tenant_table('{name}', '{owner}'); as service_role or a superuser."
+                ),
+            });
         }
         match (
             row.get::<pg_sys::Oid>(1)?,
@@ -178,7 +210,7 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
                 index,
                 owner_att,
             })),
-            _ => Err(Error::KeyConfig {
+            _ => Err(Error::NotReady {
                 message: "the attached tenant table lost its unique id index or its owner column"
                     .into(),
                 hint: "Call integrations.attach_tenant_table() again.".into(),
@@ -202,25 +234,64 @@ fn tenant_table() -> Result<Option<TenantTable>> {
     Ok(table)
 }
 
-/// Whether `user` owns `business` (tenant table) or is one of its members.
-fn owns_or_belongs(user: &Uuid, business: &Uuid) -> Result<bool> {
+/// A signed-in user's place in a business.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Membership {
+    Member,
+    Admin,
+    Owner,
+}
+
+/// What a call does to a business, and so who may make it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Read configuration, record health, metrics and logs, start OAuth:
+    /// any member.
+    Use,
+    /// Create, change or delete integrations, connections and webhook
+    /// configurations: owners and admins.
+    Manage,
+}
+
+impl Membership {
+    fn parse(role: &str) -> Option<Membership> {
+        match role {
+            "owner" => Some(Membership::Owner),
+            "admin" => Some(Membership::Admin),
+            "member" => Some(Membership::Member),
+            _ => None,
+        }
+    }
+
+    fn allows(self, need: Need) -> bool {
+        match need {
+            Need::Use => true,
+            Need::Manage => self >= Membership::Admin,
+        }
+    }
+}
+
+/// `user`'s place in `business`: the owner in the tenant table, or the role
+/// of its row in `integrations.business_members`; `None` for neither.
+fn membership(user: &Uuid, business: &Uuid) -> Result<Option<Membership>> {
     if let Some(t) = tenant_table()? {
         let owner = direct::find(t.relid, t.index, &[direct::uuid_key(1, business)], |row| {
             Ok(Some(row.get::<Uuid>(t.owner_att)))
         })?;
         if owner.flatten().as_ref() == Some(user) {
-            return Ok(true);
+            return Ok(Some(Membership::Owner));
         }
     }
-    let members = direct::rel("integrations", "business_members", &[])?;
+    let members = direct::rel("integrations", "business_members", &["role"])?;
+    let role = members.att("role")?;
     let member = direct::find_in(
         c"integrations",
         c"business_members_pkey",
         &members,
         &[direct::uuid_key(1, business), direct::uuid_key(2, user)],
-        |_| Ok(Some(())),
+        |row| Ok(Some(row.get::<&str>(role).and_then(Membership::parse))),
     )?;
-    Ok(member.is_some())
+    Ok(member.flatten())
 }
 
 fn is_api_user(role: pg_sys::Oid) -> bool {
@@ -231,28 +302,54 @@ fn is_api_user(role: pg_sys::Oid) -> bool {
     }
 }
 
-/// Whether the caller may act on `business`.
-pub fn can_access(caller: &Caller, business: &Uuid) -> Result<bool> {
+/// Whether the caller may make a call that needs `need` on `business`.
+/// Fails (55000) for everyone while the attached tenant table has lost its
+/// foreign keys.
+pub fn can(caller: &Caller, business: &Uuid, need: Need) -> Result<bool> {
+    tenant_table()?;
     if caller.privileged {
         return Ok(true);
     }
     match &caller.user_id {
-        Some(user) if is_api_user(caller.role) => owns_or_belongs(user, business),
+        Some(user) if is_api_user(caller.role) => {
+            Ok(membership(user, business)?.is_some_and(|m| m.allows(need)))
+        }
         _ => Ok(false),
     }
 }
 
-/// The caller, if it may act on `business`; 42501 otherwise.
-pub fn authorize(business: &Uuid) -> Result<Caller> {
+/// Whether the caller may see and use `business` (any member).
+pub fn can_access(caller: &Caller, business: &Uuid) -> Result<bool> {
+    can(caller, business, Need::Use)
+}
+
+/// The caller, if it may make a call that needs `need` on `business`; 42501
+/// otherwise.
+pub fn authorize_to(business: &Uuid, need: Need) -> Result<Caller> {
     let caller = Caller::current();
-    if can_access(&caller, business)? {
-        Ok(caller)
-    } else {
-        Err(Error::NotAllowed(format!(
-            "permission denied for business {business}: the caller ({}) neither owns it nor belongs to it",
-            caller.role_name()
-        )))
+    if can(&caller, business, need)? {
+        return Ok(caller);
     }
+    let why = if need == Need::Manage && can(&caller, business, Need::Use)? {
+        "is a member of it, but only its owners and admins may change its integrations or read their keys"
+    } else {
+        "neither owns it nor belongs to it"
+    };
+    Err(Error::NotAllowed(format!(
+        "permission denied for business {business}: the caller ({}) {why}",
+        caller.role_name()
+    )))
+}
+
+/// The caller, if it may use `business` (any member); 42501 otherwise.
+pub fn authorize(business: &Uuid) -> Result<Caller> {
+    authorize_to(business, Need::Use)
+}
+
+/// The caller, if it may change `business`'s integrations (owners, admins);
+/// 42501 otherwise.
+pub fn authorize_manage(business: &Uuid) -> Result<Caller> {
+    authorize_to(business, Need::Manage)
 }
 
 // ---------------------------------------------------------------------------
@@ -265,6 +362,19 @@ fn current_user_id_sql(call: &Call) -> Result<pg_sys::Datum> {
         Some(u) => crate::pg::fcall::datum(u),
         None => call.null(),
     })
+}
+
+sql_function!(pgi_can_manage_business => can_manage_business);
+/// `integrations.can_manage_business`, declared in `sql/tenancy/tenancy.sql`.
+fn can_manage_business(call: &Call) -> Result<pg_sys::Datum> {
+    let Some(business) = call.arg::<Uuid>(0) else {
+        return Ok(crate::pg::fcall::datum(false));
+    };
+    Ok(crate::pg::fcall::datum(can(
+        &Caller::current(),
+        &business,
+        Need::Manage,
+    )?))
 }
 
 sql_function!(pgi_can_access_business => can_access_business);

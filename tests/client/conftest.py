@@ -33,12 +33,24 @@ def reload(admin_conn):
     admin_conn.execute("SELECT pg_sleep(0.2)")
 
 
+SUPABASE_SHAPE = os.path.join(os.path.dirname(__file__), "../fixtures/supabase_shape.sql")
+
+
+def supabase_shape(conn):
+    """Makes the database Supabase-shaped (roles, default privileges, auth,
+    the realtime publication, the hostile role mallory): run before CREATE
+    EXTENSION, as on a Supabase project."""
+    with open(SUPABASE_SHAPE) as f:
+        conn.execute(f.read())
+
+
 @pytest.fixture
 def fresh_db(admin):
     """A new database with the extension; dropped afterwards."""
     name = "pgi_client_" + uuid.uuid4().hex[:10]
     admin.execute(f'CREATE DATABASE "{name}"')
     with connect(name) as c:
+        supabase_shape(c)
         c.execute("CREATE EXTENSION pg_integrations")
     yield name
     admin.execute(

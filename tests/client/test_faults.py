@@ -13,7 +13,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import CLUSTER_DIR, connect, reload, restored_copy
+from conftest import CLUSTER_DIR, connect, reload, restored_copy, supabase_shape
 from fill import (B1, B2, EXTENSION_TABLES, VERIFIER, WEBHOOK_BODY, assert_every_table_filled, assert_secrets_open,
                   fill_every_table, table_digests, webhook_headers)
 
@@ -40,6 +40,7 @@ def own_db():
     with connect("postgres") as c:
         c.execute(f'CREATE DATABASE "{name}"')
     with connect(name) as c:
+        supabase_shape(c)
         c.execute("CREATE EXTENSION pg_integrations")
     yield name
     wait_for_server()

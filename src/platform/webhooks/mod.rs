@@ -72,7 +72,40 @@ static CONFIG: Statement = Statement {
     args: &[BuiltinOid::UUIDOID],
     mutating: true,
 };
+// Replays: a token accepted once per configuration, and the same signed body
+// under another event id (the event id is ours, not covered by a signature).
+static SEEN_TOKEN: Statement = Statement {
+    sql: "SELECT provider_event_id FROM public.integration_events WHERE config_id = $1 AND replay_key = $2 LIMIT 1",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::BYTEAOID],
+    mutating: false,
+};
+static SEEN_BODY: Statement = Statement {
+    sql: "SELECT provider_event_id FROM public.integration_events \
+          WHERE config_id = $1 AND body_sha256 = $2 AND provider_event_id <> $3 \
+            AND ($4::integer IS NULL OR received_at > pg_catalog.now() - pg_catalog.make_interval(secs => $4)) LIMIT 1",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::BYTEAOID, BuiltinOid::TEXTOID, BuiltinOid::INT4OID],
+    mutating: false,
+};
 static INSERT_EVENT: Statement = Statement {
+    sql: "INSERT INTO public.integration_events (config_id, integration_id, business_id, provider_event_id, event_type, \
+              headers, body_sha256, body_object_key, replay_key) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (config_id, provider_event_id) DO NOTHING RETURNING id",
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::UUIDOID,
+        BuiltinOid::UUIDOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::JSONBOID,
+        BuiltinOid::BYTEAOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::BYTEAOID,
+    ],
+    mutating: true,
+};
+/// [`INSERT_EVENT`] without a replay key, which a schema before 0.3.0 has no
+/// column for.
+static INSERT_EVENT_UNKEYED: Statement = Statement {
     sql: "INSERT INTO public.integration_events (config_id, integration_id, business_id, provider_event_id, event_type, \
               headers, body_sha256, body_object_key) \
           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (config_id, provider_event_id) DO NOTHING RETURNING id",
@@ -124,7 +157,7 @@ fn set_webhook_config(call: &Call) -> Result<pg_sys::Datum> {
             let business: Uuid = row
                 .get(1)?
                 .ok_or_else(|| Error::Internal("no business".into()))?;
-            let caller = tenancy::authorize(&business)?;
+            let caller = tenancy::authorize_manage(&business)?;
             let provider: String = row.get(2)?.unwrap_or_default();
             let scheme: String = row.get(3)?.unwrap_or_default();
             let header: Option<String> = row.get(4)?;
@@ -214,6 +247,28 @@ fn set_webhook_config(call: &Call) -> Result<pg_sys::Datum> {
     Ok(fcall::datum(config_id))
 }
 
+/// Single-use tokens need `integration_events.replay_key` (0.3.0): a schema
+/// not updated yet refuses them rather than accept a token twice.
+fn replay_key_column() -> Result<()> {
+    crate::pg::direct::rel("public", "integration_events", &["replay_key"])
+        .map(|_| ())
+        .map_err(|_| Error::NotReady {
+            message: "this webhook's tokens can be used once only from version 0.3.0 of the extension's schema on".into(),
+            hint: "Run ALTER EXTENSION pg_integrations UPDATE;".into(),
+        })
+}
+
+/// How long a signed body can be replayed under a new event id, in seconds:
+/// the signed timestamp's tolerance for Stripe, a token's age for HS256 JWTs;
+/// `None` (for ever) for schemes that sign only the body.
+fn replay_window(scheme: &str) -> Option<i32> {
+    match scheme {
+        "stripe_v1" => i32::try_from(signature::STRIPE_TOLERANCE_SECONDS).ok(),
+        "jwt_hs256" => i32::try_from(signature::JWT_MAX_AGE_SECONDS).ok(),
+        _ => None,
+    }
+}
+
 sql_function!(pgi_record_webhook_event => record_webhook_event);
 /// `public.record_webhook_event`, declared in `sql/platform/webhooks.sql`.
 fn record_webhook_event(call: &Call) -> Result<pg_sys::Datum> {
@@ -280,7 +335,7 @@ fn record_webhook_event(call: &Call) -> Result<pg_sys::Datum> {
                 ))
             }
         };
-        verify(
+        let verified = verify(
             &scheme,
             header_name.as_deref(),
             secret.as_bytes(),
@@ -294,20 +349,58 @@ fn record_webhook_event(call: &Call) -> Result<pg_sys::Datum> {
                 return Ok(None);
             }
         }
-        let inserted = plans::write_returning_id(
-            c,
-            &INSERT_EVENT,
-            &[
-                config_id.into(),
-                integration.into(),
-                business.into(),
-                event_id.as_str().into(),
-                event_type.as_deref().into(),
-                JsonB(Value::Object(kept_headers(&headers))).into(),
-                digest.as_slice().into(),
-                object_key.as_deref().into(),
-            ],
-        )?;
+        let replay_key = verified.replay_key.map(|k| k.to_vec());
+        if replay_key.is_some() {
+            replay_key_column()?;
+        }
+        if let Some(key) = &replay_key {
+            let plan = plans::plan(c, &SEEN_TOKEN)?;
+            let seen = c.select(plan, Some(1), &[config_id.into(), key.as_slice().into()])?;
+            if !seen.is_empty()
+                && seen.first().get::<String>(1)?.as_deref() != Some(event_id.as_str())
+            {
+                return Err(Error::NotAllowed(
+                    "webhook refused: this signed token was already used for another event".into(),
+                ));
+            }
+        }
+        if !verified.signs_event_id {
+            let plan = plans::plan(c, &SEEN_BODY)?;
+            let window = replay_window(&scheme);
+            let seen = c.select(
+                plan,
+                Some(1),
+                &[
+                    config_id.into(),
+                    digest.as_slice().into(),
+                    event_id.as_str().into(),
+                    window.into(),
+                ],
+            )?;
+            if !seen.is_empty() {
+                return Err(Error::NotAllowed(
+                    "webhook refused: the same signed body was already recorded under another event id".into(),
+                ));
+            }
+        }
+        let mut args: Vec<pgrx::datum::DatumWithOid<'_>> = vec![
+            config_id.into(),
+            integration.into(),
+            business.into(),
+            event_id.as_str().into(),
+            event_type.as_deref().into(),
+            JsonB(Value::Object(kept_headers(&headers))).into(),
+            digest.as_slice().into(),
+            object_key.as_deref().into(),
+        ];
+        let insert = match &replay_key {
+            Some(key) => {
+                args.push(key.as_slice().into());
+                &INSERT_EVENT
+            }
+            None => &INSERT_EVENT_UNKEYED,
+        };
+        let inserted = plans::write_returning_id(c, insert, &args)?;
         match inserted {
             Some(id) => Ok(Some((id, business, true))),
             None => {

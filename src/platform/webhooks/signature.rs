@@ -6,12 +6,20 @@
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::{Sha256, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 
 use crate::core::tokens::ct_eq;
 
 /// How far a Stripe-style signed timestamp may be from now.
 pub const STRIPE_TOLERANCE_SECONDS: i64 = 300;
+
+/// How long after its `exp` (and before its `nbf`) an HS256 JWT is still
+/// accepted, for clock skew between the provider and this server, in seconds.
+pub const JWT_LEEWAY_SECONDS: i64 = 60;
+
+/// How far an HS256 JWT's `iat`, when it has one, may be from now either way,
+/// in seconds: the window of Stripe's signed timestamps.
+pub const JWT_MAX_AGE_SECONDS: i64 = STRIPE_TOLERANCE_SECONDS;
 
 /// Paymob's transaction-callback HMAC: the values of these fields of `obj`,
 /// in this order, concatenated.
@@ -38,12 +46,44 @@ const PAYMOB_FIELDS: &[&str] = &[
     "success",
 ];
 
+/// What a verified webhook tells the caller so that it can refuse replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Identifies the credential of this delivery, to be accepted once per
+    /// configuration: the SHA-256 of the whole token for `jwt_hs256` (its
+    /// signature covers neither the body nor an event id, so a captured token
+    /// would otherwise pass again with any body until it expires). `None`
+    /// for schemes without one.
+    pub replay_key: Option<[u8; 32]>,
+    /// Unix time after which the credential is refused anyway (`exp` plus
+    /// [`JWT_LEEWAY_SECONDS`], or `iat` plus [`JWT_MAX_AGE_SECONDS`] when that
+    /// is sooner): how long `replay_key` needs remembering.
+    pub replay_until: Option<i64>,
+    /// Whether the signature covers a unique event id. When it does not, the
+    /// caller refuses a second event with the same body digest within the
+    /// tolerance window. False for every current scheme.
+    pub signs_event_id: bool,
+}
+
+impl Verified {
+    /// A verified signature that carries nothing about replays.
+    pub const UNBOUND: Verified = Verified {
+        replay_key: None,
+        replay_until: None,
+        signs_event_id: false,
+    };
+}
+
 /// Why a signature was refused (never with the secret or the expected value).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     MissingHeader(String),
     Mismatch,
     Stale,
+    /// A JWT past its `exp` (plus the leeway).
+    Expired,
+    /// A JWT before its `nbf` (less the leeway).
+    NotYetValid,
     Malformed(&'static str),
     Unsupported(String),
 }
@@ -57,6 +97,8 @@ impl std::fmt::Display for Refusal {
                 f,
                 "the signed timestamp is more than {STRIPE_TOLERANCE_SECONDS} seconds from now"
             ),
+            Refusal::Expired => write!(f, "the token has expired"),
+            Refusal::NotYetValid => write!(f, "the token is not valid yet"),
             Refusal::Malformed(what) => write!(f, "the signature header is malformed: {what}"),
             Refusal::Unsupported(s) => write!(f, "the signing scheme {s} is not supported"),
         }
@@ -91,7 +133,122 @@ fn paymob_value(v: Option<&Value>) -> String {
     }
 }
 
+/// A JWT NumericDate claim: absent, or seconds since the epoch (a fraction is
+/// dropped); anything else is malformed.
+fn numeric_date(
+    claims: &serde_json::Map<String, Value>,
+    name: &str,
+    what: &'static str,
+) -> std::result::Result<Option<i64>, Refusal> {
+    let Some(v) = claims.get(name) else {
+        return Ok(None);
+    };
+    if let Some(n) = v.as_i64() {
+        return Ok(Some(n));
+    }
+    match v.as_f64() {
+        Some(f) if v.is_number() && (-9.0e18..=9.0e18).contains(&f) => Ok(Some(f.floor() as i64)),
+        _ => Err(Refusal::Malformed(what)),
+    }
+}
+
+/// A base64url (unpadded) segment of a JWT that holds a JSON object.
+fn jwt_object(
+    segment: &str,
+    what: &'static str,
+) -> std::result::Result<serde_json::Map<String, Value>, Refusal> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Refusal::Malformed(what))?;
+    match serde_json::from_slice(&raw) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Refusal::Malformed(what)),
+    }
+}
+
+/// An HS256 JWT (RFC 7519) in `Authorization: Bearer …` (Tamara's
+/// notification token): the JOSE header must say `"alg": "HS256"` (`none` and
+/// every other algorithm are refused, as is a `crit` header this code cannot
+/// honour), the signature must match, `exp` must be present and not past
+/// (with [`JWT_LEEWAY_SECONDS`]), `nbf` if present not ahead, and `iat` if
+/// present within [`JWT_MAX_AGE_SECONDS`] of now.
+///
+/// Tamara's token binds nothing to the body: its documented payload holds
+/// only `exp`, `iat` and `iss` ("Tamara"), e.g. `{"exp":1681216443,
+/// "iat":1681215543,"iss":"Tamara"}`, no order id and no body digest. So the
+/// body cannot be checked against a claim here; what keeps a captured token
+/// from vouching for a forged body is that the caller accepts each token once
+/// ([`Verified::replay_key`]) and only until it expires.
+fn verify_jwt_hs256(
+    authorization: &str,
+    secret: &[u8],
+    now: i64,
+) -> std::result::Result<Verified, Refusal> {
+    let given = authorization.trim();
+    let token = match given.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => given.get(7..).unwrap_or("").trim_start(),
+        _ => given,
+    };
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Refusal::Malformed("not a JWT"));
+    };
+    if header.is_empty() || payload.is_empty() || sig.is_empty() {
+        return Err(Refusal::Malformed("not a JWT"));
+    }
+    let jose = jwt_object(header, "the JWT header is not base64url JSON")?;
+    match jose.get("alg") {
+        Some(Value::String(alg)) if alg == "HS256" => {}
+        None => return Err(Refusal::Malformed("the JWT header has no alg")),
+        Some(_) => return Err(Refusal::Malformed("the JWT alg is not HS256")),
+    }
+    if jose.contains_key("crit") {
+        return Err(Refusal::Malformed("the JWT header has crit parameters"));
+    }
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sig)
+        .map_err(|_| Refusal::Malformed("not base64url"))?;
+    let signed = token.get(..header.len() + 1 + payload.len()).unwrap_or("");
+    if !ct_eq(&sig, &hmac_sha256(secret, &[signed.as_bytes()])) {
+        return Err(Refusal::Mismatch);
+    }
+    let claims = jwt_object(payload, "the JWT payload is not base64url JSON")?;
+    let exp = numeric_date(&claims, "exp", "the JWT exp is not a number")?
+        .ok_or(Refusal::Malformed("the JWT has no exp"))?;
+    let mut until = exp
+        .checked_add(JWT_LEEWAY_SECONDS)
+        .ok_or(Refusal::Malformed("the JWT exp is out of range"))?;
+    if now > until {
+        return Err(Refusal::Expired);
+    }
+    if let Some(nbf) = numeric_date(&claims, "nbf", "the JWT nbf is not a number")? {
+        let from = nbf
+            .checked_sub(JWT_LEEWAY_SECONDS)
+            .ok_or(Refusal::Malformed("the JWT nbf is out of range"))?;
+        if now < from {
+            return Err(Refusal::NotYetValid);
+        }
+    }
+    if let Some(iat) = numeric_date(&claims, "iat", "the JWT iat is not a number")? {
+        let skew = now.checked_sub(iat).and_then(i64::checked_abs);
+        if skew.is_none_or(|s| s > JWT_MAX_AGE_SECONDS) {
+            return Err(Refusal::Stale);
+        }
+        if let Some(last) = iat.checked_add(JWT_MAX_AGE_SECONDS) {
+            until = until.min(last);
+        }
+    }
+    Ok(Verified {
+        replay_key: Some(Sha256::digest(token.as_bytes()).into()),
+        replay_until: Some(until),
+        signs_event_id: false,
+    })
+}
+
 /// Verify a webhook's signature with the provider's scheme. `now` is Unix time.
+/// What comes back lets the caller refuse replays (see [`Verified`]).
 pub fn verify(
     scheme: &str,
     header_name: Option<&str>,
@@ -99,7 +256,8 @@ pub fn verify(
     headers: &serde_json::Map<String, Value>,
     body: &[u8],
     now: i64,
-) -> std::result::Result<(), Refusal> {
+) -> std::result::Result<Verified, Refusal> {
+    let unbound = |ok: bool| ok.then_some(Verified::UNBOUND).ok_or(Refusal::Mismatch);
     let need = |default: &str| -> std::result::Result<&str, Refusal> {
         let name = header_name.unwrap_or(default);
         header(headers, name).ok_or_else(|| Refusal::MissingHeader(name.to_string()))
@@ -109,17 +267,13 @@ pub fn verify(
             let given = need("Signature")?.trim();
             let given = given.strip_prefix("sha256=").unwrap_or(given);
             let given = hex::decode(given).map_err(|_| Refusal::Malformed("not hex"))?;
-            ct_eq(&given, &hmac_sha256(secret, &[body]))
-                .then_some(())
-                .ok_or(Refusal::Mismatch)
+            unbound(ct_eq(&given, &hmac_sha256(secret, &[body])))
         }
         "hmac_sha256_base64" => {
             let given = base64::engine::general_purpose::STANDARD
                 .decode(need("X-Signature")?.trim())
                 .map_err(|_| Refusal::Malformed("not base64"))?;
-            ct_eq(&given, &hmac_sha256(secret, &[body]))
-                .then_some(())
-                .ok_or(Refusal::Mismatch)
+            unbound(ct_eq(&given, &hmac_sha256(secret, &[body])))
         }
         "stripe_v1" => {
             let value = need("Stripe-Signature")?;
@@ -143,14 +297,15 @@ pub fn verify(
             if sigs.is_empty() {
                 return Err(Refusal::Malformed("no v1="));
             }
-            if (now - t).abs() > STRIPE_TOLERANCE_SECONDS {
+            // checked: `t=-9223372036854775808` must not overflow
+            let skew = now.checked_sub(t).and_then(i64::checked_abs);
+            if skew.is_none_or(|s| s > STRIPE_TOLERANCE_SECONDS) {
                 return Err(Refusal::Stale);
             }
             let expected = hmac_sha256(secret, &[t.to_string().as_bytes(), b".", body]);
-            sigs.iter()
-                .any(|s| ct_eq(s, &expected))
-                .then_some(())
-                .ok_or(Refusal::Mismatch)
+            // every v1 is compared, whichever matches
+            let matched = sigs.iter().fold(false, |m, s| ct_eq(s, &expected) | m);
+            unbound(matched)
         }
         "paymob_hmac_sha512" => {
             let given =
@@ -165,32 +320,13 @@ pub fn verify(
             let mut m =
                 <Hmac<Sha512> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
             m.update(concatenated.as_bytes());
-            ct_eq(&given, &m.finalize().into_bytes())
-                .then_some(())
-                .ok_or(Refusal::Mismatch)
+            unbound(ct_eq(&given, &m.finalize().into_bytes()))
         }
         "static_header" | "shared_secret_token" => {
             let given = need("Authorization")?;
-            ct_eq(given.trim().as_bytes(), secret)
-                .then_some(())
-                .ok_or(Refusal::Mismatch)
+            unbound(ct_eq(given.trim().as_bytes(), secret))
         }
-        "jwt_hs256" => {
-            let given = need("Authorization")?.trim();
-            let token = given.strip_prefix("Bearer ").unwrap_or(given);
-            let (signed, sig) = token
-                .rsplit_once('.')
-                .ok_or(Refusal::Malformed("not a JWT"))?;
-            if signed.split('.').count() != 2 {
-                return Err(Refusal::Malformed("not a JWT"));
-            }
-            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(sig)
-                .map_err(|_| Refusal::Malformed("not base64url"))?;
-            ct_eq(&sig, &hmac_sha256(secret, &[signed.as_bytes()]))
-                .then_some(())
-                .ok_or(Refusal::Mismatch)
-        }
+        "jwt_hs256" => verify_jwt_hs256(need("Authorization")?, secret, now),
         other => Err(Refusal::Unsupported(other.to_string())),
     }
 }
@@ -264,7 +400,7 @@ mod tests {
                 body,
                 0
             ),
-            Ok(())
+            Ok(Verified::UNBOUND)
         );
         let gh = headers(json!({"X-Hub-Signature-256": format!("sha256={sig}")}));
         assert_eq!(
@@ -276,7 +412,7 @@ mod tests {
                 body,
                 0
             ),
-            Ok(())
+            Ok(Verified::UNBOUND)
         );
         assert_eq!(
             verify(
@@ -327,7 +463,7 @@ mod tests {
                 body,
                 0
             ),
-            Ok(())
+            Ok(Verified::UNBOUND)
         );
         assert_eq!(
             verify(
@@ -353,7 +489,7 @@ mod tests {
         let h = headers(json!({"Stripe-Signature": format!("t={t},v1=deadbeef,v1={v1},v0=abc")}));
         assert_eq!(
             verify("stripe_v1", None, b"whsec_test", &h, body, t + 10),
-            Ok(())
+            Ok(Verified::UNBOUND)
         );
         assert_eq!(
             verify("stripe_v1", None, b"whsec_test", &h, body, t + 301),
@@ -385,7 +521,7 @@ mod tests {
         let raw = serde_json::to_vec(&body).unwrap();
         assert_eq!(
             verify("paymob_hmac_sha512", Some("hmac"), b"paymob", &h, &raw, 0),
-            Ok(())
+            Ok(Verified::UNBOUND)
         );
         let mut forged = body.clone();
         forged["obj"]["amount_cents"] = json!(1);
@@ -398,19 +534,20 @@ mod tests {
 
     #[test]
     fn jwt_and_static_headers() {
-        let signed = "eyJhbGciOiJIUzI1NiJ9.eyJvcmRlcl9pZCI6IjEifQ";
+        let signed = "eyJhbGciOiJIUzI1NiJ9.eyJvcmRlcl9pZCI6IjEiLCJleHAiOjE3MDAwMDA5MDB9";
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(hmac_sha256(b"tamara", &[signed.as_bytes()]));
         let h = headers(json!({"Authorization": format!("Bearer {signed}.{sig}")}));
-        assert_eq!(verify("jwt_hs256", None, b"tamara", &h, b"{}", 0), Ok(()));
+        let now = 1_700_000_000;
+        assert!(verify("jwt_hs256", None, b"tamara", &h, b"{}", now).is_ok());
         assert_eq!(
-            verify("jwt_hs256", None, b"nope", &h, b"{}", 0),
+            verify("jwt_hs256", None, b"nope", &h, b"{}", now),
             Err(Refusal::Mismatch)
         );
         let s = headers(json!({"authorization": "s3cr3t"}));
         assert_eq!(
             verify("static_header", None, b"s3cr3t", &s, b"{}", 0),
-            Ok(())
+            Ok(Verified::UNBOUND)
         );
         assert_eq!(
             verify("static_header", None, b"s3cr3x", &s, b"{}", 0),
@@ -452,7 +589,7 @@ mod tests {
             b"Hello, World!",
             0,
         );
-        assert_eq!(ok, Ok(()));
+        assert_eq!(ok, Ok(Verified::UNBOUND));
         let bad = verify(
             "hmac_sha256_hex",
             Some("X-Hub-Signature-256"),
@@ -484,7 +621,7 @@ mod tests {
             let name = Some("X-Shopify-Hmac-Sha256");
             assert_eq!(
                 verify("hmac_sha256_base64", name, secret, &h, body, 0),
-                Ok(())
+                Ok(Verified::UNBOUND)
             );
             assert_eq!(
                 verify("hmac_sha256_base64", name, b"another secret", &h, body, 0),
@@ -512,7 +649,7 @@ mod tests {
                 body,
                 1_533_204_620
             ),
-            Ok(())
+            Ok(Verified::UNBOUND)
         );
         assert_eq!(
             verify(
@@ -550,10 +687,31 @@ mod tests {
                      eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.\
                      dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let h = headers(json!({ "Authorization": format!("Bearer {token}") }));
-        assert_eq!(verify("jwt_hs256", None, &key, &h, b"", 0), Ok(()));
+        // its header is {"typ":"JWT",\r\n "alg":"HS256"}; its exp 1300819380
+        let exp = 1_300_819_380;
+        let want = Verified {
+            replay_key: Some(Sha256::digest(token.as_bytes()).into()),
+            replay_until: Some(exp + JWT_LEEWAY_SECONDS),
+            signs_event_id: false,
+        };
         assert_eq!(
-            verify("jwt_hs256", None, b"another key", &h, b"", 0),
+            verify("jwt_hs256", None, &key, &h, b"", exp - 100),
+            Ok(want)
+        );
+        assert_eq!(
+            verify("jwt_hs256", None, b"another key", &h, b"", exp - 100),
             Err(Refusal::Mismatch)
+        );
+        assert_eq!(
+            verify(
+                "jwt_hs256",
+                None,
+                &key,
+                &h,
+                b"",
+                exp + JWT_LEEWAY_SECONDS + 1
+            ),
+            Err(Refusal::Expired)
         );
     }
 
@@ -594,5 +752,320 @@ mod tests {
             concatenated,
             "1000002024-06-13T11:33:44.592345EGPfalsefalse1920364654097558truefalsefalsefalsetruefalse217503754302852false2346MasterCardcardtrue"
         );
+    }
+
+    fn b64url(v: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+    }
+
+    /// A JWT over `header` and `claims`, HMAC-SHA256-signed with `key`
+    /// whatever its header says.
+    fn jwt(key: &[u8], header: Value, claims: Value) -> String {
+        let signed = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let sig = b64url(&hmac_sha256(key, &[signed.as_bytes()]));
+        format!("{signed}.{sig}")
+    }
+
+    fn check_jwt(token: &str, key: &[u8], now: i64) -> std::result::Result<Verified, Refusal> {
+        let h = headers(json!({ "Authorization": format!("Bearer {token}") }));
+        verify("jwt_hs256", None, key, &h, b"{}", now)
+    }
+
+    const NOW: i64 = 1_700_000_000;
+
+    /// Only `"alg": "HS256"` passes, even with a signature that matches:
+    /// `none`, other algorithms, a lower-case or missing alg, `crit`.
+    #[test]
+    fn jwt_alg_must_be_hs256() {
+        let claims = json!({"exp": NOW + 600});
+        let ok = jwt(b"k", json!({"alg": "HS256", "typ": "JWT"}), claims.clone());
+        assert!(check_jwt(&ok, b"k", NOW).is_ok());
+        for header in [
+            json!({"alg": "none"}),
+            json!({"alg": "HS512"}),
+            json!({"alg": "RS256"}),
+            json!({"alg": "hs256"}),
+            json!({"alg": "HS256 "}),
+            json!({"alg": 256}),
+            json!({"alg": null}),
+            json!({"typ": "JWT"}),
+            json!({"alg": "HS256", "crit": ["exp"]}),
+            json!(["alg", "HS256"]),
+        ] {
+            let token = jwt(b"k", header.clone(), claims.clone());
+            assert!(
+                matches!(check_jwt(&token, b"k", NOW), Err(Refusal::Malformed(_))),
+                "{header}"
+            );
+        }
+        // unsigned `alg: none` tokens, and pieces that are not base64url JSON
+        let none = format!(
+            "{}.{}.",
+            b64url(br#"{"alg":"none"}"#),
+            b64url(claims.to_string().as_bytes())
+        );
+        let payload = b64url(claims.to_string().as_bytes());
+        for bad in [
+            none.as_str(),
+            "a.b",
+            "a.b.c.d",
+            "..",
+            &format!("e30.{payload}.c2ln"),
+            &format!("bm90IGpzb24.{payload}.c2ln"),
+            &format!("{}.{payload}.!!", b64url(br#"{"alg":"HS256"}"#)),
+        ] {
+            assert!(
+                matches!(check_jwt(bad, b"k", NOW), Err(Refusal::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    /// `exp` is required and enforced with the leeway; `nbf` and `iat` when
+    /// present; out-of-range numbers are refused without overflowing.
+    #[test]
+    fn jwt_claims_are_enforced() {
+        let hs = || json!({"alg": "HS256"});
+        let at = |claims: Value, now: i64| check_jwt(&jwt(b"k", hs(), claims), b"k", now);
+        // a token that expired in 1970 was accepted before
+        assert_eq!(at(json!({"exp": 1}), NOW), Err(Refusal::Expired));
+        assert!(at(json!({"exp": NOW}), NOW + JWT_LEEWAY_SECONDS).is_ok());
+        assert_eq!(
+            at(json!({"exp": NOW}), NOW + JWT_LEEWAY_SECONDS + 1),
+            Err(Refusal::Expired)
+        );
+        assert!(at(json!({"exp": NOW as f64 + 0.5}), NOW).is_ok());
+        for claims in [
+            json!({}),
+            json!({"iat": NOW}),
+            json!({"exp": "1700000600"}),
+            json!({"exp": null}),
+            json!({"exp": [NOW]}),
+            json!({"exp": i64::MAX}),
+            json!({"exp": u64::MAX}),
+            json!({"exp": 1e300}),
+            json!({"exp": NOW + 600, "nbf": i64::MIN}),
+            json!({"exp": NOW + 600, "iat": "now"}),
+        ] {
+            assert!(
+                matches!(at(claims.clone(), NOW), Err(Refusal::Malformed(_))),
+                "{claims}"
+            );
+        }
+        let exp = NOW + 3600;
+        assert!(at(json!({"exp": exp, "nbf": NOW + 60}), NOW).is_ok());
+        assert_eq!(
+            at(json!({"exp": exp, "nbf": NOW + 61}), NOW),
+            Err(Refusal::NotYetValid)
+        );
+        assert!(at(json!({"exp": exp, "iat": NOW - 300}), NOW).is_ok());
+        assert!(at(json!({"exp": exp, "iat": NOW + 300}), NOW).is_ok());
+        assert_eq!(
+            at(json!({"exp": exp, "iat": NOW - 301}), NOW),
+            Err(Refusal::Stale)
+        );
+        assert_eq!(
+            at(json!({"exp": exp, "iat": NOW + 301}), NOW),
+            Err(Refusal::Stale)
+        );
+        assert_eq!(
+            at(json!({"exp": exp, "iat": i64::MIN}), NOW),
+            Err(Refusal::Stale)
+        );
+        assert_eq!(
+            at(json!({"exp": exp, "iat": i64::MAX}), -1),
+            Err(Refusal::Stale)
+        );
+        // extreme clocks: refused, never a panic
+        for now in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
+            for claims in [
+                json!({"exp": i64::MAX - JWT_LEEWAY_SECONDS, "iat": i64::MIN}),
+                json!({"exp": i64::MIN, "nbf": i64::MIN + JWT_LEEWAY_SECONDS}),
+                json!({"exp": 0, "iat": i64::MAX, "nbf": i64::MAX}),
+            ] {
+                let _ = at(claims, now);
+            }
+        }
+    }
+
+    /// The caller gets the SHA-256 of the whole token, the same for the same
+    /// token however the header spells `Bearer`, and how long to keep it.
+    #[test]
+    fn jwt_replay_key_is_the_token_digest() {
+        let token = jwt(
+            b"k",
+            json!({"alg": "HS256"}),
+            json!({"exp": NOW + 900, "iat": NOW - 10}),
+        );
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let v = check_jwt(&token, b"k", NOW).unwrap();
+        assert_eq!(v.replay_key, Some(digest));
+        assert!(!v.signs_event_id);
+        // iat + 300 comes before exp + 60
+        assert_eq!(v.replay_until, Some(NOW - 10 + JWT_MAX_AGE_SECONDS));
+        for auth in [
+            format!("bearer  {token}"),
+            format!("BEARER {token}\n"),
+            token.clone(),
+        ] {
+            let h = headers(json!({ "Authorization": auth }));
+            let again = verify("jwt_hs256", None, b"k", &h, b"other body", NOW).unwrap();
+            assert_eq!(again.replay_key, Some(digest));
+        }
+        let other = jwt(
+            b"k",
+            json!({"alg": "HS256"}),
+            json!({"exp": NOW + 900, "iat": NOW - 9}),
+        );
+        assert_ne!(
+            check_jwt(&other, b"k", NOW).unwrap().replay_key,
+            Some(digest)
+        );
+        // the other schemes bind nothing
+        let s = headers(json!({"authorization": "s3cr3t"}));
+        let v = verify("static_header", None, b"s3cr3t", &s, b"{}", NOW).unwrap();
+        assert_eq!(v, Verified::UNBOUND);
+    }
+
+    /// Tamara's documented notification token (docs.tamara.co, "Webhook
+    /// Registration & Order Authorisation"): header `{"typ":"JWT","alg":"HS256"}`,
+    /// payload `{"exp":1681216443,"iat":1681215543,"iss":"Tamara"}` — no claim
+    /// ties it to the body. Its secret is not published: it parses and is
+    /// refused as a mismatch; one signed the same way passes within its window.
+    #[test]
+    fn tamara_documented_token() {
+        let token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJleHAiOjE2ODEyMTY0NDMsImlhdCI6MTY4MTIxNTU0MywiaXNzIjoiVGFtYXJhIn0.oD9V-HhWrAUTpti342QduaBeapncZBZ1apSY9dH8vfs";
+        let iat = 1_681_215_543;
+        assert_eq!(
+            check_jwt(token, b"not tamara's", iat + 10),
+            Err(Refusal::Mismatch)
+        );
+        let claims = json!({"exp": 1_681_216_443, "iat": iat, "iss": "Tamara"});
+        let ours = jwt(
+            b"notification-token",
+            json!({"typ": "JWT", "alg": "HS256"}),
+            claims,
+        );
+        assert!(check_jwt(&ours, b"notification-token", iat + 10).is_ok());
+        assert_eq!(
+            check_jwt(&ours, b"notification-token", iat + JWT_MAX_AGE_SECONDS + 1),
+            Err(Refusal::Stale)
+        );
+    }
+
+    /// `t=-9223372036854775808` overflowed `(now - t).abs()`; extreme
+    /// timestamps are stale, overlong and odd headers are handled.
+    #[test]
+    fn stripe_headers_never_overflow() {
+        let body = br#"{"id":"evt_1"}"#;
+        let v1 = |t: i64| {
+            hex::encode(hmac_sha256(
+                b"whsec",
+                &[t.to_string().as_bytes(), b".", body],
+            ))
+        };
+        let check = |value: String, now: i64| {
+            let h = headers(json!({ "Stripe-Signature": value }));
+            verify("stripe_v1", None, b"whsec", &h, body, now)
+        };
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
+            for now in [i64::MIN, -1, 0, NOW, i64::MAX] {
+                let r = check(format!("t={t},v1={}", v1(t)), now);
+                if (i128::from(t) - i128::from(now)).abs() <= i128::from(STRIPE_TOLERANCE_SECONDS) {
+                    assert_eq!(r, Ok(Verified::UNBOUND));
+                } else {
+                    assert_eq!(r, Err(Refusal::Stale), "t={t} now={now}");
+                }
+            }
+        }
+        assert!(matches!(
+            check("t=-9223372036854775809,v1=00".into(), NOW),
+            Err(Refusal::Malformed(_))
+        ));
+        // 100 KB: thousands of wrong v1 entries and the right one last
+        let mut long = format!("t={NOW}");
+        while long.len() < 100_000 {
+            long.push_str(&format!(",v1={}", "ab".repeat(32)));
+        }
+        long.push_str(&format!(",v1={}", v1(NOW)));
+        assert_eq!(check(long.clone(), NOW), Ok(Verified::UNBOUND));
+        assert_eq!(
+            check(long.replace(&v1(NOW), &"cd".repeat(32)), NOW),
+            Err(Refusal::Mismatch)
+        );
+        let junk = format!("t={NOW},{}v1={}", "x=y,".repeat(25_000), v1(NOW));
+        assert_eq!(check(junk, NOW), Ok(Verified::UNBOUND));
+        for odd in [
+            "t=١٧٠٠٠٠٠٠٠٠,v1=00".to_string(),
+            format!("t={NOW},v1=€€"),
+            format!("t={NOW}€,v1=00"),
+            format!("t= {NOW},v1=00"),
+            "t=,v1=".into(),
+            ",,,=,=".into(),
+            "€".into(),
+            String::new(),
+        ] {
+            assert!(
+                matches!(check(odd.clone(), NOW), Err(Refusal::Malformed(_))),
+                "{odd}"
+            );
+        }
+    }
+
+    /// Hostile header values never make `verify` panic, whatever the scheme.
+    #[test]
+    fn no_header_value_makes_verify_panic() {
+        let pieces = [
+            "t=",
+            "v1=",
+            ",",
+            ".",
+            "=",
+            "-",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "€",
+            "\u{0}",
+            "Bearer ",
+            "bearer",
+            "eyJhbGciOiJIUzI1NiJ9",
+            "e30",
+            "%",
+            "sha256=",
+            "ab",
+            "==",
+            " ",
+            "\n",
+        ];
+        let mut state = 0x5eed_0003u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..5_000 {
+            let value: String = (0..next(16)).map(|_| pieces[next(pieces.len())]).collect();
+            let h = headers(json!({
+                "Authorization": value, "Stripe-Signature": value, "hmac": value,
+                "Signature": value, "X-Signature": value
+            }));
+            for scheme in [
+                "hmac_sha256_hex",
+                "hmac_sha256_base64",
+                "stripe_v1",
+                "paymob_hmac_sha512",
+                "static_header",
+                "jwt_hs256",
+            ] {
+                for now in [i64::MIN, 0, NOW, i64::MAX] {
+                    let _ = verify(scheme, None, b"k", &h, value.as_bytes(), now);
+                }
+            }
+        }
     }
 }

@@ -18,12 +18,13 @@ CREATE TABLE businesses (
     blog_provider text, blog_secret_id uuid, blog_username text, blog_site_url text
 );
 GRANT SELECT ON businesses TO authenticated;
--- owner A owns B1, owner S owns B2; M is a member of B1
+-- owner A owns B1, owner S owns B2; M is a member of B1, D its admin
 INSERT INTO businesses (id, profile_id, name) VALUES
     ('b1000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-00000000000a', 'Acme'),
     ('b2000000-0000-4000-8000-000000000002', '50000000-0000-4000-8000-000000000005', 'Stranger Co');
 INSERT INTO integrations.business_members (business_id, user_id, role) VALUES
-    ('b1000000-0000-4000-8000-000000000001', 'e0000000-0000-4000-8000-00000000000e', 'member');
+    ('b1000000-0000-4000-8000-000000000001', 'e0000000-0000-4000-8000-00000000000e', 'member'),
+    ('b1000000-0000-4000-8000-000000000001', 'd0000000-0000-4000-8000-00000000000d', 'admin');
 
 -- rows of a business the tenant table does not have block the attachment
 SELECT integrations.create_secret('dddddddd-0000-4000-8000-00000000000d', 'orphan') AS orphan \gset
@@ -41,6 +42,7 @@ FROM pg_constraint WHERE contype = 'f' AND confrelid = 'businesses'::regclass OR
 \set B2 '''b2000000-0000-4000-8000-000000000002'''
 \set OWNER '''a0000000-0000-4000-8000-00000000000a'''
 \set MEMBER '''e0000000-0000-4000-8000-00000000000e'''
+\set ADMIN '''d0000000-0000-4000-8000-00000000000d'''
 \set STRANGER '''50000000-0000-4000-8000-000000000005'''
 
 -- current_user_id() and can_access_business() from the claims
@@ -50,7 +52,11 @@ SELECT integrations.current_user_id() = :OWNER AS me,
        integrations.can_access_business(:B1) AS own_business,
        integrations.can_access_business(:B2) AS other_business;
 SELECT act_as('authenticated', :MEMBER);
-SELECT integrations.can_access_business(:B1) AS as_member;
+SELECT integrations.can_access_business(:B1) AS as_member, integrations.can_manage_business(:B1) AS member_manages;
+SELECT act_as('authenticated', :ADMIN);
+SELECT integrations.can_access_business(:B1) AS as_admin, integrations.can_manage_business(:B1) AS admin_manages;
+SELECT act_as('authenticated', :OWNER);
+SELECT integrations.can_manage_business(:B1) AS owner_manages, integrations.can_manage_business(:B2) AS owner_manages_other;
 SELECT act_as('authenticated', 'not-a-uuid');
 SELECT integrations.current_user_id() IS NULL AS bad_sub_is_no_user, integrations.can_access_business(:B1) AS allowed;
 SELECT act_as('service_role', NULL);
@@ -67,9 +73,18 @@ SELECT act_as('authenticated', :OWNER);
 SELECT set_email_integration(:B1, 'mailerlite', 'ml_owner_key', 'Acme', 'news@acme.example') IS NOT NULL AS owner_set;
 SELECT set_email_integration(:B1, 'brevo', 'brevo_owner_key') IS NOT NULL AS owner_set_second_provider;
 COMMIT;
+-- members read and record; owners and admins change (the role matrix)
 BEGIN;
 SELECT act_as('authenticated', :MEMBER);
-SELECT set_blog_integration(:B1, 'wordpress', 'wp_app_password', 'https://blog.acme.example', 'editor') IS NOT NULL AS member_set;
+SELECT try($$SELECT set_blog_integration('b1000000-0000-4000-8000-000000000001', 'wordpress', 'wp_member_key')$$) AS member_set;
+SELECT try($$SELECT delete_email_integration('b1000000-0000-4000-8000-000000000001')$$) AS member_delete;
+SELECT try($$SELECT set_upload_post_social_accounts('b1000000-0000-4000-8000-000000000001', '{}')$$) AS member_social;
+SELECT try($$SELECT delete_upload_post_profile('b1000000-0000-4000-8000-000000000001')$$) AS member_social_delete;
+SELECT count(*) AS member_reads FROM get_email_integration(:B1);
+COMMIT;
+BEGIN;
+SELECT act_as('authenticated', :ADMIN);
+SELECT set_blog_integration(:B1, 'wordpress', 'wp_app_password', 'https://blog.acme.example', 'editor') IS NOT NULL AS admin_set;
 COMMIT;
 BEGIN;
 SELECT act_as('authenticated', :STRANGER);
@@ -113,6 +128,8 @@ BEGIN;
 SET LOCAL integrations.owner_can_read_secrets = on;
 SELECT act_as('authenticated', :OWNER);
 SELECT get_ai_avatar_secret(:B1) AS owner_with_setting_on;
+SELECT act_as('authenticated', :MEMBER);
+SELECT try($$SELECT get_ai_avatar_secret('b1000000-0000-4000-8000-000000000001')$$) AS member_with_setting_on;
 SELECT try('SET integrations.owner_can_read_secrets = off');
 SELECT act_as('authenticated', :STRANGER);
 SELECT try($$SELECT get_ai_avatar_secret('b1000000-0000-4000-8000-000000000001')$$);
@@ -198,7 +215,7 @@ SELECT delete_upload_post_profile(:B2);
 SELECT action, kind, count(*) FROM integrations.audit_log GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT count(*) AS audit_rows_with_a_key FROM integrations.audit_log a
 WHERE a::text ~ '(hg_|ml_|brevo_|wp_)';
-SELECT actor_role, actor_user_id = :MEMBER AS by_member FROM integrations.audit_log WHERE kind = 'blog' AND action = 'set';
+SELECT actor_role, actor_user_id = :ADMIN AS by_admin FROM integrations.audit_log WHERE kind = 'blog' AND action = 'set';
 
 -- Deleting a business deletes its integrations and their secrets
 SELECT count(*) AS b1_secrets FROM integrations.secrets WHERE business_id = :B1;
@@ -238,9 +255,11 @@ SELECT b.name, a.avatar_id, a.voice_id, get_ai_avatar_secret(b.id) AS key
 FROM businesses b JOIN ai_avatar_integrations a ON a.business_id = b.id ORDER BY b.name;
 SELECT provider, sender_name, sender_email, get_email_secret(business_id) AS key FROM email_integrations WHERE business_id = 'c1000000-0000-4000-8000-000000000001';
 SELECT provider, site_url, username, get_blog_secret(business_id) AS key FROM blog_integrations WHERE business_id = 'c1000000-0000-4000-8000-000000000001';
+-- p_table must be a table the caller owns: service_role does not own it
 SET ROLE service_role;
 SELECT try('SELECT * FROM integrations.migrate_business_columns(''businesses'', true)') AS as_service_role;
 RESET ROLE;
+SELECT count(*) AS kinds FROM integrations.migrate_business_columns('businesses', true);  -- as its owner
 SELECT count(*) AS legacy_columns_left FROM pg_attribute
 WHERE attrelid = 'businesses'::regclass AND NOT attisdropped AND attname ~ '^(heygen_|email_|sender_|blog_)';
 SELECT count(*) AS legacy_functions_left FROM pg_proc WHERE proname IN ('set_heygen_key', 'delete_heygen_key', 'get_heygen_secret');

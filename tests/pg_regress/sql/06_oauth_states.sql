@@ -45,6 +45,11 @@ SELECT try(format('SELECT consume_oauth_state(%L)', :'old_state')) AS expired;
 SELECT try($$SELECT create_oauth_state('0a000000-0000-4000-8000-000000000001', 'tabby', 'https://app.example.com/cb')$$);
 SELECT try($$SELECT create_oauth_state('0a000000-0000-4000-8000-000000000001', 'nope', 'https://app.example.com/cb')$$);
 SELECT try($$SELECT create_oauth_state('0a000000-0000-4000-8000-000000000001', 'github', 'http://app.example.com/cb')$$);
+-- the URI is parsed, not prefix-matched: plain http only on exactly these hosts
+SELECT u AS redirect_uri, try(format('SELECT create_oauth_state(%L, %L, %L) IS NOT NULL', '0a000000-0000-4000-8000-000000000001', 'github', u)) AS answer
+FROM unnest(ARRAY['http://localhost.evil.example/cb', 'http://127.0.0.1.nip.io.evil.example:8080/cb',
+                  'http://localhost@evil.example/cb', 'https://app.example.com/cb#frag',
+                  'http://localhost:3000/cb', 'http://127.0.0.1/cb', 'http://[::1]:8080/cb']) u;
 SELECT try($$SELECT create_oauth_state('0a000000-0000-4000-8000-000000000001', 'github', 'https://app.example.com/cb', NULL, 'short')$$);
 SELECT try($$SELECT create_oauth_state('0a000000-0000-4000-8000-000000000001', 'fetchr', 'https://app.example.com/cb')$$);
 SELECT count(*) AS states FROM integration_oauth_states;

@@ -32,7 +32,11 @@ ROLLBACK;
 -- another user and anon
 BEGIN;
 SELECT act_as('authenticated', 'b0000000-0000-4000-8000-00000000000b') \g /dev/null
-SELECT try(format('SELECT get_integration(%L)', :'shop')) AS other_user;
+-- another tenant's connection and an unknown id get the same answer
+SELECT get_integration(:'shop') IS NULL AS other_user, get_integration(gen_random_uuid()) IS NULL AS unknown_id;
+SELECT try(format('SELECT update_integration_health(%L, true)', :'shop'), :'shop') AS other_user_health,
+       try(format('SELECT update_integration_health(%L, true)', '00000000-0000-4000-8000-000000000000'),
+           '00000000-0000-4000-8000-000000000000') AS unknown_health;
 SELECT try($$SELECT * FROM list_integrations('0e000000-0000-4000-8000-000000000001')$$) AS other_user_list;
 SELECT count(*) AS other_user_rows FROM integration_connections;
 ROLLBACK;
@@ -102,9 +106,14 @@ SELECT try(format('SELECT update_integration(%L, p_password => %L)', :'shop', 'p
 SELECT try(format('SELECT update_integration(%L, p_api_key => %L)', :'gh', 'k'));
 SELECT try(format('SELECT update_integration(%L, p_capabilities => %L)', :'shop', '{"can_sync":1}'));
 -- the clear-text prefix can never become the key itself
-SELECT try(format('SELECT update_integration(%L, p_key_prefix => %L)', :'shop', 'shpat_rotated_0123456789')) AS whole_key_as_prefix;
-SELECT try(format('SELECT update_integration(%L, p_key_prefix => %L)', :'shop', 'sk_')) AS not_a_prefix;
-SELECT update_integration(:'shop', p_key_prefix => 'shpat_rot');
+SELECT try(format('SELECT update_integration(%L, p_api_key => %L, p_key_prefix => %L)', :'shop',
+                  'shpat_rotated_0123456789', 'shpat_rotated_0123456789')) AS whole_key_as_prefix;
+SELECT try(format('SELECT update_integration(%L, p_api_key => %L, p_key_prefix => %L)', :'shop',
+                  'shpat_rotated_0123456789', 'sk_')) AS not_a_prefix;
+-- a prefix alone is never compared with the stored key (no oracle on it)
+SELECT try(format('SELECT update_integration(%L, p_key_prefix => %L)', :'shop', 'shpat_rot')) AS prefix_without_key;
+SELECT try(format('SELECT update_integration(%L, p_key_prefix => %L)', :'shop', 'zzz')) AS wrong_prefix_without_key;
+SELECT update_integration(:'shop', p_api_key => 'shpat_rotated_0123456789', p_key_prefix => 'shpat_rot');
 SELECT key_prefix FROM integration_connections WHERE id = :'shop';
 SELECT try($$SELECT create_integration('0e000000-0000-4000-8000-000000000001', 'shopify', 'C', 'basic_auth', p_username => 'u', p_password => 'secretpw', p_key_prefix => 'secretpw')$$) AS prefix_without_key;
 SELECT try(format('SELECT update_integration(%L, p_name => %L)', :'gh', 'Flagship')) AS other_provider_same_name;

@@ -38,7 +38,8 @@ SELECT try($$SELECT record_integration_metric('00000000-0000-4000-8000-000000000
 BEGIN;
 SELECT set_config('request.jwt.claims', '{"sub":"b0000000-0000-4000-8000-00000000000b","role":"authenticated"}', true) \g /dev/null
 SET LOCAL ROLE authenticated;
-SELECT try(format('SELECT record_integration_metric(%L, true, 1)', :'conn')) AS other_user;
+-- another tenant's connection: the same answer as an unknown id
+SELECT try(format('SELECT record_integration_metric(%L, true, 1)', :'conn'), :'conn') AS other_user;
 SELECT count(*) AS other_user_sees FROM integration_api_logs;
 ROLLBACK;
 BEGIN;

@@ -62,6 +62,45 @@ SELECT try(format('SELECT record_webhook_event(%L, %L, %L, %L, %L, NULL)', :'scf
     jsonb_build_object('Stripe-Signature', format('t=%s,v1=%s', :now_t - 3600, encode(hmac((:now_t - 3600)::text || '.' || '{}', 'whsec_stripe', 'sha256'), 'hex'))),
     convert_to('{}', 'UTF8'))) AS stripe_stale;
 
+-- A signed body is not recorded again under another event id (our event id
+-- is not covered by the signature): within the signed timestamp's tolerance
+-- for Stripe, for ever for schemes that sign only the body.
+SELECT try(format('SELECT record_webhook_event(%L, %L, %L, %L, %L, NULL)', :'cfg', 'evt_1_again', 'payment_approved',
+    jsonb_build_object('Cko-Signature', encode(hmac(:'body', 'whsec_cko_123', 'sha256'), 'hex')),
+    convert_to(:'body', 'UTF8'))) AS body_under_new_id;
+SELECT try(format('SELECT record_webhook_event(%L, %L, %L, %L, %L, NULL)', :'scfg', 'evt_s1_again', 'charge.succeeded',
+    jsonb_build_object('Stripe-Signature', format('t=%s,v1=%s', :now_t, encode(hmac(:'now_t' || '.' || '{"id":"evt_s1"}', 'whsec_stripe', 'sha256'), 'hex'))),
+    convert_to('{"id":"evt_s1"}', 'UTF8'))) AS stripe_body_under_new_id;
+
+-- HS256 JWTs (Tamara): alg must be HS256, exp and iat are enforced, and a
+-- token is accepted once per configuration.
+SELECT create_integration('09000000-0000-4000-8000-000000000001', 'tamara', 'Live', 'bearer_token', p_api_key => 'tamara_api') AS tam \gset
+SELECT set_webhook_config(:'tam', 'tamara_notification_token') AS tcfg \gset
+CREATE FUNCTION pg_temp.b64url(t text) RETURNS text LANGUAGE sql AS
+    $$ SELECT rtrim(translate(replace(encode(convert_to(t, 'UTF8'), 'base64'), E'\n', ''), '+/', '-_'), '=') $$;
+CREATE FUNCTION pg_temp.jwt(header text, payload text, secret text) RETURNS text LANGUAGE sql AS $$
+    SELECT pg_temp.b64url(header) || '.' || pg_temp.b64url(payload) || '.' ||
+           rtrim(translate(encode(hmac(pg_temp.b64url(header) || '.' || pg_temp.b64url(payload), secret, 'sha256'), 'base64'), '+/', '-_'), '=')
+$$;
+SELECT pg_temp.jwt('{"alg":"HS256","typ":"JWT"}', format('{"iss":"Tamara","iat":%s,"exp":%s}', :now_t, :now_t + 900),
+                   'tamara_notification_token') AS token \gset
+SELECT record_webhook_event(:'tcfg', 'order_1', 'order_approved', jsonb_build_object('tamaraToken', 'Bearer ' || :'token'),
+    convert_to('{"order_id":"order_1"}', 'UTF8'), NULL) AS tev \gset
+SELECT record_webhook_event(:'tcfg', 'order_1', 'order_approved', jsonb_build_object('tamaraToken', 'Bearer ' || :'token'),
+    convert_to('{"order_id":"order_1"}', 'UTF8'), NULL) = :'tev' AS same_delivery_again;
+SELECT try(format('SELECT record_webhook_event(%L, %L, %L, %L, %L, NULL)', :'tcfg', 'order_2', 'order_approved',
+    jsonb_build_object('tamaraToken', 'Bearer ' || :'token'), convert_to('{"order_id":"order_2"}', 'UTF8'))) AS token_for_another_event;
+SELECT try(format('SELECT record_webhook_event(%L, %L, %L, %L, %L, NULL)', :'tcfg', 'order_3', 'order_approved',
+    jsonb_build_object('tamaraToken', pg_temp.jwt('{"alg":"HS256","typ":"JWT"}', '{"iss":"Tamara","iat":0,"exp":60}', 'tamara_notification_token')),
+    convert_to('{"order_id":"order_3"}', 'UTF8'))) AS expired_in_1970;
+SELECT try(format('SELECT record_webhook_event(%L, %L, %L, %L, %L, NULL)', :'tcfg', 'order_4', 'order_approved',
+    jsonb_build_object('tamaraToken', pg_temp.b64url('{"alg":"none"}') || '.' || pg_temp.b64url(format('{"exp":%s}', :now_t + 900)) || '.'),
+    convert_to('{"order_id":"order_4"}', 'UTF8'))) AS alg_none;
+SELECT try(format('SELECT record_webhook_event(%L, %L, %L, %L, %L, NULL)', :'tcfg', 'order_5', 'order_approved',
+    jsonb_build_object('tamaraToken', pg_temp.jwt('{"alg":"HS256"}', format('{"iss":"Tamara","iat":%s}', :now_t), 'tamara_notification_token')),
+    convert_to('{"order_id":"order_5"}', 'UTF8'))) AS no_exp;
+SELECT delete_integration(:'tam');
+
 -- only the webhook receiver records events
 BEGIN;
 SELECT set_config('request.jwt.claims', '{"sub":"a0000000-0000-4000-8000-00000000000a","role":"authenticated"}', true) \g /dev/null

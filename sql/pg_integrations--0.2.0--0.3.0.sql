@@ -1,0 +1,72 @@
+-- pg_integrations 0.2.0 -> 0.3.0 (issue: security against hostile code in the
+-- same database, Supabase's default privileges and crafted input).
+
+-- Every function in C decides on the role that really calls it and then runs
+-- as its owner itself (src/pg/definer.rs): SECURITY INVOKER.
+DO $invoker$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_integrations'
+        JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+        JOIN pg_catalog.pg_language l ON l.oid = p.prolang AND l.lanname = 'c'
+        WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e' AND p.prosecdef
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY INVOKER', f);
+    END LOOP;
+END
+$invoker$;
+
+-- The role matrix: members read and record, owners and admins change. Direct
+-- updates through PostgREST follow it too.
+CREATE FUNCTION integrations.can_manage_business(p_business_id uuid) RETURNS boolean
+    LANGUAGE c STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'pgi_can_manage_business';
+COMMENT ON FUNCTION integrations.can_manage_business(uuid) IS
+    'Whether the caller may change p_business_id''s integrations: superuser, service_role and integrations_admin always; an authenticated user if it owns the business (attached tenant table) or is its owner or admin in integrations.business_members (members may only read and record).';
+REVOKE ALL ON FUNCTION integrations.can_manage_business(uuid) FROM PUBLIC, anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION integrations.can_manage_business(uuid) TO authenticated, service_role, integrations_admin;
+DO $policies$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['ai_avatar_integrations', 'email_integrations', 'blog_integrations', 'upload_post_profiles'] LOOP
+        EXECUTE format('ALTER POLICY owner_update ON public.%I USING (integrations.can_manage_business(business_id)) WITH CHECK (integrations.can_manage_business(business_id))', t);
+    END LOOP;
+END
+$policies$;
+
+-- Back-end functions: Supabase's default privileges had left EXECUTE with
+-- authenticated (0.2.0 revoked it from PUBLIC and anon only).
+REVOKE ALL ON FUNCTION public.get_integration_credentials(uuid), public.list_integrations_needing_refresh(interval),
+    public.record_webhook_event(uuid, text, text, jsonb, bytea, text), public.claim_integration_events(integer),
+    public.complete_integration_event(uuid, boolean, text), public.cleanup_expired_oauth_states()
+    FROM PUBLIC, anon, authenticated, service_role, integrations_admin;
+GRANT EXECUTE ON FUNCTION public.get_integration_credentials(uuid), public.list_integrations_needing_refresh(interval),
+    public.record_webhook_event(uuid, text, text, jsonb, bytea, text), public.claim_integration_events(integer),
+    public.complete_integration_event(uuid, boolean, text), public.cleanup_expired_oauth_states()
+    TO service_role, integrations_admin;
+
+-- API log partitions are read through the parent only; default privileges
+-- had opened them to the API roles.
+DO $partitions$
+DECLARE
+    p regclass;
+BEGIN
+    FOR p IN SELECT inhrelid::regclass FROM pg_catalog.pg_inherits WHERE inhparent = 'public.integration_api_logs'::regclass LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC, anon, authenticated, service_role', p);
+    END LOOP;
+END
+$partitions$;
+
+-- Webhook replays: a signed token (HS256 JWT) is accepted once per
+-- configuration; the same signed body is not recorded again under another
+-- event id.
+ALTER TABLE public.integration_events ADD COLUMN replay_key bytea CHECK (length(replay_key) = 32);
+CREATE UNIQUE INDEX integration_events_replay_key_idx ON public.integration_events (config_id, replay_key)
+    WHERE replay_key IS NOT NULL;
+CREATE INDEX integration_events_body_idx ON public.integration_events (config_id, body_sha256);
