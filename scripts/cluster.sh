@@ -10,9 +10,9 @@ bin=/usr/lib/postgresql/15/bin
 dir="$root/target/clusters/$name"
 pgdata="$dir/data"
 log="$dir/server.log"
-# The server keeps this machine's environment (RUST_BACKTRACE included): the
+# The server runs with RUST_BACKTRACE=1 (as this machine sets it): the
 # extension must keep Rust backtraces out of client-facing errors by itself.
-as_pg() { runuser -u postgres -- "$@"; }
+as_pg() { runuser -u postgres -- env RUST_BACKTRACE=1 "$@"; }
 
 case "$cmd" in
   start)

@@ -233,6 +233,9 @@ unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
         // Any level: a LOG line is written with its statement too.
         if ours || SECRET_IN_STATEMENT.with(|f| f.get()) || statement_names_extension_function() {
             e.hide_stmt = true;
+            // The CONTEXT of an error raised while the arguments were being
+            // converted quotes them ("JSON data, line 1: {...p_api_key...").
+            e.hide_ctx = true;
         }
         if ours && e.elevel >= PgLogLevel::ERROR as i32 && e.sqlerrcode == NO_DATA_FOUND {
             e.sqlerrcode = PT404;

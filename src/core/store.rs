@@ -8,6 +8,7 @@ use pgrx::pg_sys::BuiltinOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
+use zeroize::Zeroizing;
 
 use crate::core::crypto::{self, CryptoError};
 use crate::core::error::{Error, Result};
@@ -109,7 +110,7 @@ pub(crate) fn open(
     key_id: i32,
     nonce: &[u8],
     ciphertext: &[u8],
-) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+) -> Result<Zeroizing<Vec<u8>>> {
     for attempt in 0..2 {
         let key = keyring::data_key(client, key_id)?;
         match key.open(*id.as_bytes(), *business.as_bytes(), nonce, ciphertext) {
@@ -126,7 +127,7 @@ pub(crate) fn open(
 /// Read and decrypt one secret, with the business it belongs to; `None` when
 /// there is no such secret. With the data key cached (the common case) this
 /// runs no SQL at all.
-pub(crate) fn read(id: Uuid) -> Result<Option<(String, Uuid)>> {
+pub(crate) fn read(id: Uuid) -> Result<Option<(Zeroizing<String>, Uuid)>> {
     let Some(row) = fetch(id)? else {
         return Ok(None);
     };
@@ -152,9 +153,16 @@ pub(crate) fn read(id: Uuid) -> Result<Option<(String, Uuid)>> {
             )
         })?,
     };
-    String::from_utf8(std::mem::take(&mut *plaintext))
-        .map(|v| Some((v, row.business_id)))
-        .map_err(|_| Error::Corrupted(format!("secret {id} is not valid UTF-8 text")))
+    // The buffer moves into the String (no copy), which is wiped when dropped.
+    match String::from_utf8(std::mem::take(&mut *plaintext)) {
+        Ok(v) => Ok(Some((Zeroizing::new(v), row.business_id))),
+        Err(e) => {
+            Zeroizing::new(e.into_bytes());
+            Err(Error::Corrupted(format!(
+                "secret {id} is not valid UTF-8 text"
+            )))
+        }
+    }
 }
 
 /// Store a new secret; returns its id.

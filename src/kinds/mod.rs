@@ -340,7 +340,7 @@ fn read_secret(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
         provider.as_deref(),
         Some(&id),
     )?;
-    Ok(fcall::datum(value))
+    Ok(fcall::datum(value.as_str()))
 }
 
 pub fn delete(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {

@@ -719,7 +719,7 @@ fn get_integration_credentials(call: &Call) -> Result<pg_sys::Datum> {
     let open = |s: Option<Uuid>| -> Result<Value> {
         Ok(match s {
             Some(s) => store::read(s)?
-                .map(|(v, _)| Value::String(v))
+                .map(|(v, _)| Value::String(v.to_string()))
                 .unwrap_or(Value::Null),
             None => Value::Null,
         })

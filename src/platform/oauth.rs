@@ -223,13 +223,13 @@ fn consume_oauth_state(call: &Call) -> Result<pg_sys::Datum> {
         false,
         verifier.is_none(),
     ];
-    let or_null = |v: Option<String>| v.map(fcall::datum).unwrap_or(pg_sys::Datum::from(0));
+    let or_null = |v: Option<&str>| v.map(fcall::datum).unwrap_or(pg_sys::Datum::from(0));
     let mut values = [
         fcall::datum(business),
-        or_null(provider),
-        or_null(redirect),
+        or_null(provider.as_deref()),
+        or_null(redirect.as_deref()),
         fcall::datum(scopes),
-        or_null(verifier),
+        or_null(verifier.as_deref().map(|v| v.as_str())),
     ];
     call.put_row(&mut values, &mut nulls);
     Ok(fcall::void())

@@ -7,6 +7,7 @@ import json
 import re
 
 import psycopg
+import psycopg.sql
 from psycopg.types.json import Json
 
 PREAMBLE = (
@@ -20,9 +21,10 @@ ROLE_TIMEOUTS = {"anon": "3s", "authenticated": "8s", "service_role": "8s"}
 
 
 class RpcError(Exception):
-    def __init__(self, status, sqlstate, message, hint=None):
+    def __init__(self, status, sqlstate, message, hint=None, detail=None):
         super().__init__(f"HTTP {status} {sqlstate}: {message}")
         self.status, self.sqlstate, self.message, self.hint = status, sqlstate, message, hint
+        self.detail = detail
 
 
 def http_status(sqlstate, role, message=""):
@@ -99,8 +101,12 @@ def main_statement(schema, fn, params, pgtypes, returns_set=False, scalar=True):
 
 
 def rpc(conn, fn, body, *, role, claims=None, schema="public", types=None,
-        volatile=True, returns_set=False, scalar=True):
-    """POST /rpc/<fn> with a JSON body; returns the decoded response body."""
+        volatile=True, returns_set=False, scalar=True, literal=False, tx_rollback=False):
+    """POST /rpc/<fn> with a JSON body; returns the decoded response body.
+    literal=True sends the same statement with the body written into its text
+    (as psql or a hand-written client would), not bound as a parameter.
+    tx_rollback=True ends the transaction with ABORT (PostgREST's
+    `Prefer: tx=rollback`)."""
     params = list(body)
     types = types or {}
     pgtypes = [types.get(p, "text") for p in params]
@@ -119,12 +125,18 @@ def rpc(conn, fn, body, *, role, claims=None, schema="public", types=None,
             prepare=True,
         )
         args = ([Json(json.dumps(body), dumps=lambda s: s)] if params else []) + ["1000", "0"]
-        cur.execute(sql, args, prepare=True)
+        if literal:
+            literals = ([psycopg.sql.SQL("{}::json").format(psycopg.sql.Literal(json.dumps(body)))] if params else []) + [
+                psycopg.sql.Literal(1000), psycopg.sql.Literal(0)]
+            text = psycopg.sql.SQL(sql.replace("%s", "{}")).format(*literals).as_string(conn)
+            cur.execute(text)
+        else:
+            cur.execute(sql, args, prepare=True)
         row = cur.fetchone()
-        cur.execute("COMMIT")
+        cur.execute("ABORT" if tx_rollback else "COMMIT")
         return row[2]
     except psycopg.Error as e:
         conn.rollback() if not conn.autocommit else cur.execute("ABORT")
         d = e.diag
         raise RpcError(http_status(d.sqlstate, role, d.message_primary or ""), d.sqlstate,
-                       d.message_primary, d.message_hint) from None
+                       d.message_primary, d.message_hint, d.message_detail) from None

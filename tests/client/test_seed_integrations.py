@@ -187,15 +187,22 @@ def test_dump_and_restore_with_a_tenant_table(tenant_db, admin, tmp_path):
     with restored_copy(admin, tenant_db, "custom", tmp_path) as (target, _):
         with connect(target) as c:
             assert c.execute("SELECT count(*) FROM integrations.audit_log").fetchone()[0] == audit
+            fks = "SELECT count(*) FROM pg_constraint WHERE confrelid = 'public.businesses'::regclass"
+            assert c.execute(fks).fetchone()[0] == 0
+            # Until the tenant table is attached again, deleting a business
+            # would orphan its integrations: every call that depends on the
+            # tenant table fails closed, and says what to run.
+            for sql in ("SELECT get_ai_avatar_secret(%s)", "SELECT integrations.can_access_business(%s)"):
+                with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as refused:
+                    c.execute(sql, [B1])
+                assert "attach_tenant_table" in refused.value.diag.message_hint
+            c.execute("SELECT integrations.attach_tenant_table(table_name, owner_column) FROM integrations.tenant_table")
+            assert c.execute(fks).fetchone()[0] == fks_attached
             assert c.execute("SELECT get_ai_avatar_secret(%s), get_email_secret(%s), get_blog_secret(%s)",
                              [B1, B1, B2]).fetchone() == ("hg_dump", "xkeysib-dump", "wix-dump")
             assert c.execute("SELECT social_accounts FROM upload_post_profiles WHERE business_id = %s",
                              [B1]).fetchone()[0] == {"x": "@one"}
             assert c.execute("SELECT count(*) FROM integrations.business_members").fetchone()[0] == 1
-            fks = "SELECT count(*) FROM pg_constraint WHERE confrelid = 'public.businesses'::regclass"
-            assert c.execute(fks).fetchone()[0] == 0
-            c.execute("SELECT integrations.attach_tenant_table(table_name, owner_column) FROM integrations.tenant_table")
-            assert c.execute(fks).fetchone()[0] == fks_attached
             # the owner still acts on its business, and a cascade deletes everything
             rows = rpc(c, "get_ai_avatar_integration", {"p_business_id": B1}, role="authenticated",
                        claims=user(OWNER1), types=T, volatile=False, returns_set=True, scalar=False)
