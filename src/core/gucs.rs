@@ -23,6 +23,14 @@ static PREVIOUS_MASTER_KEY_FILE: GucSetting<Option<CString>> =
 /// back-end jobs. Superuser-set (`ALTER DATABASE ... SET`), never by the caller.
 static OWNER_CAN_READ_SECRETS: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// Login roles whose sessions may carry a signed-in user in
+/// `request.jwt.claims` (PostgREST's `authenticator`, which sets the claims
+/// only after checking the JWT's signature), comma-separated. Any other login
+/// role that may act as `authenticated` could write any `sub` there itself:
+/// its sessions have no signed-in user. Superusers' sessions always do.
+static CLAIMS_LOGIN_ROLES: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"authenticator"));
+
 /// The name of the key file generated in the data directory when no master key
 /// file is configured.
 pub const DEFAULT_MASTER_KEY_FILE: &str = "pg_integrations.key";
@@ -52,6 +60,14 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"integrations.claims_login_roles",
+        c"Login roles whose sessions may carry a signed-in user in request.jwt.claims.",
+        c"Comma-separated; default authenticator (PostgREST). Sessions of other login roles have no signed-in user; superusers' always may.",
+        &CLAIMS_LOGIN_ROLES,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     // SAFETY: called once from _PG_init with a NUL-terminated literal.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"integrations".as_ptr()) };
 }
@@ -64,6 +80,18 @@ fn non_empty(v: Option<CString>) -> Option<String> {
 /// The configured master key file, if any (not resolved against the data directory).
 pub fn master_key_file() -> Option<String> {
     non_empty(MASTER_KEY_FILE.get())
+}
+
+/// The login roles whose sessions may carry JWT claims.
+pub fn claims_login_roles() -> Vec<String> {
+    non_empty(CLAIMS_LOGIN_ROLES.get())
+        .map(|s| {
+            s.split(',')
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn owner_can_read_secrets() -> bool {

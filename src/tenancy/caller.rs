@@ -85,6 +85,19 @@ pub fn is_privileged(role: pg_sys::Oid) -> bool {
     }
 }
 
+/// Whether this session's claims can be believed: it logged in as one of
+/// `integrations.claims_login_roles` (PostgREST's authenticator, which checks
+/// the JWT before setting the claims) or as a superuser. A login role that
+/// may act as `authenticated` could otherwise name any user in the claims.
+pub fn session_may_carry_claims() -> bool {
+    // SAFETY: reads a backend global; no pointers involved.
+    let session = unsafe { pg_sys::GetSessionUserId() };
+    is_superuser(session)
+        || crate::core::gucs::claims_login_roles()
+            .iter()
+            .any(|r| role_name(session) == *r)
+}
+
 /// Whether `role` is a superuser.
 pub fn is_superuser(role: pg_sys::Oid) -> bool {
     // SAFETY: superuser_arg takes a role OID and only reads the catalogs.

@@ -81,6 +81,9 @@ fn setting(name: &CStr) -> Option<String> {
 /// `request.jwt.claim.sub` first, then `request.jwt.claims`, like `auth.uid()`).
 /// A `sub` that is not a UUID counts as no user.
 pub fn current_user_id() -> Option<Uuid> {
+    if !caller::session_may_carry_claims() {
+        return None;
+    }
     if let Some(sub) = setting(c"request.jwt.claim.sub") {
         return parse_uuid(&sub);
     }

@@ -10,7 +10,7 @@ opens. Half of the text arguments carry a marker: the server log never shows
 one (statement texts, contexts and messages included). The number of inputs
 tried is printed.
 
-FUZZ_EXAMPLES (default 170: over 10,000 inputs) is the number of inputs per
+FUZZ_EXAMPLES (default 200: over 10,000 inputs) is the number of inputs per
 function."""
 
 import os
@@ -23,7 +23,7 @@ from conftest import connect, server_log
 from fill import B1, B2, OWNER, fill_every_table
 from postgrest import RpcError, rpc
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "170"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 # Put in front of text arguments; must never reach the server log.
 MARK = "pgifuzzmark"
 

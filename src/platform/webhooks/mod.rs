@@ -157,6 +157,10 @@ fn set_webhook_config(call: &Call) -> Result<pg_sys::Datum> {
             let business: Uuid = row
                 .get(1)?
                 .ok_or_else(|| Error::Internal("no business".into()))?;
+            // Another tenant's connection: the answer an unknown id gets.
+            if !tenancy::can_access(&Caller::current(), &business)? {
+                return Err(Error::NotFound(format!("integration {id} does not exist")));
+            }
             let caller = tenancy::authorize_manage(&business)?;
             let provider: String = row.get(2)?.unwrap_or_default();
             let scheme: String = row.get(3)?.unwrap_or_default();
@@ -540,6 +544,10 @@ fn log_webhook_body_access(call: &Call) -> Result<pg_sys::Datum> {
             .first()
             .get(1)?
             .ok_or_else(|| Error::Internal("no business".into()))?;
+        // Another tenant's event: the answer an unknown id gets.
+        if !tenancy::can_access(&Caller::current(), &business)? {
+            return Err(Error::NotFound(format!("event {id} does not exist")));
+        }
         let caller = tenancy::authorize(&business)?;
         plans::write_returning_id(
             c,

@@ -156,6 +156,26 @@ WHERE s.key_id < (SELECT max(key_id) FROM integrations.keys);
 SELECT failed, failed_ids = ARRAY[:'tampered'::uuid] AS names_it FROM integrations.verify_secrets();
 DELETE FROM integrations.secrets WHERE id = :'tampered';
 
+-- 8. A login role that may act as authenticated cannot name a user in the
+-- claims: only sessions of integrations.claims_login_roles (PostgREST's
+-- authenticator) and of superusers carry a signed-in user.
+INSERT INTO integrations.business_members VALUES (:VICTIM, '7f000000-0000-4000-8000-00000000000f', 'owner');
+\c - mallory
+BEGIN;
+SET LOCAL ROLE authenticated;
+SELECT set_config('request.jwt.claims', '{"sub":"7f000000-0000-4000-8000-00000000000f","role":"authenticated"}', true) IS NOT NULL AS claims_forged;
+SELECT integrations.current_user_id() IS NULL AS no_user, integrations.can_access_business(:VICTIM) AS access;
+SELECT try($$SELECT set_ai_avatar_integration('71000000-0000-4000-8000-000000000001', 'heygen', 'mallorys_key')$$) AS forged_set;
+ROLLBACK;
+\c - authenticator
+BEGIN;
+SET LOCAL ROLE authenticated;
+SELECT set_config('request.jwt.claims', '{"sub":"7f000000-0000-4000-8000-00000000000f","role":"authenticated"}', true) IS NOT NULL AS claims_set;
+SELECT integrations.current_user_id() IS NOT NULL AS a_user, integrations.can_access_business(:VICTIM) AS access;
+ROLLBACK;
+\c - postgres
+DELETE FROM integrations.business_members WHERE business_id = :VICTIM;
+
 DROP TABLE businesses CASCADE;
 DROP SCHEMA mallory CASCADE;
 CREATE SCHEMA mallory AUTHORIZATION mallory;
