@@ -70,3 +70,7 @@ ALTER TABLE public.integration_events ADD COLUMN replay_key bytea CHECK (length(
 CREATE UNIQUE INDEX integration_events_replay_key_idx ON public.integration_events (config_id, replay_key)
     WHERE replay_key IS NOT NULL;
 CREATE INDEX integration_events_body_idx ON public.integration_events (config_id, body_sha256);
+
+-- Re-encryption passes over secrets that fail authentication.
+COMMENT ON FUNCTION integrations.reencrypt_secrets(integer) IS
+    'Re-encrypts up to p_batch_size secrets still sealed under a retired data key, oldest key first (FOR UPDATE SKIP LOCKED); returns how many. A secret that fails authentication is left as it is and named in a WARNING (and by verify_secrets); 0 means nothing re-encryptable is left. Each call is one short transaction''s work: safe to interrupt and call again.';

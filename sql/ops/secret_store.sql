@@ -2,30 +2,24 @@
 -- Runs after the functions pgrx generates from Rust.
 
 -- CREATE FUNCTION grants EXECUTE to PUBLIC; Supabase's default privileges also
--- grant it to anon and authenticated. Take both away, by name.
-REVOKE ALL ON FUNCTION
-    integrations.create_secret(uuid, text, text),
-    integrations.update_secret(uuid, text),
-    integrations.read_secret(uuid),
-    integrations.delete_secret(uuid),
-    integrations.rotate_data_key(),
-    integrations.rotate_master_key(),
-    integrations.reencrypt_secrets(integer),
-    integrations.keyring_status(),
-    integrations.keys_guard_delete()
-FROM PUBLIC, anon, authenticated, service_role;
+-- grant it to the API roles. Take it away, by name, and grant it to the
+-- privileged roles only.
+DO $grants$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOREACH f IN ARRAY ARRAY['integrations.create_secret(uuid, text, text)', 'integrations.update_secret(uuid, text)',
+                             'integrations.read_secret(uuid)', 'integrations.delete_secret(uuid)',
+                             'integrations.rotate_data_key()', 'integrations.rotate_master_key()',
+                             'integrations.reencrypt_secrets(integer)', 'integrations.keyring_status()']::regprocedure[]
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon, authenticated, service_role', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO service_role, integrations_admin', f);
+    END LOOP;
+END
+$grants$;
+REVOKE ALL ON FUNCTION integrations.keys_guard_delete() FROM PUBLIC, anon, authenticated, service_role;
 REVOKE ALL ON integrations.keys, integrations.secrets FROM anon, authenticated, service_role, integrations_admin;
-
-GRANT EXECUTE ON FUNCTION
-    integrations.create_secret(uuid, text, text),
-    integrations.update_secret(uuid, text),
-    integrations.read_secret(uuid),
-    integrations.delete_secret(uuid),
-    integrations.rotate_data_key(),
-    integrations.rotate_master_key(),
-    integrations.reencrypt_secrets(integer),
-    integrations.keyring_status()
-TO service_role, integrations_admin;
 
 COMMENT ON FUNCTION integrations.create_secret(uuid, text, text) IS
     'Encrypts p_secret (AES-256-GCM under the active data key, bound to the new id and p_business_id) and stores it; returns the secret id. Privileged callers only. 22023 on NULL or oversized input. Audited.';
@@ -40,7 +34,7 @@ COMMENT ON FUNCTION integrations.rotate_data_key() IS
 COMMENT ON FUNCTION integrations.rotate_master_key() IS
     'Re-wraps every data key under the master key in integrations.master_key_file, unwrapping with the one in integrations.previous_master_key_file; returns how many keys were re-wrapped. Secrets are not touched.';
 COMMENT ON FUNCTION integrations.reencrypt_secrets(integer) IS
-    'Re-encrypts up to p_batch_size secrets still sealed under a retired data key, oldest key first (FOR UPDATE SKIP LOCKED); returns how many. 0 means done. Each call is one short transaction''s work: safe to interrupt and call again.';
+    'Re-encrypts up to p_batch_size secrets still sealed under a retired data key, oldest key first (FOR UPDATE SKIP LOCKED); returns how many. A secret that fails authentication is left as it is and named in a WARNING (and by verify_secrets); 0 means nothing re-encryptable is left. Each call is one short transaction''s work: safe to interrupt and call again.';
 COMMENT ON FUNCTION integrations.keyring_status() IS
     'One row per data key: id, status (active/retired), creation time and how many secrets it seals. Never returns key material.';
 

@@ -901,23 +901,12 @@ mod tests {
             "", "access", "refresh", "client", "api", "x", "id", "private", "user", "webhook",
             "signing", "app", "bot", "aws", "my",
         ];
-        let words: &[&str] = &[
-            "token",
-            "secret",
-            "signature",
-            "sig",
-            "key",
-            "password",
-            "passwd",
-            "auth",
-            "credential",
-            "session",
-            "code",
-            "hmac",
-            "tokens",
-            "keys",
-            "credentials",
-        ];
+        // The secret words (the head of SECRET_WORDS) and plurals.
+        let words: Vec<&str> = SECRET_WORDS[..12]
+            .iter()
+            .copied()
+            .chain(["tokens", "keys", "credentials"])
+            .collect();
         let suffixes: &[&str] = &["", "id", "value", "data", "2"];
         let fixed: &[&str] = &[
             "Authorization",
@@ -949,7 +938,7 @@ mod tests {
             let name = if rng.below(4) == 0 {
                 rng.pick(fixed).to_string()
             } else {
-                let mut ws: Vec<&str> = [rng.pick(prefixes), rng.pick(words), rng.pick(suffixes)]
+                let mut ws: Vec<&str> = [rng.pick(prefixes), rng.pick(&words), rng.pick(suffixes)]
                     .into_iter()
                     .filter(|w| !w.is_empty())
                     .collect();

@@ -94,6 +94,22 @@ def server_log():
         return f.read()
 
 
+def assert_failures_keep_out_of_the_log(conn, statements, marker):
+    """Each statement fails without `marker` in its error, and the server log
+    never shows the marker; a failing statement of no function of ours is
+    logged with its text (the positive control: the check can see)."""
+    control = "LOGCONTROL_" + uuid.uuid4().hex
+    for sql in statements:
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute(sql)
+        assert marker not in str(e.value)
+    with pytest.raises(psycopg.Error):
+        conn.execute(f"SELECT '{control}'::int")
+    log = server_log()
+    assert control in log, "the log check can see statements"
+    assert marker not in log
+
+
 @contextlib.contextmanager
 def restored_copy(admin_conn, source, fmt, tmp_path):
     """pg_dump of `source` in the custom format (restored with pg_restore) or

@@ -86,19 +86,40 @@ static SEEN_BODY: Statement = Statement {
     args: &[BuiltinOid::UUIDOID, BuiltinOid::BYTEAOID, BuiltinOid::TEXTOID, BuiltinOid::INT4OID],
     mutating: false,
 };
+/// The INSERT of a verified event, with or without a replay key column.
+macro_rules! insert_event {
+    ($extra_column:literal, $extra_value:literal) => {
+        concat!(
+            "INSERT INTO public.integration_events (config_id, integration_id, business_id, provider_event_id, event_type, \
+                 headers, body_sha256, body_object_key",
+            $extra_column,
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8",
+            $extra_value,
+            ") ON CONFLICT (config_id, provider_event_id) DO NOTHING RETURNING id"
+        )
+    };
+}
+const EVENT_ARGS: [BuiltinOid; 8] = [
+    BuiltinOid::UUIDOID,
+    BuiltinOid::UUIDOID,
+    BuiltinOid::UUIDOID,
+    BuiltinOid::TEXTOID,
+    BuiltinOid::TEXTOID,
+    BuiltinOid::JSONBOID,
+    BuiltinOid::BYTEAOID,
+    BuiltinOid::TEXTOID,
+];
 static INSERT_EVENT: Statement = Statement {
-    sql: "INSERT INTO public.integration_events (config_id, integration_id, business_id, provider_event_id, event_type, \
-              headers, body_sha256, body_object_key, replay_key) \
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (config_id, provider_event_id) DO NOTHING RETURNING id",
+    sql: insert_event!(", replay_key", ", $9"),
     args: &[
-        BuiltinOid::UUIDOID,
-        BuiltinOid::UUIDOID,
-        BuiltinOid::UUIDOID,
-        BuiltinOid::TEXTOID,
-        BuiltinOid::TEXTOID,
-        BuiltinOid::JSONBOID,
-        BuiltinOid::BYTEAOID,
-        BuiltinOid::TEXTOID,
+        EVENT_ARGS[0],
+        EVENT_ARGS[1],
+        EVENT_ARGS[2],
+        EVENT_ARGS[3],
+        EVENT_ARGS[4],
+        EVENT_ARGS[5],
+        EVENT_ARGS[6],
+        EVENT_ARGS[7],
         BuiltinOid::BYTEAOID,
     ],
     mutating: true,
@@ -106,19 +127,8 @@ static INSERT_EVENT: Statement = Statement {
 /// [`INSERT_EVENT`] without a replay key, which a schema before 0.3.0 has no
 /// column for.
 static INSERT_EVENT_UNKEYED: Statement = Statement {
-    sql: "INSERT INTO public.integration_events (config_id, integration_id, business_id, provider_event_id, event_type, \
-              headers, body_sha256, body_object_key) \
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (config_id, provider_event_id) DO NOTHING RETURNING id",
-    args: &[
-        BuiltinOid::UUIDOID,
-        BuiltinOid::UUIDOID,
-        BuiltinOid::UUIDOID,
-        BuiltinOid::TEXTOID,
-        BuiltinOid::TEXTOID,
-        BuiltinOid::JSONBOID,
-        BuiltinOid::BYTEAOID,
-        BuiltinOid::TEXTOID,
-    ],
+    sql: insert_event!("", ""),
+    args: &EVENT_ARGS,
     mutating: true,
 };
 static EXISTING_EVENT: Statement = Statement {
