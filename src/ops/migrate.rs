@@ -90,6 +90,7 @@ fn checked_table(
     table: pg_sys::Oid,
     caller: &Caller,
 ) -> Result<String> {
+    crate::pg::direct::lock_relation(table);
     let rows = c.select(
         "SELECT c.relkind::text, c.relowner, c.oid::regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
         Some(1),
@@ -119,7 +120,7 @@ fn checked_table(
 /// Whether Supabase Vault can be read: `vault.decrypted_secrets` exists, and
 /// the `vault` schema and that view belong to a superuser (a look-alike made
 /// by another role would run its code, and could answer with anything).
-fn vault(c: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
+fn vault(c: &pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<bool> {
     let rows = c.select(
         "SELECT n.nspowner, v.relowner FROM pg_catalog.pg_namespace n \
          LEFT JOIN pg_catalog.pg_class v ON v.relnamespace = n.oid AND v.relname = 'decrypted_secrets' \
@@ -139,7 +140,25 @@ fn vault(c: &pgrx::spi::SpiClient<'_>) -> Result<bool> {
         .iter()
         .all(|o| o.is_some_and(caller::is_superuser))
     {
-        Ok(true)
+        // Keys are read with the caller's privileges: never one the caller
+        // could not read from Vault itself.
+        let readable = c
+            .select(
+                "SELECT pg_catalog.has_table_privilege($1, 'vault.decrypted_secrets', 'SELECT')",
+                Some(1),
+                &[caller.role.into()],
+            )?
+            .first()
+            .get::<bool>(1)?
+            .unwrap_or(false);
+        if readable {
+            Ok(true)
+        } else {
+            Err(Error::NotAllowed(format!(
+                "permission denied: the caller ({}) may not read vault.decrypted_secrets, and keys are read with its privileges",
+                caller.role_name()
+            )))
+        }
     } else {
         Err(Error::NotAllowed(
             "permission denied: the vault schema (or vault.decrypted_secrets) is not owned by a superuser, so its secrets are not read".into(),
@@ -165,15 +184,18 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
     let caller = Caller::current();
     Spi::connect_mut(|c| {
         let name = checked_table(c, table, &caller)?;
+        // Only columns of plain types: a cast from a type of the table
+        // owner's would run its code while the rows are read.
         let mut columns = Vec::new();
         for row in c.select(
-            "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+            "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped \
+               AND atttypid IN ('pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.uuid'::regtype)",
             None,
             &[table.into()],
         )? {
             columns.extend(row.get::<String>(1)?);
         }
-        let vault = vault(c)?;
+        let vault = vault(c, &caller)?;
         // The legacy rows of every kind, read with the caller's privileges.
         let mut legacy = Vec::new();
         for l in &LEGACY {
@@ -253,7 +275,7 @@ fn migrate(table: pg_sys::Oid, drop_columns: bool) -> Result<Vec<(&'static str, 
                         continue;
                     }
                     if vault {
-                        r.secret = vault_secret(c, s)?;
+                        r.secret = definer::as_caller(|| vault_secret(c, s))?;
                     }
                 }
                 let provider = r.provider.clone().unwrap_or_default();

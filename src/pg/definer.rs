@@ -23,8 +23,15 @@ use pgrx::pg_sys;
 pub struct Entry {
     pub role: pg_sys::Oid,
     /// Called inside a security-restricted operation (an index expression,
-    /// ANALYZE, REFRESH MATERIALIZED VIEW, ...): never a privileged or owner path.
+    /// ANALYZE, REFRESH MATERIALIZED VIEW, ...) or from a trigger: never a
+    /// privileged or owner path. A trigger runs inside whoever's statement
+    /// fires it, and Supabase's default privileges let any role that may act
+    /// as `authenticated` put one on the app's tables.
     pub restricted: bool,
+    /// The role that called is the session's current role (`SET ROLE`), not
+    /// the owner of a SECURITY DEFINER function in between: only then can
+    /// the session's JWT claims speak for it.
+    pub acts_as_session: bool,
 }
 
 thread_local! {
@@ -40,10 +47,27 @@ pub fn entry() -> Entry {
 /// The current user and whether we are inside a security-restricted operation.
 fn current() -> Entry {
     let (role, context) = user_and_context();
+    entry_of(role, context)
+}
+
+fn entry_of(role: pg_sys::Oid, context: i32) -> Entry {
     Entry {
         role,
-        restricted: context & pg_sys::SECURITY_RESTRICTED_OPERATION as i32 != 0,
+        restricted: context & pg_sys::SECURITY_RESTRICTED_OPERATION as i32 != 0 || in_trigger(),
+        // SAFETY: reads a backend global; no pointers involved.
+        acts_as_session: role == unsafe { pg_sys::GetOuterUserId() },
     }
+}
+
+/// Whether a trigger is running (pg_trigger_depth() > 0).
+fn in_trigger() -> bool {
+    // SAFETY: pg_trigger_depth reads a backend counter and never looks at
+    // its (zeroed, argument-less) call info.
+    let depth = unsafe {
+        let mut fcinfo: pg_sys::FunctionCallInfoBaseData = std::mem::zeroed();
+        pg_sys::pg_trigger_depth(&mut fcinfo)
+    };
+    depth.value() as i32 > 0
 }
 
 fn user_and_context() -> (pg_sys::Oid, i32) {
@@ -97,19 +121,15 @@ impl Drop for AsOwner {
 pub fn enter(fn_oid: pg_sys::Oid) -> AsOwner {
     crate::core::error::learn_function_names();
     let (role, context) = user_and_context();
-    let restricted = context & pg_sys::SECURITY_RESTRICTED_OPERATION as i32 != 0;
     let (owner, definer) = owner_of(fn_oid);
     // Still declared SECURITY DEFINER: a schema from before 0.3.0 that this
     // library serves until ALTER EXTENSION UPDATE. The current user is the
     // owner already; the caller can only be taken as 0.2.0 took it.
     let caller = if definer {
-        Entry {
-            // SAFETY: reads a backend global; no pointers involved.
-            role: unsafe { pg_sys::GetOuterUserId() },
-            restricted,
-        }
+        // SAFETY: reads a backend global; no pointers involved.
+        entry_of(unsafe { pg_sys::GetOuterUserId() }, context)
     } else {
-        Entry { role, restricted }
+        entry_of(role, context)
     };
     let outer_entry = ENTRY.with(|e| e.replace(Some(caller)));
     if owner != pg_sys::InvalidOid && !definer {

@@ -341,3 +341,12 @@ pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
         pg_sys::relation_close(rel, LOCK);
     }
 }
+
+/// Take an ACCESS SHARE lock on relation `relid` until the transaction ends:
+/// a relation checked by OID and then used by name cannot be renamed (and a
+/// view put in its place) in between.
+pub fn lock_relation(relid: pg_sys::Oid) {
+    // SAFETY: locks an OID in the lock manager; a missing relation is only
+    // an unused lock tag, found missing by the checks that follow.
+    unsafe { pg_sys::LockRelationOid(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+}

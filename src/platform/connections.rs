@@ -359,6 +359,12 @@ fn owned_for_update(
     id: Uuid,
     need: Need,
 ) -> Result<Option<Owned>> {
+    // Authorized first, on a plain read: a caller who may not act on the
+    // connection never holds its row lock (which would tell it the row
+    // exists, and block the owner's writes).
+    if owned(c, id, need)?.is_none() {
+        return Ok(None);
+    }
     let plan = plans::plan(c, &OWNER_FOR_UPDATE)?;
     owner_of(c.update(plan, Some(1), &[id.into()])?, need)
 }

@@ -63,8 +63,9 @@ pub fn caller() -> pg_sys::Oid {
 }
 
 /// Whether the running function was called inside a security-restricted
-/// operation (an index expression, ANALYZE, a materialized view refresh):
-/// then no privileged or owner path is open, whoever the role is.
+/// operation (an index expression, ANALYZE, a materialized view refresh) or
+/// from a trigger: then no privileged or owner path is open, whoever the
+/// role is.
 pub fn restricted() -> bool {
     definer::entry().restricted
 }
@@ -90,6 +91,11 @@ pub fn is_privileged(role: pg_sys::Oid) -> bool {
 /// the JWT before setting the claims) or as a superuser. A login role that
 /// may act as `authenticated` could otherwise name any user in the claims.
 pub fn session_may_carry_claims() -> bool {
+    // Claims speak for the session's role, not for the owner of a SECURITY
+    // DEFINER function that calls us (which could have set them itself).
+    if !definer::entry().acts_as_session {
+        return false;
+    }
     // SAFETY: reads a backend global; no pointers involved.
     let session = unsafe { pg_sys::GetSessionUserId() };
     is_superuser(session)
@@ -129,7 +135,7 @@ pub fn require_privileged(what: &str) -> Result<()> {
     let role = caller();
     if restricted() {
         return Err(Error::NotAllowed(format!(
-            "permission denied: {what} cannot be called inside a security-restricted operation (an index expression, ANALYZE, a materialized view refresh)"
+            "permission denied: {what} cannot be called from a trigger or inside a security-restricted operation (an index expression, ANALYZE, a materialized view refresh)"
         )));
     }
     if is_privileged(role) {

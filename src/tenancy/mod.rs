@@ -166,7 +166,7 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
                         AND i.indkey[0] = (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = 'id') \
                       ORDER BY i.indisprimary DESC LIMIT 1), \
                     (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = t.owner_column AND NOT attisdropped), \
-                    EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.table_name), \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.table_name AND c.relkind = 'r'), \
                     (SELECT count(*) FROM unnest($1::text[]) s \
                       WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
                                         WHERE k.conrelid = s::regclass AND k.contype = 'f' \
@@ -420,6 +420,7 @@ fn attach_tenant_table(call: &Call) -> Result<pg_sys::Datum> {
 }
 
 fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
+    direct::lock_relation(table);
     Spi::connect_mut(|c| {
         let check = c.select(
             "SELECT c.oid::regclass::text, \
@@ -444,9 +445,11 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
         let owner_type: Option<String> = row.get(3)?;
         let id_unique: bool = row.get(4)?.unwrap_or(false);
         let relkind: Option<i8> = row.get(5)?;
-        if !matches!(relkind.map(|k| k as u8), Some(b'r') | Some(b'p')) {
+        // An ordinary table: ownership is read straight from its heap and
+        // unique index (a partitioned table has neither).
+        if relkind.map(|k| k as u8) != Some(b'r') {
             return Err(Error::InvalidArgument(format!(
-                "p_table: {name} is not a table"
+                "p_table: {name} is not an ordinary table (views, partitioned and foreign tables are refused)"
             )));
         }
         if id_type.as_deref() != Some("uuid") || !id_unique {

@@ -205,3 +205,29 @@ def test_generated_secrets_never_reach_a_stored_column(fresh_db):
     survivors = [s for s in secrets if s in stored]
     assert survivors == [], survivors[:5]
     assert "REDACTED" in stored
+
+
+def test_a_stranger_never_holds_a_connections_row_lock(fresh_db):
+    """A caller who may not act on a connection is refused before its row is
+    locked: it cannot block the owner's writes, nor tell an existing id from
+    an unknown one by a lock timeout."""
+    stranger = "f0000000-0000-4000-8000-0000000000ff"
+    with connect(fresh_db) as c:
+        ids = fill_every_table(c)
+    with connect(fresh_db, autocommit=False) as attacker, connect(fresh_db) as owner:
+        attacker.execute("SELECT set_config('role', 'authenticated', true), "
+                         "set_config('request.jwt.claims', %s, true)", ['{"sub": "%s"}' % stranger])
+        for fn in ("delete_integration(%s)", "update_integration_health(%s, true)", "update_integration(%s, 'x')"):
+            attacker.execute("SAVEPOINT s")
+            try:
+                attacker.execute(f"SELECT {fn}", [ids["cko"]])
+            except psycopg.Error:
+                pass
+            attacker.execute("RELEASE SAVEPOINT s") if attacker.info.transaction_status == 2 else \
+                attacker.execute("ROLLBACK TO SAVEPOINT s")
+        # the attacker's transaction stays open; the owner's write must not wait on it
+        owner.execute("SET lock_timeout = '2s'")
+        owner.execute("SELECT update_integration(%s, p_name => 'still mine')", [ids["cko"]])
+        assert owner.execute("SELECT name FROM integration_connections WHERE id = %s",
+                             [ids["cko"]]).fetchone()[0] == "still mine"
+        attacker.rollback()

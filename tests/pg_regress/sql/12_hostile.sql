@@ -176,6 +176,75 @@ ROLLBACK;
 \c - postgres
 DELETE FROM integrations.business_members WHERE business_id = :VICTIM;
 
+-- 9. Triggers: Supabase's default privileges give authenticated TRIGGER on the
+-- app's tables, so mallory can make code run inside anyone's statement.
+-- Called from a trigger, the extension opens no privileged or owner path.
+CREATE TABLE app_orders (id int, business_id uuid);
+INSERT INTO app_orders VALUES (1, :VICTIM);
+INSERT INTO integrations.business_members VALUES (:VICTIM, '7f000000-0000-4000-8000-00000000000f', 'owner');
+SET ROLE mallory;
+CREATE TABLE mallory.trigger_loot (v text);
+GRANT INSERT ON mallory.trigger_loot TO PUBLIC;
+CREATE FUNCTION mallory.grab() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        INSERT INTO mallory.trigger_loot SELECT get_integration_credentials(c.id)::text FROM integration_connections c;
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO mallory.trigger_loot VALUES ('credentials: ' || SQLSTATE);
+    END;
+    BEGIN
+        INSERT INTO mallory.trigger_loot VALUES (get_ai_avatar_secret(NEW.business_id));
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO mallory.trigger_loot VALUES ('key: ' || SQLSTATE);
+    END;
+    RETURN NEW;
+END $$;
+CREATE FUNCTION mallory.impersonate() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+    PERFORM set_config('request.jwt.claims', '{"sub":"7f000000-0000-4000-8000-00000000000f","role":"authenticated"}', true);
+    BEGIN
+        PERFORM set_ai_avatar_integration(NEW.business_id, 'heygen', 'mallorys_key');
+        INSERT INTO mallory.trigger_loot VALUES ('impersonation: ok');
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO mallory.trigger_loot VALUES ('impersonation: ' || SQLSTATE);
+    END;
+    RETURN NEW;
+END $$;
+GRANT USAGE ON SCHEMA mallory TO PUBLIC;
+CREATE TRIGGER grab BEFORE UPDATE ON public.app_orders FOR EACH ROW EXECUTE FUNCTION mallory.grab();
+CREATE TRIGGER impersonate BEFORE UPDATE ON public.app_orders FOR EACH ROW EXECUTE FUNCTION mallory.impersonate();
+RESET ROLE;
+BEGIN;
+SELECT act_as('service_role', NULL);
+UPDATE app_orders SET id = 2;
+COMMIT;
+SELECT v FROM mallory.trigger_loot ORDER BY v;
+SELECT get_ai_avatar_secret(:VICTIM) AS victims_key_unchanged;
+DROP TABLE app_orders;
+DELETE FROM integrations.business_members WHERE business_id = :VICTIM;
+
+-- 10. A partitioned tenant table is refused (its ownership could not be
+-- read straight from a heap and an index).
+CREATE TABLE part_businesses (id uuid PRIMARY KEY, profile_id uuid) PARTITION BY HASH (id);
+SELECT try($$SELECT integrations.attach_tenant_table('part_businesses')$$) AS partitioned_tenant_table;
+DROP TABLE part_businesses;
+
+-- 11. Legacy keys are read from Vault with the caller's privileges: a
+-- service_role that may not read vault.decrypted_secrets gets none through
+-- the migration.
+CREATE SCHEMA vault;
+CREATE TABLE vault.secrets (id uuid PRIMARY KEY, secret text);
+CREATE VIEW vault.decrypted_secrets AS SELECT id, secret AS decrypted_secret FROM vault.secrets;
+INSERT INTO vault.secrets VALUES ('5e000000-0000-4000-8000-000000000009', 'someone_elses_key');
+CREATE SCHEMA sr AUTHORIZATION service_role;
+SET ROLE service_role;
+CREATE TABLE sr.legacy (id uuid PRIMARY KEY, heygen_secret_id uuid, heygen_avatar_id text, heygen_voice_id text);
+INSERT INTO sr.legacy VALUES ('73000000-0000-4000-8000-000000000001', '5e000000-0000-4000-8000-000000000009', 'x', NULL);
+SELECT try($$SELECT * FROM integrations.migrate_business_columns('sr.legacy')$$) AS vault_not_readable_by_the_caller;
+RESET ROLE;
+DROP SCHEMA sr CASCADE;
+DROP SCHEMA vault CASCADE;
+
 DROP TABLE businesses CASCADE;
 DROP SCHEMA mallory CASCADE;
 CREATE SCHEMA mallory AUTHORIZATION mallory;
