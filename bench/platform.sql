@@ -37,8 +37,11 @@ DECLARE
     countries text[] := ARRAY['SA', 'KW', 'EG', 'AE', NULL];
     conns uuid[] := ARRAY(SELECT id FROM integration_connections ORDER BY random() LIMIT n);
     cfgs uuid[] := ARRAY(SELECT w.id FROM integration_webhook_configs w ORDER BY random() LIMIT n);
-    body bytea := convert_to('{"id":"evt","type":"payment_approved","data":{"amount":1000}}', 'UTF8');
-    hdrs jsonb := jsonb_build_object('Cko-Signature', encode(hmac('{"id":"evt","type":"payment_approved","data":{"amount":1000}}', 'whsec_bench', 'sha256'), 'hex'));
+    -- a body (and its signature) per call: a signed body is recorded once
+    bodies bytea[] := ARRAY(SELECT convert_to(format('{"id":"%s","type":"payment_approved","data":{"amount":1000}}',
+                                                     gen_random_uuid()), 'UTF8') FROM generate_series(1, n));
+    hdrs jsonb[] := ARRAY(SELECT jsonb_build_object('Cko-Signature', encode(hmac(b, 'whsec_bench'::bytea, 'sha256'), 'hex'))
+                          FROM unnest(bodies) WITH ORDINALITY AS u (b, k) ORDER BY k);
     t0 timestamptz;
     i integer;
     c bigint;
@@ -54,10 +57,10 @@ BEGIN
               AND (countries[1 + i % 5] IS NULL OR p.supported_countries @> ARRAY[countries[1 + i % 5]])
             ORDER BY p.is_mena_provider DESC, p.sort_order, p.provider) q; END LOOP;
     WHEN 'record_webhook_event' THEN FOR i IN 1..n LOOP
-        v := record_webhook_event(cfgs[i], gen_random_uuid()::text, 'payment_approved', hdrs, body, 'r2://b/k'); END LOOP;
+        v := record_webhook_event(cfgs[i], gen_random_uuid()::text, 'payment_approved', hdrs[i], bodies[i], 'r2://b/k'); END LOOP;
     WHEN 'floor_webhook' THEN FOR i IN 1..n LOOP
         INSERT INTO floor_events (config_id, integration_id, business_id, provider_event_id, event_type, headers, body_sha256, body_object_key)
-        VALUES (cfgs[i], conns[i], conns[i], gen_random_uuid()::text, 'payment_approved', '{}', sha256(body), 'r2://b/k')
+        VALUES (cfgs[i], conns[i], conns[i], gen_random_uuid()::text, 'payment_approved', '{}', sha256(bodies[i]), 'r2://b/k')
         ON CONFLICT (config_id, provider_event_id) DO NOTHING; END LOOP;
     WHEN 'record_integration_metric' THEN FOR i IN 1..n LOOP
         PERFORM record_integration_metric(conns[i], i % 10 <> 0, 100 + i % 50); END LOOP;
