@@ -640,39 +640,11 @@ mod tests {
             "Stripe-Signature": "t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef"
         }));
         let body = PAYLOAD.as_bytes();
-        assert_eq!(
-            verify(
-                "stripe_v1",
-                None,
-                b"webhook_secret",
-                &h,
-                body,
-                1_533_204_620
-            ),
-            Ok(Verified::UNBOUND)
-        );
-        assert_eq!(
-            verify(
-                "stripe_v1",
-                None,
-                b"webhook_secret",
-                &h,
-                body,
-                1_533_204_620 + 301
-            ),
-            Err(Refusal::Stale)
-        );
-        assert_eq!(
-            verify(
-                "stripe_v1",
-                None,
-                b"webhook_secret",
-                &h,
-                &body[..483],
-                1_533_204_620
-            ),
-            Err(Refusal::Mismatch)
-        );
+        let at =
+            |now: i64, body: &[u8]| verify("stripe_v1", None, b"webhook_secret", &h, body, now);
+        assert_eq!(at(1_533_204_620, body), Ok(Verified::UNBOUND));
+        assert_eq!(at(1_533_204_620 + 301, body), Err(Refusal::Stale));
+        assert_eq!(at(1_533_204_620, &body[..483]), Err(Refusal::Mismatch));
     }
 
     /// RFC 7515, appendix A.1: the HS256 JWS example (key from its JWK).
