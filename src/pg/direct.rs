@@ -155,6 +155,17 @@ pub fn uuid_key(index_column: i16, value: &pgrx::Uuid) -> Key<'_> {
     }
 }
 
+/// `index_column = value` for a bytea column. The key's datum is a copy in
+/// the current memory context, which outlives the scan.
+pub fn bytea_key(index_column: i16, value: &[u8]) -> Key<'static> {
+    Key {
+        index_column,
+        eq_proc: pg_sys::F_BYTEAEQ,
+        value: pgrx::IntoDatum::into_datum(value).unwrap_or(pg_sys::Datum::from(0)),
+        _value: std::marker::PhantomData,
+    }
+}
+
 /// A fetched row, valid inside the callback only.
 pub struct Row {
     slot: *mut pg_sys::TupleTableSlot,
