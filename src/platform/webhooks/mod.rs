@@ -436,12 +436,13 @@ fn record_webhook_event(call: &Call) -> Result<pg_sys::Datum> {
                 ));
             }
         }
-        if !verified.signs_event_id {
-            if body_seen(c, config_id, &digest, &event_id, replay_window(&scheme))? {
-                return Err(Error::NotAllowed(
-                    "webhook refused: the same signed body was already recorded under another event id".into(),
-                ));
-            }
+        if !verified.signs_event_id
+            && body_seen(c, config_id, &digest, &event_id, replay_window(&scheme))?
+        {
+            return Err(Error::NotAllowed(
+                "webhook refused: the same signed body was already recorded under another event id"
+                    .into(),
+            ));
         }
         let mut args: Vec<pgrx::datum::DatumWithOid<'_>> = vec![
             config_id.into(),
