@@ -74,3 +74,26 @@ CREATE INDEX integration_events_body_idx ON public.integration_events (config_id
 -- Re-encryption passes over secrets that fail authentication.
 COMMENT ON FUNCTION integrations.reencrypt_secrets(integer) IS
     'Re-encrypts up to p_batch_size secrets still sealed under a retired data key, oldest key first (FOR UPDATE SKIP LOCKED); returns how many. A secret that fails authentication is left as it is and named in a WARNING (and by verify_secrets); 0 means nothing re-encryptable is left. Each call is one short transaction''s work: safe to interrupt and call again.';
+
+-- Seed 003's name for the display name, so its own check query runs.
+ALTER TABLE public.integration_providers ADD COLUMN name text GENERATED ALWAYS AS (display_name) STORED;
+COMMENT ON COLUMN public.integration_providers.name IS 'The display name, under the column name seed 003 uses';
+
+-- set_*_integration: a NULL p_api_key keeps the stored key of an existing row.
+DO $comments$
+DECLARE
+    k record;
+BEGIN
+    FOR k IN SELECT * FROM (VALUES
+        ('ai_avatar', 'AI avatar', 'heygen', '',
+         ' 42501 unless the caller may act on the business; 22023 for an unknown provider or an empty key.'),
+        ('email', 'email', 'mailerlite, mailchimp, brevo', ' p_sender_email must be an e-mail address.', ''),
+        ('blog', 'blog', 'wordpress, wix', ' p_site_url must be an http(s) URL.', '')
+    ) AS v (kind, label, providers, set_rule, set_errors)
+    LOOP
+        EXECUTE format('COMMENT ON FUNCTION public.%I(uuid, text, text, text, text, jsonb) IS %L', 'set_' || k.kind || '_integration',
+            format('Creates or updates the business''s %s integration for p_provider (%s) and stores p_api_key encrypted; returns the integration id. A NULL p_api_key keeps the stored key (a new integration needs one).%s NULL optional arguments keep the stored value, an empty string clears it; p_config replaces provider_config (NULL keeps it).%s',
+                   k.label, k.providers, k.set_rule, k.set_errors));
+    END LOOP;
+END
+$comments$;

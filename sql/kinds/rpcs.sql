@@ -39,7 +39,7 @@ BEGIN
             'delete_' || k.kind || '_integration', format(sig, 'VOLATILE'), 'pgi_delete_' || k.kind || '_integration');
 
         EXECUTE format('COMMENT ON FUNCTION public.%I(uuid, text, text, text, text, jsonb) IS %L', 'set_' || k.kind || '_integration',
-            format('Creates or updates the business''s %s integration for p_provider (%s) and stores p_api_key encrypted; returns the integration id.%s NULL optional arguments keep the stored value, an empty string clears it; p_config replaces provider_config (NULL keeps it).%s',
+            format('Creates or updates the business''s %s integration for p_provider (%s) and stores p_api_key encrypted; returns the integration id. A NULL p_api_key keeps the stored key (a new integration needs one).%s NULL optional arguments keep the stored value, an empty string clears it; p_config replaces provider_config (NULL keeps it).%s',
                    k.label, k.providers, k.set_rule, k.set_errors));
         EXECUTE format('COMMENT ON FUNCTION public.%I(uuid) IS %L', 'get_' || k.kind || '_integration',
             format('The business''s active %s integration without its secret (no row if there is none%s).', k.label, k.get_choice));

@@ -46,7 +46,9 @@ CREATE TABLE public.integration_providers (
     -- Rows this file inserts; pg_dump carries only the others (below).
     builtin              boolean NOT NULL DEFAULT false,
     created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Seed 003 calls the display name `name` (its own check query selects it).
+    name                 text GENERATED ALWAYS AS (display_name) STORED
 );
 COMMENT ON TABLE public.integration_providers IS
     'Provider registry: one row per provider (payment, BNPL, communication, logistics, cloud, commerce, ...), with where it operates, what it supports and how it signs webhooks. MENA providers first.';
@@ -55,6 +57,7 @@ COMMENT ON COLUMN public.integration_providers.supported_currencies IS 'ISO 4217
 COMMENT ON COLUMN public.integration_providers.primary_locale IS '''ar'' for MENA providers, ''en'' otherwise';
 COMMENT ON COLUMN public.integration_providers.payment_capabilities IS 'one_time, refunds, void, auth_capture, tokenization, recurring, 3ds, payouts, split, webhooks, bnpl, checkout_session, disputes, invoices, in_store, installments';
 COMMENT ON COLUMN public.integration_providers.payment_methods IS 'mada, knet, benefit, naps, omannet, fawry, meeza, valu, apple_pay, google_pay, samsung_pay, stc_pay, card, bnpl, wallets, kiosk, sadad';
+COMMENT ON COLUMN public.integration_providers.name IS 'The display name, under the column name seed 003 uses';
 COMMENT ON COLUMN public.integration_providers.notes IS 'What the research could not confirm (left out of the arrays above)';
 -- Containment (@>) on the arrays is what get_payment_providers_by_capability asks.
 CREATE INDEX integration_providers_capabilities_idx ON public.integration_providers USING gin (payment_capabilities);

@@ -144,12 +144,15 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
     let provider = call.required::<String>(1, "p_provider")?;
     validate::one_of("p_provider", kind.label, &provider, kind.providers)
         .map_err(Error::InvalidArgument)?;
-    let api_key = call.required::<&str>(2, "p_api_key")?;
-    if api_key.trim().is_empty() {
-        return Err(Error::InvalidArgument("p_api_key must not be empty".into()));
-    }
-    if api_key.len() > store::MAX_SECRET_BYTES {
-        return Err(Error::InvalidArgument("p_api_key is too long".into()));
+    // NULL keeps the stored key (settings only); a new row needs one.
+    let api_key: Option<&str> = call.arg(2);
+    if let Some(key) = api_key {
+        if key.trim().is_empty() {
+            return Err(Error::InvalidArgument("p_api_key must not be empty".into()));
+        }
+        if key.len() > store::MAX_SECRET_BYTES {
+            return Err(Error::InvalidArgument("p_api_key is too long".into()));
+        }
     }
     let opt1 = option_arg(call, 3, &kind.options[0])?;
     let opt2 = option_arg(call, 4, &kind.options[1])?;
@@ -185,8 +188,8 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
         ]
     };
     let id = Spi::connect_mut(|c| -> Result<Uuid> {
-        if let Some((Some(_), Some(secret))) = known {
-            // The common case, re-saving settings: one statement.
+        if let (Some(api_key), Some((Some(_), Some(secret)))) = (api_key, known) {
+            // The common case, re-saving settings with the key: one statement.
             let mut args = row_args();
             args.push(secret.into());
             let plaintext = api_key.as_bytes().to_vec();
@@ -208,6 +211,10 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
             if !updated.is_empty() {
                 let row = updated.first();
                 let id: Uuid = row.get(1)?.ok_or_else(|| Error::Internal("no id".into()))?;
+                let Some(api_key) = api_key else {
+                    // Settings only: the stored key stays.
+                    return Ok(id);
+                };
                 let secret: Option<Uuid> = row.get(2)?;
                 let replaced = match secret {
                     Some(s) => store::replace(c, s, business, api_key.as_bytes().to_vec())?,
@@ -225,6 +232,12 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
                 }
                 return Ok(id);
             }
+            let Some(api_key) = api_key else {
+                return Err(Error::InvalidArgument(format!(
+                    "p_api_key must not be null: the business has no {} integration with this provider yet",
+                    kind.name
+                )));
+            };
             let s = store::create(
                 c,
                 business,

@@ -75,6 +75,46 @@ pub fn check_connection_config(v: &Value) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Seed 002's camelCase names for the `connection_config` keys.
+pub const CONFIG_ALIASES: &[(&str, &str)] = &[
+    ("apiVersion", "api_version"),
+    ("apiEndpoint", "api_endpoint"),
+    ("rateLimit", "rate_limit"),
+];
+/// Seed 002's camelCase names for the `capabilities` keys.
+pub const CAPABILITY_ALIASES: &[(&str, &str)] = &[
+    ("canSync", "can_sync"),
+    ("canPush", "can_push"),
+    ("canWebhook", "can_webhook"),
+    ("syncFrequency", "sync_frequency"),
+];
+
+/// `v` with seed 002's camelCase keys renamed to the canonical snake_case
+/// ones, so both spellings are accepted and one form is stored; a key given
+/// in both spellings is refused.
+pub fn canonical_keys(
+    v: Value,
+    aliases: &[(&str, &str)],
+    arg: &str,
+) -> std::result::Result<Value, String> {
+    let Value::Object(map) = v else {
+        return Ok(v);
+    };
+    let mut out = serde_json::Map::new();
+    for (k, val) in map {
+        let key = aliases
+            .iter()
+            .find(|(camel, _)| *camel == k)
+            .map_or(k.clone(), |(_, snake)| snake.to_string());
+        if out.insert(key.clone(), val).is_some() {
+            return Err(format!(
+                "{arg}.{key} is given twice (in camelCase and snake_case)"
+            ));
+        }
+    }
+    Ok(Value::Object(out))
+}
+
 /// `capabilities`: an object with only the booleans `can_sync`, `can_push`,
 /// `can_webhook` and `sync_frequency`.
 pub fn check_capabilities(v: &Value) -> std::result::Result<(), String> {
@@ -465,11 +505,19 @@ fn create_integration(call: &Call) -> Result<pg_sys::Datum> {
     let environment = call.text(12).unwrap_or_else(|| "production".into());
     validate::one_of("p_environment", "environment", &environment, ENVIRONMENTS)
         .map_err(invalid)?;
-    let config = call.json(13);
+    let config = call
+        .json(13)
+        .map(|v| canonical_keys(v, CONFIG_ALIASES, "p_connection_config"))
+        .transpose()
+        .map_err(invalid)?;
     if let Some(v) = &config {
         check_connection_config(v).map_err(invalid)?;
     }
-    let capabilities = call.json(14);
+    let capabilities = call
+        .json(14)
+        .map(|v| canonical_keys(v, CAPABILITY_ALIASES, "p_capabilities"))
+        .transpose()
+        .map_err(invalid)?;
     if let Some(v) = &capabilities {
         check_capabilities(v).map_err(invalid)?;
     }
@@ -567,11 +615,19 @@ fn update_integration(call: &Call) -> Result<pg_sys::Datum> {
     if let Some(st) = &status {
         validate::one_of("p_status", "status", st, STATUSES).map_err(invalid)?;
     }
-    let config = call.json(3);
+    let config = call
+        .json(3)
+        .map(|v| canonical_keys(v, CONFIG_ALIASES, "p_connection_config"))
+        .transpose()
+        .map_err(invalid)?;
     if let Some(v) = &config {
         check_connection_config(v).map_err(invalid)?;
     }
-    let capabilities = call.json(4);
+    let capabilities = call
+        .json(4)
+        .map(|v| canonical_keys(v, CAPABILITY_ALIASES, "p_capabilities"))
+        .transpose()
+        .map_err(invalid)?;
     if let Some(v) = &capabilities {
         check_capabilities(v).map_err(invalid)?;
     }
@@ -757,6 +813,13 @@ fn get_integration_credentials(call: &Call) -> Result<pg_sys::Datum> {
         "scopes".into(),
         row.get("oauth_scopes").cloned().unwrap_or(Value::Null),
     );
+    // What seed 002's getDecryptedCredentials returns besides the secrets.
+    let config = row.get("connection_config").cloned().unwrap_or(Value::Null);
+    out.insert(
+        "domain".into(),
+        config.get("domain").cloned().unwrap_or(Value::Null),
+    );
+    out.insert("connection_config".into(), config);
     audit_connection(&o.caller, Action::ReadSecret, &o.business, &o.provider, &id)?;
     Ok(fcall::datum(JsonB(Value::Object(out))))
 }
@@ -1012,5 +1075,30 @@ mod tests {
         assert!(check_credentials("oauth2", &oauth).is_ok());
         assert!(check_credentials("oauth2", &Credentials::default()).is_err());
         assert!(check_credentials("magic", &key).is_err());
+    }
+
+    #[test]
+    fn seed_002_camel_case_keys_are_stored_in_one_form() {
+        let v = json!({"apiVersion": "2024-01", "rateLimit": 40, "domain": "x.myshopify.com"});
+        let c = canonical_keys(v, CONFIG_ALIASES, "p_connection_config").unwrap();
+        assert_eq!(
+            c,
+            json!({"api_version": "2024-01", "rate_limit": 40, "domain": "x.myshopify.com"})
+        );
+        assert_eq!(check_connection_config(&c), Ok(()));
+        let caps = canonical_keys(
+            json!({"canSync": true, "syncFrequency": "hourly"}),
+            CAPABILITY_ALIASES,
+            "p_capabilities",
+        )
+        .unwrap();
+        assert_eq!(caps, json!({"can_sync": true, "sync_frequency": "hourly"}));
+        assert_eq!(check_capabilities(&caps), Ok(()));
+        let twice = canonical_keys(
+            json!({"canSync": true, "can_sync": false}),
+            CAPABILITY_ALIASES,
+            "p_capabilities",
+        );
+        assert!(twice.unwrap_err().contains("given twice"));
     }
 }

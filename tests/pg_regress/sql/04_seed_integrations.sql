@@ -147,6 +147,9 @@ SELECT get_ai_avatar_secret(:B1) IS NULL AS inactive_has_no_secret;
 SELECT set_ai_avatar_integration(:B1, 'heygen', 'hg_key_v4') IS NOT NULL AS reactivated;
 SELECT status, provider_config AS default_config_replaces FROM get_ai_avatar_integration(:B1);
 SELECT get_ai_avatar_secret(:B1) AS latest_key;
+-- settings without a key: the stored key stays
+SELECT set_ai_avatar_integration(:B1, 'heygen', NULL, 'avatar-9') = :'same_id' AS same_row_without_key;
+SELECT avatar_id, get_ai_avatar_secret(:B1) AS key_kept FROM get_ai_avatar_integration(:B1);
 SELECT count(*) AS ai_rows, count(DISTINCT secret_id) AS ai_secrets FROM ai_avatar_integrations WHERE business_id = :B1;
 
 -- Bad input: 22023 naming the argument; nothing written
@@ -154,7 +157,8 @@ SELECT count(*) AS secrets_before FROM integrations.secrets \gset
 SELECT try($$SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', 'synthesia', 'k')$$);
 SELECT try($$SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', 'heygen', '')$$);
 SELECT try($$SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', 'heygen', '   ')$$);
-SELECT try($$SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', 'heygen', NULL)$$);
+-- (a new integration needs a key; an existing one keeps it, below)
+SELECT try($$SELECT set_ai_avatar_integration('b2000000-0000-4000-8000-000000000002', 'heygen', NULL)$$);
 SELECT try($$SELECT set_ai_avatar_integration(NULL, 'heygen', 'k')$$);
 SELECT try($$SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', NULL, 'k')$$);
 SELECT try($$SELECT set_ai_avatar_integration('b1000000-0000-4000-8000-000000000001', 'heygen', 'k', p_config => '[1,2]')$$);

@@ -17,6 +17,9 @@ SELECT provider, webhook_signing, webhook_signature_header FROM integration_prov
 WHERE webhook_signing NOT IN ('none', 'unverified') ORDER BY provider;
 
 -- Capability search: active only, MENA first, case-insensitive codes
+-- seed 003's own check query, as written
+SELECT provider, name, is_mena_provider FROM integration_providers ORDER BY is_mena_provider DESC, provider;
+SELECT count(*) AS name_differs_from_display_name FROM integration_providers WHERE name IS DISTINCT FROM display_name;
 SELECT provider, is_mena_provider FROM get_payment_providers_by_capability('one_time');
 SELECT provider FROM get_payment_providers_by_capability('bnpl', 'kw', 'KWD');
 SELECT provider FROM get_payment_providers_by_capability('recurring', 'SA', 'SAR');

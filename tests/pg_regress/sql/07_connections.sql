@@ -49,6 +49,15 @@ BEGIN;
 SET LOCAL ROLE service_role;
 SELECT get_integration_credentials(:'shop');
 COMMIT;
+-- seed 002's camelCase keys are accepted and stored in one form; both
+-- spellings of one key are refused
+SELECT create_integration(:B, 'shopify', 'Camel Store', 'api_key', p_api_key => 'shpat_camel_0123456789',
+    p_connection_config => '{"domain":"camel.myshopify.com","apiVersion":"2024-01","rateLimit":40}',
+    p_capabilities => '{"canSync":true,"canPush":false,"canWebhook":true,"syncFrequency":"daily"}') AS camel \gset
+SELECT connection_config, capabilities FROM integration_connections WHERE id = :'camel';
+SELECT try($$SELECT create_integration('0e000000-0000-4000-8000-000000000001', 'shopify', 'Twice', 'api_key',
+    p_api_key => 'shpat_twice_0123456789', p_capabilities => '{"canSync":true,"can_sync":false}')$$) AS both_spellings;
+SELECT delete_integration(:'camel');
 
 -- bad input: the credential must fit the auth method, config is validated
 SELECT count(*) AS secrets_before FROM integrations.secrets \gset
