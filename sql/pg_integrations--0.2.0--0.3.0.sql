@@ -97,3 +97,13 @@ BEGIN
     END LOOP;
 END
 $comments$;
+
+-- Adopting the seeds' own tables (moved aside by CREATE EXTENSION from 0.3.0 on).
+CREATE FUNCTION integrations.adopt_legacy_integrations()
+RETURNS TABLE (table_name text, adopted bigint, skipped bigint)
+LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_adopt_legacy_integrations';
+COMMENT ON FUNCTION integrations.adopt_legacy_integrations() IS
+    'Copies the rows of the seeds'' tables that CREATE EXTENSION moved into integrations_legacy (ai_avatar, email and blog integrations, Upload-Post profiles) into the extension''s tables, keeping row ids, business ids, configuration, status and timestamps and re-sealing each key read from vault.decrypted_secrets (with the caller''s privileges); without Vault a row is adopted without a key and marked inactive. Returns per table how many rows were adopted and skipped; a skipped row gets a NOTICE saying why, never the key. Idempotent. Privileged callers. integrations_legacy is left for you to drop.';
+REVOKE ALL ON FUNCTION integrations.adopt_legacy_integrations() FROM PUBLIC, anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION integrations.adopt_legacy_integrations() TO service_role, integrations_admin;

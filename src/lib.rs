@@ -41,9 +41,14 @@ pub mod tenancy;
 extension_sql_file!("../sql/core/bootstrap.sql", bootstrap);
 extension_sql_file!("../sql/pg/install.sql", name = "pg_install");
 extension_sql_file!(
+    "../sql/ops/legacy.sql",
+    name = "legacy",
+    requires = ["pg_install"]
+);
+extension_sql_file!(
     "../sql/pg/triggers.sql",
     name = "pg_triggers",
-    requires = ["pg_install"]
+    requires = ["legacy"]
 );
 extension_sql_file!(
     "../sql/tenancy/tenancy.sql",

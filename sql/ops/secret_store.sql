@@ -39,4 +39,5 @@ COMMENT ON FUNCTION integrations.keyring_status() IS
     'One row per data key: id, status (active/retired), creation time and how many secrets it seals. Never returns key material.';
 
 -- The install-time helpers of sql/pg/install.sql have done their work.
-DROP FUNCTION integrations.install_tenant_table(text, text, boolean), integrations.install_api_functions(text, text[]);
+DROP FUNCTION integrations.install_tenant_table(text, text, boolean), integrations.install_api_functions(text, text[]),
+    integrations.install_legacy_names();

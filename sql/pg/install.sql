@@ -25,6 +25,26 @@ BEGIN
     END IF;
 END $$;
 
+-- The names of the extension's public functions, and of the seeds' updated_at
+-- trigger functions: what a database where the seeds ran may already hold
+-- (sql/ops/legacy.sql moves them aside). A client test holds it to the
+-- installed functions.
+CREATE FUNCTION integrations.install_legacy_names() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY[
+        'set_ai_avatar_integration', 'get_ai_avatar_integration', 'get_ai_avatar_secret', 'delete_ai_avatar_integration',
+        'set_email_integration', 'get_email_integration', 'get_email_secret', 'delete_email_integration',
+        'set_blog_integration', 'get_blog_integration', 'get_blog_secret', 'delete_blog_integration',
+        'get_or_create_upload_post_profile', 'set_upload_post_social_accounts', 'delete_upload_post_profile',
+        'get_payment_providers_by_capability', 'create_integration', 'update_integration', 'get_integration',
+        'list_integrations', 'get_integration_by_provider', 'get_integration_credentials', 'delete_integration',
+        'update_integration_sync_stats', 'update_integration_health', 'set_integration_oauth_tokens',
+        'list_integrations_needing_refresh', 'create_oauth_state', 'consume_oauth_state', 'cleanup_expired_oauth_states',
+        'record_integration_metric', 'log_integration_api_call', 'set_webhook_config', 'record_webhook_event',
+        'claim_integration_events', 'complete_integration_event', 'log_webhook_body_access',
+        'update_ai_avatar_integrations_updated_at', 'update_email_integrations_updated_at',
+        'update_blog_integrations_updated_at', 'update_upload_post_profiles_updated_at']
+$$;
+
 -- EXECUTE on the named public functions for p_roles only: Supabase's default
 -- privileges grant it to anon, authenticated and service_role on every new
 -- public function, so every API role is named in the REVOKE.

@@ -3,6 +3,8 @@
 //! `businesses` table. May use the core, tenancy, the kinds' descriptions
 //! (the migration fills their tables) and the plumbing.
 
+pub mod adopt;
 pub mod maintenance;
 pub mod migrate;
 pub mod secret_store;
+pub mod vault;
