@@ -107,3 +107,38 @@ COMMENT ON FUNCTION integrations.adopt_legacy_integrations() IS
     'Copies the rows of the seeds'' tables that CREATE EXTENSION moved into integrations_legacy (ai_avatar, email and blog integrations, Upload-Post profiles) into the extension''s tables, keeping row ids, business ids, configuration, status and timestamps and re-sealing each key read from vault.decrypted_secrets (with the caller''s privileges); without Vault a row is adopted without a key and marked inactive. Returns per table how many rows were adopted and skipped; a skipped row gets a NOTICE saying why, never the key. Idempotent. Privileged callers. integrations_legacy is left for you to drop.';
 REVOKE ALL ON FUNCTION integrations.adopt_legacy_integrations() FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION integrations.adopt_legacy_integrations() TO service_role, integrations_admin;
+
+-- A seed kind's providers are data: the providers of its category in the
+-- registry (a foreign key), not a list in a CHECK constraint; and a back end
+-- records an integration's status and why.
+ALTER TABLE public.integration_providers ADD UNIQUE (provider, category);
+DO $kinds$
+DECLARE
+    k text;
+    t text;
+BEGIN
+    FOREACH k IN ARRAY ARRAY['ai_avatar', 'email', 'blog'] LOOP
+        t := k || '_integrations';
+        EXECUTE format('ALTER TABLE public.%I DROP CONSTRAINT %I', t, t || '_provider_check');
+        EXECUTE format('ALTER TABLE public.%I ADD COLUMN error_message text, '
+                       'ADD COLUMN provider_category text NOT NULL DEFAULT %L CHECK (provider_category = %L), '
+                       'ADD FOREIGN KEY (provider, provider_category) REFERENCES public.integration_providers (provider, category)',
+                       t, k, k);
+        EXECUTE format('COMMENT ON COLUMN public.%I.error_message IS %L', t,
+                       'Why the status is error, as a back-end job recorded it (set_integration_status; redacted)');
+        EXECUTE format('COMMENT ON COLUMN public.%I.provider_category IS %L', t,
+                       'The registry category this kind''s providers come from: provider must be a provider of it in integration_providers');
+    END LOOP;
+END
+$kinds$;
+CREATE FUNCTION public.set_integration_status(
+    p_kind text, p_business_id uuid, p_provider text, p_status text, p_error_message text DEFAULT NULL,
+    p_validated_at timestamptz DEFAULT NULL, p_last_synced_at timestamptz DEFAULT NULL)
+RETURNS uuid LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_set_integration_status';
+COMMENT ON FUNCTION public.set_integration_status(text, uuid, text, text, text, timestamptz, timestamptz) IS
+    'Records the status (active, inactive, error) of the business''s p_kind (ai_avatar, email, blog) integration with p_provider, with an error message (stored redacted, at most 1000 characters; NULL clears it) and, when given, validated_at and last_synced_at; returns the integration id. PT404 if there is none. For back ends: service_role and integrations_admin. Audited.';
+REVOKE ALL ON FUNCTION public.set_integration_status(text, uuid, text, text, text, timestamptz, timestamptz)
+    FROM PUBLIC, anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION public.set_integration_status(text, uuid, text, text, text, timestamptz, timestamptz)
+    TO service_role, integrations_admin;

@@ -19,7 +19,7 @@
 //! - kinds never import each other; the platform never imports a kind;
 //! - crypto (`core::crypto`) and signature code (`platform::webhooks::signature`)
 //!   never touch pgrx, and neither do the other pure modules (`core::tokens`,
-//!   `core::validate`, `platform::redact`).
+//!   `core::validate`, `core::redact`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
@@ -56,9 +56,14 @@ extension_sql_file!(
     requires = ["pg_triggers"]
 );
 extension_sql_file!(
+    "../sql/platform/providers.sql",
+    name = "providers",
+    requires = ["tenancy"]
+);
+extension_sql_file!(
     "../sql/kinds/tables.sql",
     name = "kind_tables",
-    requires = ["tenancy"]
+    requires = ["providers"]
 );
 extension_sql_file!(
     "../sql/kinds/rpcs.sql",
@@ -71,14 +76,9 @@ extension_sql_file!(
     requires = ["kind_rpcs"]
 );
 extension_sql_file!(
-    "../sql/platform/providers.sql",
-    name = "providers",
-    requires = ["migrate"]
-);
-extension_sql_file!(
     "../sql/platform/oauth.sql",
     name = "oauth",
-    requires = ["providers"]
+    requires = ["migrate"]
 );
 extension_sql_file!(
     "../sql/platform/connections.sql",

@@ -75,3 +75,13 @@ COMMENT ON FUNCTION public.delete_upload_post_profile(uuid) IS
 
 SELECT integrations.install_api_functions('authenticated, service_role, integrations_admin', 'get_or_create_upload_post_profile', 'set_upload_post_social_accounts',
                                           'delete_upload_post_profile');
+
+-- For back ends: record an integration's status.
+CREATE FUNCTION public.set_integration_status(
+    p_kind text, p_business_id uuid, p_provider text, p_status text, p_error_message text DEFAULT NULL,
+    p_validated_at timestamptz DEFAULT NULL, p_last_synced_at timestamptz DEFAULT NULL)
+RETURNS uuid LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_set_integration_status';
+COMMENT ON FUNCTION public.set_integration_status(text, uuid, text, text, text, timestamptz, timestamptz) IS
+    'Records the status (active, inactive, error) of the business''s p_kind (ai_avatar, email, blog) integration with p_provider, with an error message (stored redacted, at most 1000 characters; NULL clears it) and, when given, validated_at and last_synced_at; returns the integration id. PT404 if there is none. For back ends: service_role and integrations_admin. Audited.';
+SELECT integrations.install_api_functions('service_role, integrations_admin', 'set_integration_status');

@@ -27,18 +27,18 @@ DECLARE
 BEGIN
     FOR k IN SELECT * FROM (VALUES
         ('ai_avatar', 'AI avatar video generation service integrations (HeyGen, future providers)',
-         ARRAY['heygen'], 'AI avatar service provider (heygen)', 'encrypted API key',
+         'AI avatar service provider (heygen)', 'encrypted API key',
          'avatar_id', NULL, 'Provider-specific avatar identifier',
          'voice_id', NULL, 'Provider-specific voice identifier'),
         ('email', 'Email service provider integrations (MailerLite, Mailchimp, Brevo)',
-         ARRAY['mailerlite', 'mailchimp', 'brevo'], 'Email service provider (mailerlite, mailchimp, brevo)', 'encrypted API key',
+         'Email service provider (mailerlite, mailchimp, brevo)', 'encrypted API key',
          'sender_name', NULL, 'Name shown as the sender of outgoing e-mail',
          'sender_email', 'integrations.is_valid_email(sender_email)', 'Sender e-mail address (validated)'),
         ('blog', 'Blog platform integrations (WordPress, Wix)',
-         ARRAY['wordpress', 'wix'], 'Blog platform (wordpress, wix)', 'encrypted API key or application password',
+         'Blog platform (wordpress, wix)', 'encrypted API key or application password',
          'site_url', 'integrations.is_valid_http_url(site_url)', 'The blog''s http(s) URL (validated)',
          'username', NULL, 'User name the API key belongs to (WordPress application passwords)')
-    ) AS v (kind, about, providers, provider_about, secret_about, c1, c1_check, c1_about, c2, c2_check, c2_about)
+    ) AS v (kind, about, provider_about, secret_about, c1, c1_check, c1_about, c2, c2_check, c2_about)
     LOOP
         t := k.kind || '_integrations';
         EXECUTE format($ddl$
@@ -47,19 +47,22 @@ BEGIN
                 created_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
                 updated_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
                 business_id UUID NOT NULL,
-                provider TEXT NOT NULL CHECK (provider IN (%2$s)),
+                provider TEXT NOT NULL,
                 secret_id UUID REFERENCES integrations.secrets (id),
-                %3$I TEXT %4$s,
-                %5$I TEXT %6$s,
+                %2$I TEXT %3$s,
+                %4$I TEXT %5$s,
                 provider_config JSONB DEFAULT '{}' CHECK (jsonb_typeof(provider_config) = 'object'),
                 status TEXT DEFAULT 'active' CHECK (status IN ('active', 'inactive', 'error')),
                 validated_at TIMESTAMP WITH TIME ZONE,
                 last_synced_at TIMESTAMP WITH TIME ZONE,
-                CONSTRAINT %7$I UNIQUE (business_id, provider)
+                CONSTRAINT %6$I UNIQUE (business_id, provider),
+                error_message TEXT,
+                provider_category TEXT NOT NULL DEFAULT %7$L CHECK (provider_category = %7$L),
+                FOREIGN KEY (provider, provider_category) REFERENCES public.integration_providers (provider, category)
             ) WITH (fillfactor = 70)$ddl$,
-            t, (SELECT string_agg(quote_literal(p), ', ') FROM unnest(k.providers) p),
+            t,
             k.c1, COALESCE('CHECK (' || k.c1_check || ')', ''), k.c2, COALESCE('CHECK (' || k.c2_check || ')', ''),
-            'unique_business_' || k.kind || '_provider');
+            'unique_business_' || k.kind || '_provider', k.kind);
         EXECUTE format('COMMENT ON TABLE public.%I IS %L', t, k.about);
         EXECUTE format('COMMENT ON COLUMN public.%I.business_id IS %L', t, 'Reference to the business that owns this integration');
         EXECUTE format('COMMENT ON COLUMN public.%I.provider IS %L', t, k.provider_about);
@@ -68,6 +71,9 @@ BEGIN
         EXECUTE format('COMMENT ON COLUMN public.%I.%I IS %L', t, k.c2, k.c2_about);
         EXECUTE format('COMMENT ON COLUMN public.%I.provider_config IS %L', t, 'Additional provider-specific configuration');
         EXECUTE format('COMMENT ON COLUMN public.%I.status IS %L', t, 'Integration status (active, inactive, error)');
+        EXECUTE format('COMMENT ON COLUMN public.%I.error_message IS %L', t, 'Why the status is error, as a back-end job recorded it (set_integration_status; redacted)');
+        EXECUTE format('COMMENT ON COLUMN public.%I.provider_category IS %L', t,
+                       'The registry category this kind''s providers come from: provider must be a provider of it in integration_providers');
         -- secret_id: deleting a secret checks this foreign key; without the
         -- index that is a scan.
         EXECUTE format('CREATE INDEX %I ON public.%I (business_id)', 'idx_' || t || '_business_id', t);

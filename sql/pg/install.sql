@@ -40,7 +40,7 @@ CREATE FUNCTION integrations.install_legacy_names() RETURNS text[] LANGUAGE sql 
         'update_integration_sync_stats', 'update_integration_health', 'set_integration_oauth_tokens',
         'list_integrations_needing_refresh', 'create_oauth_state', 'consume_oauth_state', 'cleanup_expired_oauth_states',
         'record_integration_metric', 'log_integration_api_call', 'set_webhook_config', 'record_webhook_event',
-        'claim_integration_events', 'complete_integration_event', 'log_webhook_body_access',
+        'claim_integration_events', 'complete_integration_event', 'log_webhook_body_access', 'set_integration_status',
         'update_ai_avatar_integrations_updated_at', 'update_email_integrations_updated_at',
         'update_blog_integrations_updated_at', 'update_upload_post_profiles_updated_at']
 $$;

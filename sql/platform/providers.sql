@@ -48,7 +48,9 @@ CREATE TABLE public.integration_providers (
     created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- Seed 003 calls the display name `name` (its own check query selects it).
-    name                 text GENERATED ALWAYS AS (display_name) STORED
+    name                 text GENERATED ALWAYS AS (display_name) STORED,
+    -- What the seed kinds' tables reference: their providers are data.
+    UNIQUE (provider, category)
 );
 COMMENT ON TABLE public.integration_providers IS
     'Provider registry: one row per provider (payment, BNPL, communication, logistics, cloud, commerce, ...), with where it operates, what it supports and how it signs webhooks. MENA providers first.';

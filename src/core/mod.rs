@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod error;
 pub mod gucs;
 pub mod keyring;
+pub mod redact;
 pub mod store;
 pub mod tokens;
 pub mod validate;

@@ -12,7 +12,6 @@ pub static KIND: Kind = Kind {
     table: "ai_avatar_integrations",
     unique_index: c"unique_business_ai_avatar_provider",
     label: "AI avatar provider",
-    providers: &["heygen"],
     options: [
         OptionArg {
             column: "avatar_id",

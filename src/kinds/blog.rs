@@ -16,7 +16,6 @@ pub static KIND: Kind = Kind {
     table: "blog_integrations",
     unique_index: c"unique_business_blog_provider",
     label: "blog provider",
-    providers: &["wix", "wordpress"],
     options: [
         OptionArg {
             column: "site_url",

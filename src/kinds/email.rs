@@ -12,7 +12,6 @@ pub static KIND: Kind = Kind {
     table: "email_integrations",
     unique_index: c"unique_business_email_provider",
     label: "email provider",
-    providers: &["brevo", "mailchimp", "mailerlite"],
     options: [
         OptionArg {
             column: "sender_name",

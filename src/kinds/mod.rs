@@ -17,18 +17,18 @@
 
 use std::ffi::CStr;
 
-use pgrx::pg_sys;
+use pgrx::pg_sys::{self, BuiltinOid};
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::core::error::{statement_holds_secret, Error, Result};
 use crate::core::gucs;
 use crate::core::store;
-use crate::core::validate;
 use crate::pg::direct;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
+use crate::sql_function;
 use crate::tenancy;
 use crate::tenancy::audit::{self, Action};
 
@@ -53,6 +53,7 @@ pub struct KindStatements {
     pub update: Statement,
     pub attach_secret: Statement,
     pub insert: Statement,
+    pub set_status: Statement,
     pub delete: Statement,
 }
 
@@ -64,7 +65,6 @@ pub struct Kind {
     pub unique_index: &'static CStr,
     /// For messages: "AI avatar provider".
     pub label: &'static str,
-    pub providers: &'static [&'static str],
     pub options: [OptionArg; 2],
     /// id, provider, option 1, option 2, provider_config, status, validated_at, secret_id
     pub columns: [&'static str; 8],
@@ -117,6 +117,16 @@ macro_rules! kind_statements {
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID, BuiltinOid::UUIDOID],
                 mutating: true,
             },
+            set_status: $crate::pg::plans::Statement {
+                sql: concat!(
+                    "UPDATE public.", $table, " SET status = $3, error_message = $4, ",
+                    "validated_at = COALESCE($5, validated_at), last_synced_at = COALESCE($6, last_synced_at) ",
+                    "WHERE business_id = $1 AND provider = $2 RETURNING id"
+                ),
+                args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID,
+                        BuiltinOid::TIMESTAMPTZOID, BuiltinOid::TIMESTAMPTZOID],
+                mutating: true,
+            },
             delete: $crate::pg::plans::Statement {
                 sql: concat!("DELETE FROM public.", $table, " WHERE business_id = $1 RETURNING id, provider"),
                 args: &[BuiltinOid::UUIDOID],
@@ -137,13 +147,39 @@ fn option_arg(call: &Call, n: usize, opt: &OptionArg) -> Result<Option<String>> 
     Ok(v)
 }
 
+static PROVIDER: Statement = Statement {
+    sql: "SELECT category, status FROM public.integration_providers WHERE provider = $1",
+    args: &[BuiltinOid::TEXTOID],
+    mutating: false,
+};
+
+/// A kind's providers are data: an active provider of the kind's category in
+/// `integration_providers` (`integrations.register_provider()` adds one).
+pub fn check_provider(kind: &Kind, arg: &str, provider: &str) -> Result<()> {
+    let found = Spi::connect(|c| -> Result<Option<(Option<String>, Option<String>)>> {
+        let plan = plans::plan(c, &PROVIDER)?;
+        let rows = c.select(plan, Some(1), &[provider.into()])?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let row = rows.first();
+        Ok(Some((row.get(1)?, row.get(2)?)))
+    })?;
+    match found {
+        Some((Some(category), Some(status))) if category == kind.name && status == "active" => Ok(()),
+        _ => Err(Error::InvalidArgument(format!(
+            "{arg}: unknown {}; an active provider of category {} in integration_providers is needed (integrations.register_provider adds one)",
+            kind.label, kind.name
+        ))),
+    }
+}
+
 pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
     statement_holds_secret();
     let business = call.required::<Uuid>(0, "p_business_id")?;
     let caller = tenancy::authorize_manage(&business)?;
     let provider = call.required::<String>(1, "p_provider")?;
-    validate::one_of("p_provider", kind.label, &provider, kind.providers)
-        .map_err(Error::InvalidArgument)?;
+    check_provider(kind, "p_provider", &provider)?;
     // NULL keeps the stored key (settings only); a new row needs one.
     let api_key: Option<&str> = call.arg(2);
     if let Some(key) = api_key {
@@ -378,4 +414,66 @@ pub fn delete(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
         )?;
     }
     Ok(fcall::void())
+}
+
+const STATUSES: &[&str] = &["active", "inactive", "error"];
+
+sql_function!(pgi_set_integration_status => set_integration_status);
+/// `public.set_integration_status`, declared in `sql/kinds/rpcs.sql`: a back
+/// end records what it found (a rejected key, a successful sync) without
+/// superuser rights. Audited.
+fn set_integration_status(call: &Call) -> Result<pg_sys::Datum> {
+    crate::tenancy::caller::require_privileged("set_integration_status")?;
+    let name: String = call.required(0, "p_kind")?;
+    let kind = [&ai_avatar::KIND, &email::KIND, &blog::KIND]
+        .into_iter()
+        .find(|k| k.name == name)
+        .ok_or_else(|| Error::InvalidArgument("p_kind must be ai_avatar, email or blog".into()))?;
+    let business: Uuid = call.required(1, "p_business_id")?;
+    let caller = tenancy::authorize(&business)?;
+    let provider: String = call.required(2, "p_provider")?;
+    let status: String = call.required(3, "p_status")?;
+    if !STATUSES.contains(&status.as_str()) {
+        return Err(Error::InvalidArgument(
+            "p_status must be active, inactive or error".into(),
+        ));
+    }
+    // Kept short and redacted: an error text may quote a request or a response.
+    let message: Option<String> = call.text(4).map(|m| {
+        crate::core::redact::redact_text(&m)
+            .chars()
+            .take(1000)
+            .collect()
+    });
+    let validated_at: Option<pgrx::datum::TimestampWithTimeZone> = call.arg(5);
+    let last_synced_at: Option<pgrx::datum::TimestampWithTimeZone> = call.arg(6);
+    let id = Spi::connect_mut(|c| {
+        plans::write_returning_id(
+            c,
+            &kind.statements.set_status,
+            &[
+                business.into(),
+                provider.as_str().into(),
+                status.as_str().into(),
+                message.as_deref().into(),
+                validated_at.into(),
+                last_synced_at.into(),
+            ],
+        )
+    })?
+    .ok_or_else(|| {
+        Error::NotFound(format!(
+            "business {business} has no {} integration with that provider",
+            kind.name
+        ))
+    })?;
+    audit::record(
+        &caller,
+        Action::Set,
+        kind.name,
+        &business,
+        Some(&provider),
+        Some(&id),
+    )?;
+    Ok(fcall::datum(id))
 }

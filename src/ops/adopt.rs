@@ -156,10 +156,8 @@ fn adopt_kind(
             continue;
         }
         let provider = r.provider.clone().unwrap_or_default().trim().to_lowercase();
-        if let Err(e) =
-            crate::core::validate::one_of("provider", kind.label, &provider, kind.providers)
-        {
-            skip(kind.table, Some(id), &e);
+        if let Err(e) = kinds::check_provider(kind, "provider", &provider) {
+            skip(kind.table, Some(id), &e.to_string());
             skipped += 1;
             continue;
         }

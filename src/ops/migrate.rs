@@ -304,9 +304,8 @@ fn invalid(kind: &Kind, r: &LegacyRow) -> Option<String> {
     let Some(provider) = &r.provider else {
         return Some("no provider".into());
     };
-    if let Err(e) = crate::core::validate::one_of("provider", kind.label, provider, kind.providers)
-    {
-        return Some(e);
+    if let Err(e) = kinds::check_provider(kind, "provider", provider) {
+        return Some(e.to_string());
     }
     for (opt, value) in kind.options.iter().zip(&r.options) {
         if let (Some(check), Some(v)) = (opt.check, value) {

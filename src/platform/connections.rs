@@ -890,7 +890,7 @@ fn update_integration_health(call: &Call) -> Result<pg_sys::Datum> {
     // Kept short and redacted: an error text is for people, and may quote a
     // request or a response.
     let message: Option<String> = call.text(2).map(|m| {
-        crate::platform::redact::redact_text(&m)
+        crate::core::redact::redact_text(&m)
             .chars()
             .take(1000)
             .collect()

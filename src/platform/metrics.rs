@@ -7,10 +7,10 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::core::error::{Error, Result};
+use crate::core::redact::{redact_text, redact_url};
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
-use crate::platform::redact::{redact_text, redact_url};
 use crate::sql_function;
 use crate::tenancy;
 use crate::tenancy::caller::require_privileged;

@@ -6,6 +6,5 @@
 pub mod connections;
 pub mod metrics;
 pub mod oauth;
-pub mod redact;
 pub mod registry;
 pub mod webhooks;

@@ -548,7 +548,7 @@ fn complete_integration_event(call: &Call) -> Result<pg_sys::Datum> {
     let id: Uuid = call.required(0, "p_event_id")?;
     let success: bool = call.required(1, "p_success")?;
     let error: Option<String> = call.arg::<String>(2).map(|e| {
-        crate::platform::redact::redact_text(&e)
+        crate::core::redact::redact_text(&e)
             .chars()
             .take(1000)
             .collect()

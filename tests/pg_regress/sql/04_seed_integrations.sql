@@ -221,6 +221,30 @@ SELECT count(*) AS audit_rows_with_a_key FROM integrations.audit_log a
 WHERE a::text ~ '(hg_|ml_|brevo_|wp_)';
 SELECT actor_role, actor_user_id = :ADMIN AS by_admin FROM integrations.audit_log WHERE kind = 'blog' AND action = 'set';
 
+-- A kind's providers are data: a registered provider of its category works
+-- without a release; the table's foreign key follows the registry.
+SELECT try($$SELECT set_ai_avatar_integration('b2000000-0000-4000-8000-000000000002', 'synthesia', 'syn_key')$$) AS before_registering;
+SELECT integrations.register_provider('synthesia', 'Synthesia', 'ai_avatar') AS registered;
+SELECT set_ai_avatar_integration(:B2, 'synthesia', 'syn_key') IS NOT NULL AS synthesia_set;
+SELECT provider, provider_category FROM ai_avatar_integrations WHERE business_id = :B2;
+SELECT try($$INSERT INTO ai_avatar_integrations (business_id, provider) VALUES ('b2000000-0000-4000-8000-000000000002', 'brevo')$$) AS provider_of_another_category;
+SELECT delete_ai_avatar_integration(:B2);
+DELETE FROM integration_providers WHERE provider = 'synthesia';
+
+-- A back end records a status and why (redacted); not for owners
+SELECT set_integration_status('ai_avatar', :B1, 'heygen', 'error', '401 from api.heygen.com: X-Api-Key: hg_leaked_key rejected',
+                              p_validated_at => '2026-01-01 00:00:00+00') IS NOT NULL AS recorded;
+SELECT status, error_message, validated_at FROM ai_avatar_integrations WHERE business_id = :B1;
+SELECT try($$SELECT set_integration_status('ai_avatar', 'b1000000-0000-4000-8000-000000000001', 'heygen', 'broken')$$) AS bad_status;
+SELECT try($$SELECT set_integration_status('sms', 'b1000000-0000-4000-8000-000000000001', 'heygen', 'active')$$) AS bad_kind;
+SELECT try($$SELECT set_integration_status('email', 'b1000000-0000-4000-8000-000000000001', 'wix', 'active')$$) AS none_there;
+BEGIN;
+SELECT act_as('authenticated', :OWNER);
+SELECT try($$SELECT set_integration_status('ai_avatar', 'b1000000-0000-4000-8000-000000000001', 'heygen', 'active')$$) AS as_owner;
+ROLLBACK;
+SELECT set_integration_status('ai_avatar', :B1, 'heygen', 'active') IS NOT NULL AS active_again;
+SELECT status, error_message IS NULL AS message_cleared FROM ai_avatar_integrations WHERE business_id = :B1;
+
 -- Deleting a business deletes its integrations and their secrets
 SELECT count(*) AS b1_secrets FROM integrations.secrets WHERE business_id = :B1;
 DELETE FROM businesses WHERE id = :B1;
