@@ -1,5 +1,5 @@
 -- pg_integrations: installing where the seeds already ran (seeds 000/001).
--- Their tables and functions of the same names as ours are moved into schema
+-- Their tables, and their functions of the same signatures as ours, are moved into schema
 -- integrations_legacy first — nothing dropped, a NOTICE for each — with
 -- their indexes, constraints, triggers and policies; then
 -- integrations.adopt_legacy_integrations() copies their rows into ours.
@@ -8,13 +8,23 @@ DO $aside$
 DECLARE
     t text;
     f regprocedure;
+    ours CONSTANT text[] := integrations.install_legacy_signatures();
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_class c
                WHERE c.relnamespace = 'public'::regnamespace
                  AND c.relname IN ('ai_avatar_integrations', 'email_integrations', 'blog_integrations', 'upload_post_profiles'))
        OR EXISTS (SELECT FROM pg_catalog.pg_proc p
                   WHERE p.pronamespace = 'public'::regnamespace
-                    AND p.proname = ANY (integrations.install_legacy_names())) THEN
+                    AND p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' = ANY (ours)) THEN
+        -- adopt_legacy_integrations() trusts what this schema holds only
+        -- as far as it trusts its owner: one made beforehand by another
+        -- role is not used.
+        IF EXISTS (SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                   WHERE n.nspname = 'integrations_legacy' AND NOT r.rolsuper) THEN
+            RAISE EXCEPTION 'schema integrations_legacy already exists and is not owned by a superuser'
+                USING ERRCODE = '42P06',
+                      HINT = 'pg_integrations moves the seeds'' tables and functions there: drop or rename that schema (or have a superuser own it), then CREATE EXTENSION again.';
+        END IF;
         CREATE SCHEMA IF NOT EXISTS integrations_legacy;
         -- Made inside this script, the schema would belong to the extension
         -- (and go with DROP EXTENSION): it is the user's, like what it holds.
@@ -30,13 +40,27 @@ BEGIN
             RAISE NOTICE 'moved table public.% to integrations_legacy.% (with its indexes, constraints, triggers and policies)', t, t;
         END IF;
     END LOOP;
+    -- Only a function CREATE FUNCTION would collide with (same name, same
+    -- argument types) is moved; one that merely shares a name is the user's
+    -- overload and stays, with a WARNING: it may still refer to the tables
+    -- by name, and those are now the extension's.
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY (integrations.install_legacy_names())
+        WHERE p.pronamespace = 'public'::regnamespace
+          AND p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' = ANY (ours)
         ORDER BY p.proname
     LOOP
         EXECUTE format('ALTER FUNCTION %s SET SCHEMA integrations_legacy', f);
         RAISE NOTICE 'moved function % to integrations_legacy', f;
+    END LOOP;
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'public'::regnamespace
+          AND p.proname IN (SELECT pg_catalog.split_part(s, '(', 1) FROM pg_catalog.unnest(ours) s)
+        ORDER BY p.proname
+    LOOP
+        RAISE WARNING 'left function % in place: it has the name of a pg_integrations function but other arguments', f
+            USING HINT = 'If it is an older version of the seeds'' function, drop it: it would now act on the extension''s tables.';
     END LOOP;
 END
 $aside$;

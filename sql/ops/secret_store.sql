@@ -40,4 +40,4 @@ COMMENT ON FUNCTION integrations.keyring_status() IS
 
 -- The install-time helpers of sql/pg/install.sql have done their work.
 DROP FUNCTION integrations.install_tenant_table(text, text, boolean), integrations.install_api_functions(text, text[]),
-    integrations.install_legacy_names();
+    integrations.install_legacy_signatures();

@@ -25,24 +25,56 @@ BEGIN
     END IF;
 END $$;
 
--- The names of the extension's public functions, and of the seeds' updated_at
--- trigger functions: what a database where the seeds ran may already hold
--- (sql/ops/legacy.sql moves them aside). A client test holds it to the
+-- The signatures (name and argument types, as pg_catalog.oidvectortypes
+-- spells them) of the extension's public functions, and of the seeds'
+-- updated_at trigger functions: what a database where the seeds ran may
+-- already hold and CREATE FUNCTION would collide with (sql/ops/legacy.sql
+-- moves those aside, and only those). A client test holds it to the
 -- installed functions.
-CREATE FUNCTION integrations.install_legacy_names() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION integrations.install_legacy_signatures() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY[
-        'set_ai_avatar_integration', 'get_ai_avatar_integration', 'get_ai_avatar_secret', 'delete_ai_avatar_integration',
-        'set_email_integration', 'get_email_integration', 'get_email_secret', 'delete_email_integration',
-        'set_blog_integration', 'get_blog_integration', 'get_blog_secret', 'delete_blog_integration',
-        'get_or_create_upload_post_profile', 'set_upload_post_social_accounts', 'delete_upload_post_profile',
-        'get_payment_providers_by_capability', 'create_integration', 'update_integration', 'get_integration',
-        'list_integrations', 'get_integration_by_provider', 'get_integration_credentials', 'delete_integration',
-        'update_integration_sync_stats', 'update_integration_health', 'set_integration_oauth_tokens',
-        'list_integrations_needing_refresh', 'create_oauth_state', 'consume_oauth_state', 'cleanup_expired_oauth_states',
-        'record_integration_metric', 'log_integration_api_call', 'set_webhook_config', 'record_webhook_event',
-        'claim_integration_events', 'complete_integration_event', 'log_webhook_body_access', 'set_integration_status',
-        'update_ai_avatar_integrations_updated_at', 'update_email_integrations_updated_at',
-        'update_blog_integrations_updated_at', 'update_upload_post_profiles_updated_at']
+        'set_ai_avatar_integration(uuid, text, text, text, text, jsonb)',
+        'get_ai_avatar_integration(uuid)',
+        'get_ai_avatar_secret(uuid)',
+        'delete_ai_avatar_integration(uuid)',
+        'set_email_integration(uuid, text, text, text, text, jsonb)',
+        'get_email_integration(uuid)',
+        'get_email_secret(uuid)',
+        'delete_email_integration(uuid)',
+        'set_blog_integration(uuid, text, text, text, text, jsonb)',
+        'get_blog_integration(uuid)',
+        'get_blog_secret(uuid)',
+        'delete_blog_integration(uuid)',
+        'get_or_create_upload_post_profile(uuid)',
+        'set_upload_post_social_accounts(uuid, jsonb)',
+        'delete_upload_post_profile(uuid)',
+        'get_payment_providers_by_capability(text, text, text)',
+        'create_integration(uuid, text, text, text, text, text, text, text, text, text, timestamp with time zone, text[], text, jsonb, jsonb, jsonb)',
+        'update_integration(uuid, text, text, jsonb, jsonb, jsonb, text, text, text, text)',
+        'get_integration(uuid)',
+        'list_integrations(uuid, text)',
+        'get_integration_by_provider(uuid, text, text)',
+        'get_integration_credentials(uuid)',
+        'delete_integration(uuid)',
+        'update_integration_sync_stats(uuid, bigint, bigint, bigint)',
+        'update_integration_health(uuid, boolean, text, integer)',
+        'set_integration_oauth_tokens(uuid, text, text, timestamp with time zone, text[])',
+        'list_integrations_needing_refresh(interval)',
+        'create_oauth_state(uuid, text, text, text[], text)',
+        'consume_oauth_state(text)',
+        'cleanup_expired_oauth_states()',
+        'record_integration_metric(uuid, boolean, integer)',
+        'log_integration_api_call(uuid, text, text, integer, integer, text)',
+        'set_webhook_config(uuid, text, text[], boolean)',
+        'record_webhook_event(uuid, text, text, jsonb, bytea, text)',
+        'claim_integration_events(integer)',
+        'complete_integration_event(uuid, boolean, text)',
+        'log_webhook_body_access(uuid, text)',
+        'set_integration_status(text, uuid, text, text, text, timestamp with time zone, timestamp with time zone)',
+        'update_ai_avatar_integrations_updated_at()',
+        'update_email_integrations_updated_at()',
+        'update_blog_integrations_updated_at()',
+        'update_upload_post_profiles_updated_at()']
 $$;
 
 -- EXECUTE on the named public functions for p_roles only: Supabase's default

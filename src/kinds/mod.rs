@@ -51,6 +51,8 @@ pub struct KindStatements {
     /// Update the row and re-seal its known secret, in one statement.
     pub fast_update: Statement,
     pub update: Statement,
+    /// Settings only, for a NULL `p_api_key`.
+    pub update_settings: Statement,
     pub attach_secret: Statement,
     pub insert: Statement,
     pub set_status: Statement,
@@ -72,7 +74,7 @@ pub struct Kind {
     pub secret_description: &'static str,
 }
 
-/// The four statements of a kind, from its table and option columns.
+/// The statements of a kind, from its table and option columns.
 #[macro_export]
 macro_rules! kind_statements {
     ($table:literal, $c1:literal, $c2:literal) => {
@@ -98,6 +100,20 @@ macro_rules! kind_statements {
                     $c2, " = CASE WHEN $4 IS NULL THEN ", $c2, " ELSE NULLIF($4, '') END, ",
                     "provider_config = COALESCE($5, provider_config), status = 'active', validated_at = pg_catalog.now() ",
                     "WHERE business_id = $1 AND provider = $2 RETURNING id, secret_id"
+                ),
+                args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],
+                mutating: true,
+            },
+            // Settings only (p_api_key NULL): the key, status and
+            // validated_at stay, and a row without a stored key is not
+            // touched — saving settings does not make it usable.
+            update_settings: $crate::pg::plans::Statement {
+                sql: concat!(
+                    "UPDATE public.", $table, " SET ",
+                    $c1, " = CASE WHEN $3 IS NULL THEN ", $c1, " ELSE NULLIF($3, '') END, ",
+                    $c2, " = CASE WHEN $4 IS NULL THEN ", $c2, " ELSE NULLIF($4, '') END, ",
+                    "provider_config = COALESCE($5, provider_config) ",
+                    "WHERE business_id = $1 AND provider = $2 AND secret_id IS NOT NULL RETURNING id"
                 ),
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],
                 mutating: true,
@@ -241,16 +257,29 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
             }
             // The row changed under us: take the general path.
         }
+        let Some(api_key) = api_key else {
+            let plan = plans::plan(c, &st.update_settings)?;
+            let updated = c.update(plan, None, &row_args())?;
+            if let Some(id) = updated.first().get::<Uuid>(1).unwrap_or(None) {
+                return Ok(id);
+            }
+            return Err(Error::InvalidArgument(match known {
+                Some(_) => format!(
+                    "p_api_key must not be null: the business's {} integration with this provider has no stored key",
+                    kind.name
+                ),
+                None => format!(
+                    "p_api_key must not be null: the business has no {} integration with this provider yet",
+                    kind.name
+                ),
+            }));
+        };
         loop {
             let plan = plans::plan(c, &st.update)?;
             let updated = c.update(plan, None, &row_args())?;
             if !updated.is_empty() {
                 let row = updated.first();
                 let id: Uuid = row.get(1)?.ok_or_else(|| Error::Internal("no id".into()))?;
-                let Some(api_key) = api_key else {
-                    // Settings only: the stored key stays.
-                    return Ok(id);
-                };
                 let secret: Option<Uuid> = row.get(2)?;
                 let replaced = match secret {
                     Some(s) => store::replace(c, s, business, api_key.as_bytes().to_vec())?,
@@ -268,12 +297,6 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
                 }
                 return Ok(id);
             }
-            let Some(api_key) = api_key else {
-                return Err(Error::InvalidArgument(format!(
-                    "p_api_key must not be null: the business has no {} integration with this provider yet",
-                    kind.name
-                )));
-            };
             let s = store::create(
                 c,
                 business,

@@ -5,6 +5,8 @@
 //! from Vault with the caller's privileges and sealed again. Idempotent: a row
 //! whose id is already in the extension's table is skipped.
 
+use std::collections::{HashMap, HashSet};
+
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::Uuid;
@@ -22,19 +24,52 @@ use crate::tenancy::Caller;
 
 const STATUSES: &[&str] = &["active", "inactive", "error"];
 
-/// The columns of `integrations_legacy.<table>`; empty when there is no such table.
-fn legacy_columns(c: &pgrx::spi::SpiClient<'_>, table: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for row in c.select(
-        "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
-         WHERE a.attrelid = pg_catalog.to_regclass('integrations_legacy.' || pg_catalog.quote_ident($1)) \
-           AND a.attnum > 0 AND NOT a.attisdropped",
-        None,
+/// The columns of `integrations_legacy.<table>`, or `None` when there is no
+/// such table or it is not one to read (with a NOTICE saying why). Read: a
+/// plain table of built-in column types, in a schema and owned by a superuser
+/// or by the caller (or a role it is a member of) — a view,
+/// a foreign table or a user-defined type would run someone else's code, and
+/// another role's table could hold rows made up to land in any business.
+fn legacy_columns(
+    c: &pgrx::spi::SpiClient<'_>,
+    table: &str,
+    caller: &Caller,
+) -> Result<Option<Vec<String>>> {
+    let rows = c.select(
+        "SELECT c.relkind::text, c.relowner, n.nspowner, \
+                (SELECT pg_catalog.bool_and(a.atttypid < 16384) FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), \
+                (SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'integrations_legacy' AND c.relname = $1",
+        Some(1),
         &[table.into()],
-    )? {
-        out.extend(row.get::<String>(1)?);
+    )?;
+    if rows.is_empty() {
+        return Ok(None);
     }
-    Ok(out)
+    let row = rows.first();
+    let kind: Option<String> = row.get(1)?;
+    let owners: [Option<pg_sys::Oid>; 2] = [row.get(2)?, row.get(3)?];
+    let builtin: Option<bool> = row.get(4)?;
+    let why = if kind.as_deref() != Some("r") {
+        Some("it is not a plain table")
+    } else if !owners
+        .iter()
+        .all(|o| o.is_some_and(|o| caller::is_superuser(o) || caller::answers_for(caller.role, o)))
+    {
+        Some("it (or schema integrations_legacy) belongs to a role that is neither a superuser nor the caller (or one it is a member of); run this as its owner, or have a superuser own it")
+    } else if builtin != Some(true) {
+        Some("a column has a user-defined type")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        pgrx::notice!("integrations_legacy.{table}: not read: {why}");
+        return Ok(None);
+    }
+    Ok(Some(row.get::<Vec<String>>(5)?.unwrap_or_default()))
 }
 
 /// `l.<column>` cast to `ty` when the legacy table has it, else NULL of `ty`.
@@ -69,6 +104,14 @@ fn business_known(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<bool> {
         .is_empty())
 }
 
+fn normalized(provider: &Option<String>) -> String {
+    provider
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase()
+}
+
 fn skip(table: &str, id: Option<Uuid>, why: &str) {
     let id = id.map_or("(no id)".to_string(), |i| i.to_string());
     pgrx::notice!("integrations_legacy.{table}: skipped row {id}: {why}");
@@ -88,18 +131,15 @@ struct Row {
     updated_at: Option<pgrx::datum::TimestampWithTimeZone>,
 }
 
-/// Adopts one keyed kind's legacy rows: (adopted, skipped), or `None` when
-/// there is no legacy table.
-fn adopt_kind(
-    c: &mut pgrx::spi::SpiClient<'_>,
+/// One keyed kind's legacy rows, or `None` when there is no table to read.
+fn read_kind(
+    c: &pgrx::spi::SpiClient<'_>,
     kind: &'static Kind,
-    vault: bool,
     caller: &Caller,
-) -> Result<Option<(i64, i64)>> {
-    let columns = legacy_columns(c, kind.table)?;
-    if columns.is_empty() {
+) -> Result<Option<Vec<Row>>> {
+    let Some(columns) = legacy_columns(c, kind.table, caller)? else {
         return Ok(None);
-    }
+    };
     let (c1, c2) = (kind.options[0].column, kind.options[1].column);
     let select = format!(
         "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} FROM integrations_legacy.\"{}\" l ORDER BY 1",
@@ -134,6 +174,104 @@ fn adopt_kind(
             updated_at: r.get(12)?,
         });
     }
+    Ok(Some(rows))
+}
+
+/// The ids this kind's adoptions already copied (from the audit trail), so
+/// a row adopted and since deleted is not brought back by a second run.
+fn adopted_before(c: &pgrx::spi::SpiClient<'_>, kind: &str) -> Result<HashSet<Uuid>> {
+    let mut out = HashSet::new();
+    for r in c.select(
+        "SELECT target_id FROM integrations.audit_log WHERE action = 'adopt' AND kind = $1 AND target_id IS NOT NULL",
+        None,
+        &[kind.into()],
+    )? {
+        out.extend(r.get::<Uuid>(1)?);
+    }
+    Ok(out)
+}
+
+/// Vault secret ids that legacy rows of two different businesses point at:
+/// their keys are adopted for neither (a row could have been written to
+/// point at another business's secret).
+fn shared_secrets<'a>(rows: impl Iterator<Item = &'a Row>) -> HashSet<Uuid> {
+    let mut owner: HashMap<Uuid, Option<Uuid>> = HashMap::new();
+    let mut shared = HashSet::new();
+    for r in rows {
+        if let Some(s) = r.secret_id {
+            match owner.insert(s, r.business) {
+                Some(b) if b != r.business => {
+                    shared.insert(s);
+                }
+                _ => {}
+            }
+        }
+    }
+    shared
+}
+
+/// The key behind a legacy row's `secret_id`, when it may be adopted: Vault
+/// is readable, no other business's row points at it, and its Vault name is
+/// the one the seeds gave it (`<kind>_<provider>_key_for_business_<id>`), so
+/// a row cannot borrow a secret stored for something else.
+fn legacy_key(
+    c: &pgrx::spi::SpiClient<'_>,
+    kind: &Kind,
+    r: &Row,
+    business: Uuid,
+    vault: bool,
+    shared: &HashSet<Uuid>,
+) -> Result<std::result::Result<String, &'static str>> {
+    let Some(secret_id) = r.secret_id else {
+        return Ok(Err("it has no secret_id"));
+    };
+    if !vault {
+        return Ok(Err("there is no Vault to read it from"));
+    }
+    if shared.contains(&secret_id) {
+        return Ok(Err(
+            "its Vault secret is also named by another business's row",
+        ));
+    }
+    let Some((name, key)) = vault::named_secret(c, secret_id)? else {
+        return Ok(Err("its Vault secret does not exist"));
+    };
+    let provider = r.provider.as_deref().unwrap_or_default();
+    if name.as_deref()
+        != Some(&format!(
+            "{}_{provider}_key_for_business_{business}",
+            kind.name
+        ))
+    {
+        return Ok(Err(
+            "its Vault secret is not named for this business and provider",
+        ));
+    }
+    match key {
+        Some(k) if !k.is_empty() => Ok(Ok(k)),
+        _ => Ok(Err("its Vault secret is empty")),
+    }
+}
+
+/// Adopts one keyed kind's legacy rows: (adopted, skipped).
+fn adopt_kind(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    kind: &'static Kind,
+    rows: Vec<Row>,
+    vault: bool,
+    shared: &HashSet<Uuid>,
+    caller: &Caller,
+) -> Result<(i64, i64)> {
+    let before = adopted_before(c, kind.name)?;
+    // (business, provider) named by more than one row: which one is meant is
+    // not for us to guess, so none of them is adopted.
+    let mut seen: HashMap<(Option<Uuid>, String), usize> = HashMap::new();
+    for r in &rows {
+        *seen
+            .entry((r.business, normalized(&r.provider)))
+            .or_default() += 1;
+    }
+    let (c1, c2) = (kind.options[0].column, kind.options[1].column);
     let insert = format!(
         "INSERT INTO public.{t} (id, business_id, provider, secret_id, {c1}, {c2}, provider_config, status, \
                                  validated_at, last_synced_at, created_at, updated_at) \
@@ -144,18 +282,27 @@ fn adopt_kind(
     );
     let exists = format!("SELECT 1 FROM public.{} WHERE id = $1", kind.table);
     let (mut adopted, mut skipped) = (0, 0);
-    for r in rows {
+    for mut r in rows {
         let (Some(id), Some(business)) = (r.id, r.business) else {
             skip(kind.table, r.id, "no id or business_id");
             skipped += 1;
             continue;
         };
-        if !c.select(&exists, Some(1), &[id.into()])?.is_empty() {
+        if before.contains(&id) || !c.select(&exists, Some(1), &[id.into()])?.is_empty() {
             skip(kind.table, Some(id), "already adopted");
             skipped += 1;
             continue;
         }
-        let provider = r.provider.clone().unwrap_or_default().trim().to_lowercase();
+        let provider = normalized(&r.provider);
+        if seen[&(r.business, provider.clone())] > 1 {
+            skip(
+                kind.table,
+                Some(id),
+                "another legacy row has the same business and provider",
+            );
+            skipped += 1;
+            continue;
+        }
         if let Err(e) = kinds::check_provider(kind, "provider", &provider) {
             skip(kind.table, Some(id), &e.to_string());
             skipped += 1;
@@ -174,7 +321,7 @@ fn adopt_kind(
             skipped += 1;
             continue;
         }
-        let config = match r.config.map(|j| j.0) {
+        let config = match r.config.take().map(|j| j.0) {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(v @ Value::Object(_)) => v,
             Some(_) => {
@@ -202,20 +349,16 @@ fn adopt_kind(
             skipped += 1;
             continue;
         }
-        let key = match (r.secret_id, vault) {
-            (Some(s), true) => vault::secret(c, s)?,
-            _ => None,
-        };
-        let secret = match &key {
-            Some(k) if !k.is_empty() => Some(store::create(
+        let secret = match legacy_key(c, kind, &r, business, vault, shared)? {
+            Ok(key) => Some(store::create(
                 c,
                 business,
-                k.as_bytes().to_vec(),
+                key.into_bytes(),
                 kind.secret_description,
             )?),
-            _ => {
+            Err(why) => {
                 pgrx::notice!(
-                    "integrations_legacy.{}: row {id} adopted without a key (no Vault, or no such secret in it), marked inactive",
+                    "integrations_legacy.{}: row {id} adopted without a key ({why}), marked inactive",
                     kind.table
                 );
                 status = "inactive".into();
@@ -254,7 +397,7 @@ fn adopt_kind(
         }
         audit::record(
             caller,
-            Action::Set,
+            Action::Adopt,
             kind.name,
             &business,
             Some(&provider),
@@ -262,16 +405,15 @@ fn adopt_kind(
         )?;
         adopted += 1;
     }
-    Ok(Some((adopted, skipped)))
+    Ok((adopted, skipped))
 }
 
 /// Adopts the legacy Upload-Post profiles: (adopted, skipped), or `None`.
 fn adopt_profiles(c: &mut pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<Option<(i64, i64)>> {
     const TABLE: &str = "upload_post_profiles";
-    let columns = legacy_columns(c, TABLE)?;
-    if columns.is_empty() {
+    let Some(columns) = legacy_columns(c, TABLE, caller)? else {
         return Ok(None);
-    }
+    };
     let select = format!(
         "SELECT {}, {}, {}, {}, {}, {} FROM integrations_legacy.{TABLE} l ORDER BY 1",
         column(&columns, "id", "uuid"),
@@ -292,6 +434,7 @@ fn adopt_profiles(c: &mut pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<O
             r.get::<pgrx::datum::TimestampWithTimeZone>(6)?,
         ));
     }
+    let before = adopted_before(c, "social")?;
     let (mut adopted, mut skipped) = (0, 0);
     for (id, business, username, accounts, created, updated) in rows {
         let (Some(id), Some(business), Some(username)) = (id, business, username) else {
@@ -299,6 +442,11 @@ fn adopt_profiles(c: &mut pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<O
             skipped += 1;
             continue;
         };
+        if before.contains(&id) {
+            skip(TABLE, Some(id), "already adopted");
+            skipped += 1;
+            continue;
+        }
         if username.is_empty()
             || !username
                 .bytes()
@@ -355,7 +503,7 @@ fn adopt_profiles(c: &mut pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<O
         }
         audit::record(
             caller,
-            Action::Set,
+            Action::Adopt,
             "social",
             &business,
             Some("upload_post"),
@@ -371,15 +519,21 @@ fn adopt() -> Result<Vec<(String, i64, i64)>> {
     let caller = Caller::current();
     Spi::connect_mut(|c| {
         let vault = vault::readable(c, &caller)?;
-        let mut report = Vec::new();
+        let mut read = Vec::new();
         for kind in [
             &kinds::ai_avatar::KIND,
             &kinds::email::KIND,
             &kinds::blog::KIND,
         ] {
-            if let Some((a, s)) = adopt_kind(c, kind, vault, &caller)? {
-                report.push((kind.table.to_string(), a, s));
+            if let Some(rows) = read_kind(c, kind, &caller)? {
+                read.push((kind, rows));
             }
+        }
+        let shared = shared_secrets(read.iter().flat_map(|(_, rows)| rows));
+        let mut report = Vec::new();
+        for (kind, rows) in read {
+            let (a, s) = adopt_kind(c, kind, rows, vault, &shared, &caller)?;
+            report.push((kind.table.to_string(), a, s));
         }
         if let Some((a, s)) = adopt_profiles(c, &caller)? {
             report.push(("upload_post_profiles".to_string(), a, s));

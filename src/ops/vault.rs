@@ -76,3 +76,23 @@ fn read(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<String>> {
     }
     Ok(rows.first().get(1)?)
 }
+
+/// The name and value of Vault secret `id`, if there is one, read with the
+/// caller's privileges.
+pub(crate) fn named_secret(
+    c: &pgrx::spi::SpiClient<'_>,
+    id: Uuid,
+) -> Result<Option<(Option<String>, Option<String>)>> {
+    definer::as_caller(|| {
+        let rows = c.select(
+            "SELECT v.name::text, v.decrypted_secret::text FROM vault.decrypted_secrets v WHERE v.id = $1",
+            Some(1),
+            &[id.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let row = rows.first();
+        Ok(Some((row.get(1)?, row.get(2)?)))
+    })
+}

@@ -27,6 +27,8 @@ pub enum Action {
     Set,
     Delete,
     ReadSecret,
+    /// A row copied in by `integrations.adopt_legacy_integrations()`: never copied again.
+    Adopt,
 }
 
 impl Action {
@@ -35,6 +37,7 @@ impl Action {
             Action::Set => "set",
             Action::Delete => "delete",
             Action::ReadSecret => "read_secret",
+            Action::Adopt => "adopt",
         }
     }
 }

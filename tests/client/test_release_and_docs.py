@@ -61,16 +61,20 @@ def test_api_reference_matches_the_installed_functions(fresh_db):
     assert [n for n, _, comment in rows if not comment] == [], "functions without COMMENT ON FUNCTION"
 
 
-def test_the_names_moved_aside_at_install_cover_every_public_function(fresh_db):
-    """sql/ops/legacy.sql moves a seed's functions of our names out of the way
-    before CREATE EXTENSION makes ours: its list (sql/pg/install.sql) must name
-    every public function the extension installs."""
+def test_the_signatures_moved_aside_at_install_cover_every_public_function(fresh_db):
+    """sql/ops/legacy.sql moves a seed's functions of our signatures out of
+    the way before CREATE EXTENSION makes ours: its list (sql/pg/install.sql)
+    must name every public function the extension installs, argument types
+    spelled as oidvectortypes spells them."""
     with open(os.path.join(ROOT, "sql/pg/install.sql")) as f:
         text = f.read()
-    listed = set(re.findall(r"'([a-z_]+)'", text[text.index("install_legacy_names()"):text.index("$$;", text.index("install_legacy_names()"))]))
+    at = text.index("install_legacy_signatures()")
+    listed = set(re.findall(r"'([a-z_]+\([^']*\))'", text[at:text.index("$$;", at)]))
     with connect(fresh_db) as c:
         installed = {r[0] for r in c.execute(
-            "SELECT p.proname FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e' "
+            "SELECT p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' "
+            "FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e' "
             "JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_integrations' "
             "WHERE p.pronamespace = 'public'::regnamespace").fetchall()}
+    assert installed, "no public functions found"
     assert installed - listed == set()

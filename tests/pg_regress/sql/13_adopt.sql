@@ -15,7 +15,11 @@ CREATE TABLE public.businesses (id uuid PRIMARY KEY, profile_id uuid, name text)
 INSERT INTO public.businesses VALUES
     ('a1000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-00000000000a', 'Seeded One'),
     ('a2000000-0000-4000-8000-000000000002', 'a0000000-0000-4000-8000-00000000000b', 'Seeded Two'),
-    ('a3000000-0000-4000-8000-000000000003', 'a0000000-0000-4000-8000-00000000000c', 'Seeded Three');
+    ('a3000000-0000-4000-8000-000000000003', 'a0000000-0000-4000-8000-00000000000c', 'Seeded Three'),
+    ('a4000000-0000-4000-8000-000000000004', 'a0000000-0000-4000-8000-00000000000d', 'Borrower'),
+    ('a5000000-0000-4000-8000-000000000005', 'a0000000-0000-4000-8000-00000000000e', 'Sharer One'),
+    ('a6000000-0000-4000-8000-000000000006', 'a0000000-0000-4000-8000-00000000000f', 'Sharer Two'),
+    ('a7000000-0000-4000-8000-000000000007', 'a0000000-0000-4000-8000-000000000010', 'Twice');
 \set ECHO none
 \i :abs_srcdir/../fixtures/seed_001_ai_avatar.sql
 \set ECHO all
@@ -26,9 +30,26 @@ SELECT set_ai_avatar_integration('a2000000-0000-4000-8000-000000000002', 'heygen
 INSERT INTO public.ai_avatar_integrations (business_id, provider, avatar_id) VALUES ('a3000000-0000-4000-8000-000000000003', 'heygen', 'lost');
 ALTER TABLE public.ai_avatar_integrations DROP CONSTRAINT ai_avatar_integrations_provider_check;
 INSERT INTO public.ai_avatar_integrations (id, business_id, provider) VALUES ('ab000000-0000-4000-8000-0000000000bb', 'a3000000-0000-4000-8000-000000000003', 'synthesia');
+-- rows written to lift keys: one pointing at a secret named for another
+-- business, two at one secret named for the first of them (shared)
+INSERT INTO public.ai_avatar_integrations (business_id, provider, secret_id) VALUES
+    ('a4000000-0000-4000-8000-000000000004', 'heygen', vault.create_secret('hg_not_yours', 'ai_avatar_heygen_key_for_business_a2000000-0000-4000-8000-000000000002'));
+SELECT vault.create_secret('hg_sharer', 'ai_avatar_heygen_key_for_business_a5000000-0000-4000-8000-000000000005') AS shared \gset
+INSERT INTO public.ai_avatar_integrations (business_id, provider, secret_id) VALUES
+    ('a5000000-0000-4000-8000-000000000005', 'heygen', :'shared'),
+    ('a6000000-0000-4000-8000-000000000006', 'heygen', :'shared');
+-- two rows for one (business, provider), the seed's unique constraint gone
+ALTER TABLE public.ai_avatar_integrations DROP CONSTRAINT unique_business_ai_avatar_provider;
+INSERT INTO public.ai_avatar_integrations (business_id, provider, secret_id) VALUES
+    ('a7000000-0000-4000-8000-000000000007', 'heygen', vault.create_secret('hg_twice_1', 'ai_avatar_heygen_key_for_business_a7000000-0000-4000-8000-000000000007')),
+    ('a7000000-0000-4000-8000-000000000007', 'heygen', vault.create_secret('hg_twice_2', 'ai_avatar_heygen_key_for_business_a7000000-0000-4000-8000-000000000007'));
 -- fixed ids, for a stable expected output (the seed makes random ones)
 UPDATE public.ai_avatar_integrations SET id = overlay(business_id::text placing 'c' from 1 for 1)::uuid
-WHERE provider = 'heygen';
+WHERE provider = 'heygen' AND business_id NOT IN ('a7000000-0000-4000-8000-000000000007');
+UPDATE public.ai_avatar_integrations SET id = ('c7000000-0000-4000-8000-00000000000' || CASE WHEN secret_id = (SELECT min(secret_id::text)::uuid FROM public.ai_avatar_integrations WHERE business_id = 'a7000000-0000-4000-8000-000000000007') THEN '1' ELSE '2' END)::uuid
+WHERE business_id = 'a7000000-0000-4000-8000-000000000007';
+-- a function of a seed's name with other arguments: the user's, left in place
+CREATE FUNCTION public.get_integration(p_name text) RETURNS text LANGUAGE sql AS $$ SELECT p_name $$;
 SELECT count(*) AS seed_rows FROM public.ai_avatar_integrations;
 
 -- CREATE EXTENSION succeeds: the seed's table and functions are moved aside
@@ -41,6 +62,15 @@ ORDER BY 1, 2;
 SELECT count(*) AS legacy_schema_belongs_to_the_extension FROM pg_depend
 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e' AND objid = 'integrations_legacy'::regnamespace;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'integrations_legacy.ai_avatar_integrations'::regclass AND NOT tgisinternal;
+SELECT p.oid::regprocedure AS left_in_place FROM pg_proc p WHERE p.proname = 'get_integration' AND p.pronamespace = 'public'::regnamespace ORDER BY 1;
+DROP FUNCTION public.get_integration(text);
+-- tables adoption will not read: a view, and a table another role made (its rows could name any business)
+CREATE VIEW integrations_legacy.email_integrations AS
+    SELECT 'e1000000-0000-4000-8000-000000000001'::uuid AS id, 'a1000000-0000-4000-8000-000000000001'::uuid AS business_id, 'brevo'::text AS provider;
+CREATE ROLE pgi_regress_stranger;
+CREATE TABLE integrations_legacy.blog_integrations (id uuid, business_id uuid, provider text);
+INSERT INTO integrations_legacy.blog_integrations VALUES ('b1000000-0000-4000-8000-000000000001', 'a1000000-0000-4000-8000-000000000001', 'wix');
+ALTER TABLE integrations_legacy.blog_integrations OWNER TO pgi_regress_stranger;
 
 -- adoption: ids, businesses, configuration, status, timestamps kept; keys re-sealed
 SELECT * FROM integrations.adopt_legacy_integrations();
@@ -51,6 +81,34 @@ FROM ai_avatar_integrations a JOIN integrations_legacy.ai_avatar_integrations l 
 SELECT count(*) AS keys_in_our_store FROM integrations.secrets;
 -- idempotent
 SELECT * FROM integrations.adopt_legacy_integrations();
+-- service_role may run it: the superuser's tables are read with its privileges
+BEGIN;
+SET LOCAL ROLE service_role;
+SELECT * FROM integrations.adopt_legacy_integrations();
+ROLLBACK;
+DROP VIEW integrations_legacy.email_integrations;
+DROP TABLE integrations_legacy.blog_integrations;
+DROP ROLE pgi_regress_stranger;
+-- saving settings without a key leaves the key, the status and validated_at
+BEGIN;
+SELECT set_integration_status('ai_avatar', 'a2000000-0000-4000-8000-000000000002', 'heygen', 'error', 'HeyGen said 401') IS NOT NULL AS marked;
+SELECT set_ai_avatar_integration('a2000000-0000-4000-8000-000000000002', 'heygen', NULL, 'avatar-9') IS NOT NULL AS settings_saved;
+SELECT avatar_id, status, validated_at IS NULL AS never_validated, get_ai_avatar_secret('a2000000-0000-4000-8000-000000000002') AS key
+FROM ai_avatar_integrations WHERE business_id = 'a2000000-0000-4000-8000-000000000002';
+ROLLBACK;
+-- ... and is refused for a row without a key, which stays inactive
+SELECT try($$SELECT set_ai_avatar_integration('a4000000-0000-4000-8000-000000000004', 'heygen', NULL, 'avatar-9')$$) AS settings_without_a_key;
+SELECT avatar_id, status FROM ai_avatar_integrations WHERE business_id = 'a4000000-0000-4000-8000-000000000004';
+-- the registry's foreign key: a provider in use cannot be deleted or renamed;
+-- a defunct one refuses saves, while its rows stay readable and deletable
+BEGIN;
+SELECT try($$DELETE FROM integration_providers WHERE provider = 'heygen'$$) AS delete_provider;
+SELECT try($$UPDATE integration_providers SET provider = 'heygen2' WHERE provider = 'heygen'$$) AS rename_provider;
+UPDATE integration_providers SET status = 'defunct' WHERE provider = 'heygen';
+SELECT try($$SELECT set_ai_avatar_integration('a2000000-0000-4000-8000-000000000002', 'heygen', 'hg_again')$$) AS save_defunct;
+SELECT get_ai_avatar_secret('a2000000-0000-4000-8000-000000000002') AS still_readable;
+SELECT delete_ai_avatar_integration('a2000000-0000-4000-8000-000000000002') AS deletable;
+ROLLBACK;
 -- not for API roles
 BEGIN;
 SELECT act_as('authenticated', 'a0000000-0000-4000-8000-00000000000a');
@@ -71,6 +129,9 @@ UPDATE ai_avatar_integrations SET voice_id = 'voice-3' WHERE business_id = 'a100
 SELECT delete_ai_avatar_integration('a1000000-0000-4000-8000-000000000001');
 COMMIT;
 SELECT count(*) AS rows_left_for_one FROM ai_avatar_integrations WHERE business_id = 'a1000000-0000-4000-8000-000000000001';
+-- a second adoption does not bring the deleted integration back
+SELECT * FROM integrations.adopt_legacy_integrations();
+SELECT count(*) AS rows_left_for_one FROM ai_avatar_integrations WHERE business_id = 'a1000000-0000-4000-8000-000000000001';
 
 -- without Vault: adopted without a key, inactive
 DROP EXTENSION pg_integrations;
@@ -80,7 +141,16 @@ CREATE EXTENSION pg_integrations;
 SELECT * FROM integrations.adopt_legacy_integrations();
 SELECT business_id, status, secret_id IS NULL AS no_key FROM ai_avatar_integrations ORDER BY 1;
 
+-- an integrations_legacy made beforehand by another role is not used
 DROP EXTENSION pg_integrations;
+CREATE ROLE pgi_regress_squatter;
+ALTER SCHEMA integrations_legacy OWNER TO pgi_regress_squatter;
+CREATE TABLE public.upload_post_profiles (id uuid);
+SELECT try('CREATE EXTENSION pg_integrations') AS squatted_schema;
+DROP TABLE public.upload_post_profiles;
+ALTER SCHEMA integrations_legacy OWNER TO postgres;
+DROP ROLE pgi_regress_squatter;
+
 DROP SCHEMA integrations_legacy CASCADE;
 DROP TABLE public.businesses;
 DROP FUNCTION try(text, text), act_as(text, text);
