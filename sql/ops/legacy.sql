@@ -1,5 +1,5 @@
 -- pg_integrations: installing where the seeds already ran (seeds 000/001).
--- Their tables, and their functions of the same signatures as ours, are moved into schema
+-- Their tables and their functions of the same names as ours are moved into schema
 -- integrations_legacy first — nothing dropped, a NOTICE for each — with
 -- their indexes, constraints, triggers and policies; then
 -- integrations.adopt_legacy_integrations() copies their rows into ours.
@@ -15,7 +15,7 @@ BEGIN
                  AND c.relname IN ('ai_avatar_integrations', 'email_integrations', 'blog_integrations', 'upload_post_profiles'))
        OR EXISTS (SELECT FROM pg_catalog.pg_proc p
                   WHERE p.pronamespace = 'public'::regnamespace
-                    AND p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' = ANY (ours)) THEN
+                    AND p.proname IN (SELECT pg_catalog.split_part(s, '(', 1) FROM pg_catalog.unnest(ours) s)) THEN
         -- adopt_legacy_integrations() trusts what this schema holds only
         -- as far as it trusts its owner: one made beforehand by another
         -- role is not used.
@@ -40,27 +40,24 @@ BEGIN
             RAISE NOTICE 'moved table public.% to integrations_legacy.% (with its indexes, constraints, triggers and policies)', t, t;
         END IF;
     END LOOP;
-    -- Only a function CREATE FUNCTION would collide with (same name, same
-    -- argument types) is moved; one that merely shares a name is the user's
-    -- overload and stays, with a WARNING: it may still refer to the tables
-    -- by name, and those are now the extension's.
-    FOR f IN
-        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'public'::regnamespace
-          AND p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' = ANY (ours)
-        ORDER BY p.proname
-    LOOP
-        EXECUTE format('ALTER FUNCTION %s SET SCHEMA integrations_legacy', f);
-        RAISE NOTICE 'moved function % to integrations_legacy', f;
-    END LOOP;
+    -- Every function of one of our names: of our arguments it would collide
+    -- with CREATE FUNCTION; of other arguments (an older seed, or an
+    -- overload) it would stay callable next to ours and still refer to the
+    -- tables by name, which are now the extension's. Moved, not dropped.
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
           AND p.proname IN (SELECT pg_catalog.split_part(s, '(', 1) FROM pg_catalog.unnest(ours) s)
-        ORDER BY p.proname
+        ORDER BY p.proname, 1
     LOOP
-        RAISE WARNING 'left function % in place: it has the name of a pg_integrations function but other arguments', f
-            USING HINT = 'If it is an older version of the seeds'' function, drop it: it would now act on the extension''s tables.';
+        EXECUTE format('ALTER FUNCTION %s SET SCHEMA integrations_legacy', f);
+        IF (SELECT p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' FROM pg_catalog.pg_proc p
+            WHERE p.oid = f) = ANY (ours) THEN
+            RAISE NOTICE 'moved function % to integrations_legacy', f;
+        ELSE
+            RAISE NOTICE 'moved function % to integrations_legacy (it has the name of a pg_integrations function, with other arguments)', f
+                USING HINT = 'If it is your own function rather than a seed''s, move it back under another name.';
+        END IF;
     END LOOP;
 END
 $aside$;

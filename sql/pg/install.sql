@@ -28,8 +28,8 @@ END $$;
 -- The signatures (name and argument types, as pg_catalog.oidvectortypes
 -- spells them) of the extension's public functions, and of the seeds'
 -- updated_at trigger functions: what a database where the seeds ran may
--- already hold and CREATE FUNCTION would collide with (sql/ops/legacy.sql
--- moves those aside, and only those). A client test holds it to the
+-- already hold (sql/ops/legacy.sql moves every function of these names
+-- aside, and says which had other arguments). A client test holds it to the
 -- installed functions.
 CREATE FUNCTION integrations.install_legacy_signatures() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY[

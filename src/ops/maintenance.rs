@@ -53,10 +53,12 @@ fn purge_audit_log(call: &Call) -> Result<pg_sys::Datum> {
     require_privileged("integrations.purge_audit_log")?;
     let days = check_keep_days(call.required::<i32>(0, "p_keep_days")?)?;
     // A sequential delete: the table has no index (its rows are appended
-    // straight to the heap), and retention runs rarely, off-peak.
+    // straight to the heap), and retention runs rarely, off-peak. `adopt`
+    // entries stay: they are what keeps a second adoption from bringing a
+    // deleted integration back (one per adopted row, written once).
     let deleted = Spi::connect_mut(|c| -> Result<i64> {
         Ok(c.update(
-            "DELETE FROM integrations.audit_log WHERE at < now() - make_interval(days => $1)",
+            "DELETE FROM integrations.audit_log WHERE at < now() - make_interval(days => $1) AND action <> 'adopt'",
             None,
             &[days.into()],
         )?

@@ -48,7 +48,7 @@ UPDATE public.ai_avatar_integrations SET id = overlay(business_id::text placing 
 WHERE provider = 'heygen' AND business_id NOT IN ('a7000000-0000-4000-8000-000000000007');
 UPDATE public.ai_avatar_integrations SET id = ('c7000000-0000-4000-8000-00000000000' || CASE WHEN secret_id = (SELECT min(secret_id::text)::uuid FROM public.ai_avatar_integrations WHERE business_id = 'a7000000-0000-4000-8000-000000000007') THEN '1' ELSE '2' END)::uuid
 WHERE business_id = 'a7000000-0000-4000-8000-000000000007';
--- a function of a seed's name with other arguments: the user's, left in place
+-- a function of a seed's name with other arguments (an older seed's, say): moved too, said so
 CREATE FUNCTION public.get_integration(p_name text) RETURNS text LANGUAGE sql AS $$ SELECT p_name $$;
 SELECT count(*) AS seed_rows FROM public.ai_avatar_integrations;
 
@@ -62,8 +62,8 @@ ORDER BY 1, 2;
 SELECT count(*) AS legacy_schema_belongs_to_the_extension FROM pg_depend
 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e' AND objid = 'integrations_legacy'::regnamespace;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'integrations_legacy.ai_avatar_integrations'::regclass AND NOT tgisinternal;
-SELECT p.oid::regprocedure AS left_in_place FROM pg_proc p WHERE p.proname = 'get_integration' AND p.pronamespace = 'public'::regnamespace ORDER BY 1;
-DROP FUNCTION public.get_integration(text);
+SELECT p.pronamespace::regnamespace AS schema, p.oid::regprocedure AS function FROM pg_proc p WHERE p.proname = 'get_integration' ORDER BY 1, 2;
+DROP FUNCTION integrations_legacy.get_integration(text);
 -- tables adoption will not read: a view, and a table another role made (its rows could name any business)
 CREATE VIEW integrations_legacy.email_integrations AS
     SELECT 'e1000000-0000-4000-8000-000000000001'::uuid AS id, 'a1000000-0000-4000-8000-000000000001'::uuid AS business_id, 'brevo'::text AS provider;
@@ -129,7 +129,11 @@ UPDATE ai_avatar_integrations SET voice_id = 'voice-3' WHERE business_id = 'a100
 SELECT delete_ai_avatar_integration('a1000000-0000-4000-8000-000000000001');
 COMMIT;
 SELECT count(*) AS rows_left_for_one FROM ai_avatar_integrations WHERE business_id = 'a1000000-0000-4000-8000-000000000001';
--- a second adoption does not bring the deleted integration back
+-- a second adoption does not bring the deleted integration back, even
+-- after the audit trail's retention ran
+UPDATE integrations.audit_log SET at = at - interval '400 days';
+SELECT integrations.purge_audit_log(365) > 0 AS purged;
+SELECT action, count(*) FROM integrations.audit_log GROUP BY 1 ORDER BY 1;
 SELECT * FROM integrations.adopt_legacy_integrations();
 SELECT count(*) AS rows_left_for_one FROM ai_avatar_integrations WHERE business_id = 'a1000000-0000-4000-8000-000000000001';
 
