@@ -25,11 +25,16 @@ use crate::tenancy::Caller;
 const STATUSES: &[&str] = &["active", "inactive", "error"];
 
 /// The columns of `integrations_legacy.<table>`, or `None` when there is no
-/// such table or it is not one to read (with a NOTICE saying why). Read: a
-/// plain table of built-in column types, in a schema and owned by a superuser
-/// or by the caller (or a role it is a member of) — a view,
-/// a foreign table or a user-defined type would run someone else's code, and
-/// another role's table could hold rows made up to land in any business.
+/// such table. Only a plain table of built-in column types is read (a view,
+/// a foreign table or a user-defined type would run someone else's code),
+/// and only one that — like the schema — belongs to a role as trusted as the
+/// caller: a superuser, a privileged role (`service_role`,
+/// `integrations_admin`, or one with their privileges, as Supabase's
+/// `postgres` has), or the caller itself. A table an API role or a login
+/// acting as one made before the install (it would have been moved here
+/// like the seeds') could hold rows made up to land in any business: it is
+/// refused with 42501, so a caller that does not see NOTICEs (`rpc()`) sees
+/// why nothing was adopted.
 fn legacy_columns(
     c: &pgrx::spi::SpiClient<'_>,
     table: &str,
@@ -40,7 +45,12 @@ fn legacy_columns(
                 (SELECT pg_catalog.bool_and(a.atttypid < 16384) FROM pg_catalog.pg_attribute a \
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), \
                 (SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a \
-                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), \
+                NOT c.relrowsecurity AND EXISTS ( \
+                    SELECT FROM pg_catalog.aclexplode(COALESCE(c.relacl, pg_catalog.acldefault('r', c.relowner))) g \
+                    WHERE g.privilege_type IN ('INSERT', 'UPDATE') \
+                      AND (g.grantee = 0 OR g.grantee IN (SELECT r.oid FROM pg_catalog.pg_roles r \
+                                                          WHERE r.rolname IN ('anon', 'authenticated')))) \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'integrations_legacy' AND c.relname = $1",
         Some(1),
@@ -53,21 +63,32 @@ fn legacy_columns(
     let kind: Option<String> = row.get(1)?;
     let owners: [Option<pg_sys::Oid>; 2] = [row.get(2)?, row.get(3)?];
     let builtin: Option<bool> = row.get(4)?;
+    let trusted = |o: pg_sys::Oid| caller::is_privileged(o) || o == caller.role;
     let why = if kind.as_deref() != Some("r") {
-        Some("it is not a plain table")
-    } else if !owners
-        .iter()
-        .all(|o| o.is_some_and(|o| caller::is_superuser(o) || caller::answers_for(caller.role, o)))
-    {
-        Some("it (or schema integrations_legacy) belongs to a role that is neither a superuser nor the caller (or one it is a member of); run this as its owner, or have a superuser own it")
+        Some("it is not a plain table (drop it, or make it one)".to_string())
+    } else if let Some(o) = owners.iter().flatten().find(|o| !trusted(**o)) {
+        Some(format!(
+            "it (or schema integrations_legacy) belongs to role {}, which is neither privileged nor the caller: it may not be the seeds' (an API role could have made it before the install); if it is, give it to a privileged role with ALTER TABLE … OWNER TO",
+            caller::role_name(*o)
+        ))
     } else if builtin != Some(true) {
-        Some("a column has a user-defined type")
+        Some("a column has a user-defined type".to_string())
     } else {
         None
     };
     if let Some(why) = why {
-        pgrx::notice!("integrations_legacy.{table}: not read: {why}");
-        return Ok(None);
+        return Err(Error::NotAllowed(format!(
+            "permission denied: integrations_legacy.{table} is not read: {why}"
+        )));
+    }
+    if row.get::<bool>(6)? == Some(true) {
+        // Seed 001 made its table without row level security, and Supabase's
+        // default privileges let anon and authenticated write it: its rows
+        // are what the seed let anyone signed in write. Adoption keeps them
+        // as they are (the seed app's state), and says so.
+        pgrx::warning!(
+            "integrations_legacy.{table} had no row level security while anon or authenticated could write it: any signed-in user could have written its rows; check them (a key is adopted only from the Vault secret the seed stored for the row's business and provider)"
+        );
     }
     Ok(Some(row.get::<Vec<String>>(5)?.unwrap_or_default()))
 }

@@ -117,14 +117,6 @@ pub fn owns(role: pg_sys::Oid, owner: pg_sys::Oid) -> bool {
     is_superuser(role) || unsafe { pg_sys::has_privs_of_role(role, owner) }
 }
 
-/// Whether `role` is `owner` or a member of it, superuser or not: what a
-/// role answers for. (A superuser `owns` everything, but does not vouch for
-/// what another role wrote.)
-pub fn answers_for(role: pg_sys::Oid, owner: pg_sys::Oid) -> bool {
-    // SAFETY: is_member_of_role_nosuper takes two role OIDs and only reads the catalogs.
-    role == owner || unsafe { pg_sys::is_member_of_role_nosuper(role, owner) }
-}
-
 pub fn role_name(role: pg_sys::Oid) -> String {
     // SAFETY: noerr makes an unknown role NULL (checked); otherwise the result is a palloc'd
     // NUL-terminated name, copied here.
