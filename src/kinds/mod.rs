@@ -74,6 +74,25 @@ pub struct Kind {
     pub secret_description: &'static str,
 }
 
+/// The SET list of a save: the two option columns (NULL keeps, `''` clears)
+/// and the config (NULL keeps), from arguments $3, $4 and $5.
+#[macro_export]
+macro_rules! kind_settings_sql {
+    ($c1:literal, $c2:literal) => {
+        concat!(
+            $c1,
+            " = CASE WHEN $3 IS NULL THEN ",
+            $c1,
+            " ELSE NULLIF($3, '') END, ",
+            $c2,
+            " = CASE WHEN $4 IS NULL THEN ",
+            $c2,
+            " ELSE NULLIF($4, '') END, ",
+            "provider_config = COALESCE($5, provider_config)"
+        )
+    };
+}
+
 /// The statements of a kind, from its table and option columns.
 #[macro_export]
 macro_rules! kind_statements {
@@ -84,9 +103,7 @@ macro_rules! kind_statements {
             fast_update: $crate::pg::plans::Statement {
                 sql: $crate::reseal_with_row_update_sql!(concat!(
                     "UPDATE public.", $table, " SET ",
-                    $c1, " = CASE WHEN $3 IS NULL THEN ", $c1, " ELSE NULLIF($3, '') END, ",
-                    $c2, " = CASE WHEN $4 IS NULL THEN ", $c2, " ELSE NULLIF($4, '') END, ",
-                    "provider_config = COALESCE($5, provider_config), status = 'active', validated_at = pg_catalog.now() ",
+                    $crate::kind_settings_sql!($c1, $c2), ", status = 'active', validated_at = pg_catalog.now() ",
                     "WHERE business_id = $1 AND provider = $2 AND secret_id = $6 RETURNING id"
                 )),
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID,
@@ -96,9 +113,7 @@ macro_rules! kind_statements {
             update: $crate::pg::plans::Statement {
                 sql: concat!(
                     "UPDATE public.", $table, " SET ",
-                    $c1, " = CASE WHEN $3 IS NULL THEN ", $c1, " ELSE NULLIF($3, '') END, ",
-                    $c2, " = CASE WHEN $4 IS NULL THEN ", $c2, " ELSE NULLIF($4, '') END, ",
-                    "provider_config = COALESCE($5, provider_config), status = 'active', validated_at = pg_catalog.now() ",
+                    $crate::kind_settings_sql!($c1, $c2), ", status = 'active', validated_at = pg_catalog.now() ",
                     "WHERE business_id = $1 AND provider = $2 RETURNING id, secret_id"
                 ),
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],
@@ -110,9 +125,7 @@ macro_rules! kind_statements {
             update_settings: $crate::pg::plans::Statement {
                 sql: concat!(
                     "UPDATE public.", $table, " SET ",
-                    $c1, " = CASE WHEN $3 IS NULL THEN ", $c1, " ELSE NULLIF($3, '') END, ",
-                    $c2, " = CASE WHEN $4 IS NULL THEN ", $c2, " ELSE NULLIF($4, '') END, ",
-                    "provider_config = COALESCE($5, provider_config) ",
+                    $crate::kind_settings_sql!($c1, $c2), " ",
                     "WHERE business_id = $1 AND provider = $2 AND secret_id IS NOT NULL RETURNING id"
                 ),
                 args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],

@@ -102,18 +102,21 @@ fn column(columns: &[String], name: &str, ty: &str) -> String {
     }
 }
 
+/// The attached tenant table, if any (checked against once per adopted row).
+fn tenant_table(c: &pgrx::spi::SpiClient<'_>) -> Result<Option<String>> {
+    Ok(c.select(
+        "SELECT table_name::text FROM integrations.tenant_table",
+        Some(1),
+        &[],
+    )?
+    .first()
+    .get(1)
+    .unwrap_or(None))
+}
+
 /// Whether the attached tenant table (if any) has business `id`.
-fn business_known(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<bool> {
-    let table: Option<String> = c
-        .select(
-            "SELECT table_name::text FROM integrations.tenant_table",
-            Some(1),
-            &[],
-        )?
-        .first()
-        .get(1)
-        .unwrap_or(None);
-    let Some(table) = table else {
+fn business_known(c: &pgrx::spi::SpiClient<'_>, tenants: Option<&str>, id: Uuid) -> Result<bool> {
+    let Some(table) = tenants else {
         return Ok(true);
     };
     Ok(!c
@@ -284,6 +287,7 @@ fn adopt_kind(
     caller: &Caller,
 ) -> Result<(i64, i64)> {
     let before = adopted_before(c, kind.name)?;
+    let tenants = tenant_table(c)?;
     // (business, provider) named by more than one row: which one is meant is
     // not for us to guess, so none of them is adopted.
     let mut seen: HashMap<(Option<Uuid>, String), usize> = HashMap::new();
@@ -361,7 +365,7 @@ fn adopt_kind(
             skipped += 1;
             continue;
         }
-        if !business_known(c, business)? {
+        if !business_known(c, tenants.as_deref(), business)? {
             skip(
                 kind.table,
                 Some(id),
@@ -456,6 +460,7 @@ fn adopt_profiles(c: &mut pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<O
         ));
     }
     let before = adopted_before(c, "social")?;
+    let tenants = tenant_table(c)?;
     let (mut adopted, mut skipped) = (0, 0);
     for (id, business, username, accounts, created, updated) in rows {
         let (Some(id), Some(business), Some(username)) = (id, business, username) else {
@@ -490,7 +495,7 @@ fn adopt_profiles(c: &mut pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<O
                 continue;
             }
         };
-        if !business_known(c, business)? {
+        if !business_known(c, tenants.as_deref(), business)? {
             skip(
                 TABLE,
                 Some(id),

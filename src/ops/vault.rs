@@ -61,20 +61,19 @@ pub(crate) fn readable(c: &pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<
 
 /// The value of Vault secret `id`, if there is one, read with the caller's
 /// privileges (inside a security-restricted operation).
+/// (Not through `named_secret`: a Vault without names is still read.)
 pub(crate) fn secret(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<String>> {
-    definer::as_caller(|| read(c, id))
-}
-
-fn read(c: &pgrx::spi::SpiClient<'_>, id: Uuid) -> Result<Option<String>> {
-    let rows = c.select(
-        "SELECT v.decrypted_secret::text FROM vault.decrypted_secrets v WHERE v.id = $1",
-        Some(1),
-        &[id.into()],
-    )?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    Ok(rows.first().get(1)?)
+    definer::as_caller(|| {
+        let rows = c.select(
+            "SELECT v.decrypted_secret::text FROM vault.decrypted_secrets v WHERE v.id = $1",
+            Some(1),
+            &[id.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(rows.first().get(1)?)
+    })
 }
 
 /// The name and value of Vault secret `id`, if there is one, read with the

@@ -67,11 +67,12 @@ pub struct Call {
 }
 
 impl Call {
+    /// Every argument read through the `Call` must be read as the type its
+    /// SQL declaration gives it (`uuid` as `Uuid`, `text` as `String`/`&str`,
+    /// `jsonb` as `JsonB` or a raw datum, ...).
+    ///
     /// # Safety
-    /// `fcinfo` must be the `FunctionCallInfo` PostgreSQL passed to the
-    /// running function, and every argument read through the `Call` must be
-    /// read as the type its SQL declaration gives it (`uuid` as `Uuid`, `text`
-    /// as `String`/`&str`, `jsonb` as `JsonB` or a raw datum, ...).
+    /// `fcinfo` is the running function's `FunctionCallInfo`; arguments as above.
     pub unsafe fn new(fcinfo: pg_sys::FunctionCallInfo) -> Self {
         Self { fcinfo }
     }
