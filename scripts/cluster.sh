@@ -2,6 +2,9 @@
 # A throwaway PostgreSQL 15 cluster owned by the `postgres` OS user, with its
 # data directory under target/, listening on 127.0.0.1 only.
 #   scripts/cluster.sh start|stop|status|restart NAME PORT
+# The library is preloaded (shared_preload_libraries), so secret reads are
+# audited through the shared-memory queue; PGI_PRELOAD=0 at the first start
+# makes a cluster without it (audit rows in the reader's transaction).
 set -euo pipefail
 
 cmd=${1:?start|stop|status|restart}; name=${2:-demo}; port=${3:-28815}
@@ -27,6 +30,9 @@ unix_socket_directories = '$dir'
 log_min_error_statement = error
 log_line_prefix = '%m [%p] %u@%d '
 CONF
+      if [ "${PGI_PRELOAD:-1}" = 1 ]; then
+        echo "shared_preload_libraries = 'pg_integrations'" >> "$pgdata/postgresql.conf"
+      fi
       # The benchmark cluster is sized like a production server (a quarter
       # of this machine's 24 GiB), so that a million businesses stay in memory.
       if [ "$name" = bench ]; then

@@ -56,9 +56,14 @@ extension_sql_file!(
     requires = ["pg_triggers"]
 );
 extension_sql_file!(
+    "../sql/tenancy/audit.sql",
+    name = "audit",
+    requires = ["tenancy"]
+);
+extension_sql_file!(
     "../sql/platform/providers.sql",
     name = "providers",
-    requires = ["tenancy"]
+    requires = ["audit"]
 );
 extension_sql_file!(
     "../sql/kinds/tables.sql",
@@ -117,6 +122,7 @@ pub extern "C-unwind" fn _PG_init() {
     core::keyring::init();
     pg::direct::init();
     tenancy::init();
+    tenancy::audit::queue::init();
 }
 
 // In-database tests: only with `cargo pgrx test` (feature pg_test), so a

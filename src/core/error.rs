@@ -46,6 +46,10 @@ pub enum Error {
     /// as configured (the hint says what to run).
     #[error("{message}")]
     NotReady { message: String, hint: String },
+    /// 25006: the call would have to write and cannot (a hot standby, or a
+    /// read-only transaction where the audit record has nowhere else to go).
+    #[error("{message}")]
+    ReadOnly { message: String, hint: String },
     /// XX001: stored ciphertext or key material failed authentication.
     #[error("{0}")]
     Corrupted(String),
@@ -65,6 +69,7 @@ impl Error {
             Error::Conflict(_) => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
             Error::MissingReference { .. } => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
             Error::NotReady { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Error::ReadOnly { .. } => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
             Error::Corrupted(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             Error::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
@@ -74,7 +79,10 @@ impl Error {
     pub fn raise(self) -> ! {
         let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_integrations")
             .set_domain(DOMAIN);
-        if let Error::NotReady { hint, .. } | Error::MissingReference { hint, .. } = &self {
+        if let Error::NotReady { hint, .. }
+        | Error::MissingReference { hint, .. }
+        | Error::ReadOnly { hint, .. } = &self
+        {
             report = report.set_hint(hint.clone());
         }
         report.report(PgLogLevel::ERROR);

@@ -1,6 +1,7 @@
-//! Settings. All are reloadable (`PGC_SIGHUP`): they are changed in
-//! postgresql.conf or with `ALTER SYSTEM` plus `pg_reload_conf()`, never with a
-//! session-level `SET`, so a caller cannot point a backend at a key of its choice.
+//! Settings. All are the operator's: reloadable (`PGC_SIGHUP`, changed in
+//! postgresql.conf or with `ALTER SYSTEM` plus `pg_reload_conf()`) or
+//! superuser-set (`PGC_SUSET`), never a caller's session-level `SET`, so a
+//! caller cannot point a backend at a key of its choice.
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -30,6 +31,15 @@ static OWNER_CAN_READ_SECRETS: GucSetting<bool> = GucSetting::<bool>::new(false)
 /// its sessions have no signed-in user. Superusers' sessions always do.
 static CLAIMS_LOGIN_ROLES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"authenticator"));
+
+/// How often the audit writer commits the secret reads queued in shared
+/// memory, in milliseconds: what a crash can lose is at most this long's
+/// records plus the batch being committed.
+static AUDIT_FLUSH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+/// How long a secret read waits for room in a full audit queue, in
+/// milliseconds, before it records itself in its own transaction.
+static AUDIT_QUEUE_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 /// The name of the key file generated in the data directory when no master key
 /// file is configured.
@@ -68,6 +78,26 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"integrations.audit_flush_interval",
+        c"Milliseconds between the audit writer's commits of queued secret reads.",
+        c"What a crash can lose is at most this long's reads plus the batch being committed. Only with shared_preload_libraries = 'pg_integrations'.",
+        &AUDIT_FLUSH_INTERVAL_MS,
+        1,
+        1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"integrations.audit_queue_wait",
+        c"Milliseconds a secret read waits for room in a full audit queue.",
+        c"After that the read records itself in its own transaction (refused in a read-only transaction); nothing is dropped.",
+        &AUDIT_QUEUE_WAIT_MS,
+        0,
+        600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
     // SAFETY: called once from _PG_init with a NUL-terminated literal.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"integrations".as_ptr()) };
 }
@@ -92,6 +122,14 @@ pub fn claims_login_roles() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+pub fn audit_flush_interval_ms() -> i32 {
+    AUDIT_FLUSH_INTERVAL_MS.get()
+}
+
+pub fn audit_queue_wait_ms() -> i32 {
+    AUDIT_QUEUE_WAIT_MS.get()
 }
 
 pub fn owner_can_read_secrets() -> bool {

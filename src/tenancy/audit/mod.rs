@@ -1,0 +1,371 @@
+//! The audit trail, `integrations.audit_log`: one row per set, delete and
+//! secret read, with who did it — never the secret.
+//!
+//! Two ways a row gets there:
+//! - **in the caller's transaction** (every change, and every secret read
+//!   when the library is not preloaded): the row is appended straight to the
+//!   heap (the table has no indexes, triggers or constraints), so it costs
+//!   about a microsecond, commits with the change and vanishes with it;
+//! - **through the queue** (secret reads, with `shared_preload_libraries =
+//!   'pg_integrations'`): the read copies its record into shared memory
+//!   (`queue.rs`) and the database's writer (`writer.rs`) appends the queued
+//!   records in batches. The read stays a read: no transaction id, no WAL
+//!   flush at commit, and it works in `READ ONLY` transactions. The record
+//!   is queued before the secret is returned, so a read whose transaction
+//!   rolls back is audited too. A full queue makes the reader wait for room
+//!   (`integrations.audit_queue_wait`), then write in its own transaction;
+//!   nothing is dropped.
+
+use pgrx::pg_sys;
+use pgrx::{IntoDatum, Uuid};
+
+use crate::core::error::{Error, Result};
+use crate::core::gucs;
+use crate::pg::direct;
+use crate::pg::fcall::{self, Call};
+use crate::sql_function;
+use crate::tenancy::Caller;
+
+pub mod queue;
+pub mod writer;
+
+use queue::{Entry, Writer};
+
+const COLUMNS: &[&str] = &[
+    "at",
+    "actor_user_id",
+    "actor_role",
+    "business_id",
+    "action",
+    "kind",
+    "provider",
+    "target_id",
+];
+
+/// What happened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Set,
+    Delete,
+    ReadSecret,
+    /// A row copied in by `integrations.adopt_legacy_integrations()`: never copied again.
+    Adopt,
+}
+
+const ACTIONS: [Action; 4] = [Action::Set, Action::Delete, Action::ReadSecret, Action::Adopt];
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Set => "set",
+            Action::Delete => "delete",
+            Action::ReadSecret => "read_secret",
+            Action::Adopt => "adopt",
+        }
+    }
+}
+
+/// How secret reads are being audited in this server.
+pub fn queued_mode() -> bool {
+    queue::shared().is_some()
+}
+
+pub fn record(
+    caller: &Caller,
+    action: Action,
+    kind: &str,
+    business: &Uuid,
+    provider: Option<&str>,
+    target: Option<&Uuid>,
+) -> Result<()> {
+    // SAFETY: reads the running transaction's start time; no pointers involved.
+    let at = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    if action == Action::ReadSecret {
+        // SAFETY: reads shared recovery state; callable in any backend.
+        if unsafe { pg_sys::RecoveryInProgress() } {
+            return Err(Error::ReadOnly {
+                message: "secret reads are audited, and this server is a hot standby that cannot write the audit log".into(),
+                hint: "Read secrets on the primary.".into(),
+            });
+        }
+        if let Some(shared) = queue::shared() {
+            let role = caller.role_name();
+            if let Some(entry) = entry(at, caller, &role, action, kind, business, provider, target)
+            {
+                if enqueue(shared, &entry)? {
+                    return Ok(());
+                }
+            }
+        }
+        // SAFETY: reads a backend-local flag.
+        if unsafe { pg_sys::XactReadOnly } {
+            return Err(Error::ReadOnly {
+                message: "secret reads are audited in integrations.audit_log, which a read-only transaction cannot write".into(),
+                hint: if queued_mode() {
+                    "The audit queue is full or has no writer: read in a read-write transaction, or see integrations.audit_status().".into()
+                } else {
+                    "Add pg_integrations to shared_preload_libraries (audited reads then work in read-only transactions), or read in a read-write transaction.".into()
+                },
+            });
+        }
+    }
+    let rel = direct::rel("integrations", "audit_log", COLUMNS)?;
+    direct::append(
+        rel.relid,
+        &[
+            (rel.att("at")?, Some(pg_sys::Datum::from(at))),
+            (
+                rel.att("actor_user_id")?,
+                caller.user_id.and_then(|u| u.into_datum()),
+            ),
+            (rel.att("actor_role")?, caller.role_name().into_datum()),
+            (rel.att("business_id")?, (*business).into_datum()),
+            (rel.att("action")?, action.as_str().into_datum()),
+            (rel.att("kind")?, kind.into_datum()),
+            (rel.att("provider")?, provider.and_then(|p| p.into_datum())),
+            (
+                rel.att("target_id")?,
+                target.and_then(|t| (*t).into_datum()),
+            ),
+        ],
+    );
+    Ok(())
+}
+
+/// The queued form of a record; `None` if a name does not fit (it is then
+/// written in the caller's transaction, never cut short).
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    at: pg_sys::TimestampTz,
+    caller: &Caller,
+    role: &str,
+    action: Action,
+    kind: &str,
+    business: &Uuid,
+    provider: Option<&str>,
+    target: Option<&Uuid>,
+) -> Option<Entry> {
+    // SAFETY: Entry is plain data (integers, bools and byte arrays); all-zero is valid.
+    let mut e: Entry = unsafe { std::mem::zeroed() };
+    e.at = at;
+    e.action = ACTIONS.iter().position(|a| *a == action)? as u8;
+    e.business.copy_from_slice(business.as_bytes());
+    if let Some(u) = caller.user_id {
+        e.has_user = true;
+        e.user.copy_from_slice(u.as_bytes());
+    }
+    if let Some(t) = target {
+        e.has_target = true;
+        e.target.copy_from_slice(t.as_bytes());
+    }
+    e.kind_len = queue::fill(&mut e.kind, kind)?;
+    e.role_len = queue::fill(&mut e.role, role)?;
+    if let Some(p) = provider {
+        if p.is_empty() {
+            return None;
+        }
+        e.provider_len = queue::fill(&mut e.provider, p)?;
+    }
+    Some(e)
+}
+
+fn now() -> pg_sys::TimestampTz {
+    // SAFETY: reads the clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// Sleep a millisecond on our latch, answering interrupts (a cancelled read
+/// returns no secret).
+fn nap() {
+    // SAFETY: MyLatch is this backend's latch; WL_EXIT_ON_PM_DEATH ends the backend if the
+    // postmaster is gone.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            1,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pgrx::check_for_interrupts!();
+}
+
+/// Make sure the slot has a writer (registering one if none is running or a
+/// start was lost). False if none can be started.
+fn ensure_writer(shared: &queue::Shared, slot: usize) -> bool {
+    {
+        let mut l = shared.lock();
+        let s = l.slot(slot);
+        let lost = s.writer == Writer::Starting
+            && now() - s.since > writer::START_TIMEOUT_MS * 1000;
+        if s.writer != Writer::Absent && !lost {
+            return true;
+        }
+        s.writer = Writer::Starting;
+        s.since = now();
+    }
+    if writer::start(slot) {
+        return true;
+    }
+    let mut l = shared.lock();
+    let s = l.slot(slot);
+    if s.writer == Writer::Starting {
+        s.writer = Writer::Absent;
+    }
+    false
+}
+
+fn database() -> pg_sys::Oid {
+    // SAFETY: MyDatabaseId is set for every backend connected to a database.
+    unsafe { pg_sys::MyDatabaseId }
+}
+
+/// Queue `e`; false if it must be written in the caller's transaction (no
+/// slot for this database, no writer can start, or no room within the wait).
+fn enqueue(shared: &queue::Shared, e: &Entry) -> Result<bool> {
+    let Some(slot) = shared.lock().slot_for(database()) else {
+        return Ok(false);
+    };
+    if !ensure_writer(shared, slot) {
+        return Ok(false);
+    }
+    let deadline = now() + i64::from(gucs::audit_queue_wait_ms()) * 1000;
+    let mut waited = false;
+    loop {
+        let (pushed, latch) = {
+            let mut l = shared.lock();
+            if l.slot(slot).database != database() {
+                return Ok(false);
+            }
+            let pushed = l.push(slot, e);
+            let s = l.slot(slot);
+            if !pushed && !waited {
+                s.waits += 1;
+            }
+            let wake = !pushed || s.len() >= queue::CAPACITY / 4;
+            (pushed, if wake { s.latch } else { std::ptr::null_mut() })
+        };
+        if !latch.is_null() {
+            // SAFETY: a latch in a PGPROC, which stays in shared memory even if its writer has
+            // left meanwhile (a stray wake-up is harmless).
+            unsafe { pg_sys::SetLatch(latch) };
+        }
+        if pushed {
+            return Ok(true);
+        }
+        if now() > deadline || !ensure_writer(shared, slot) {
+            return Ok(false);
+        }
+        waited = true;
+        nap();
+    }
+}
+
+/// Append queued records (in the writer's transaction). False if the audit
+/// log is gone from this database.
+pub fn append_queued(batch: &[Entry]) -> Result<bool> {
+    let rel = match direct::rel("integrations", "audit_log", COLUMNS) {
+        Ok(rel) => rel,
+        Err(_) => return Ok(false),
+    };
+    for e in batch {
+        let user = e.has_user.then(|| Uuid::from_bytes(e.user));
+        let target = e.has_target.then(|| Uuid::from_bytes(e.target));
+        let action = ACTIONS.get(e.action as usize).copied().unwrap_or(Action::ReadSecret);
+        direct::append(
+            rel.relid,
+            &[
+                (rel.att("at")?, Some(pg_sys::Datum::from(e.at))),
+                (rel.att("actor_user_id")?, user.and_then(|u| u.into_datum())),
+                (rel.att("actor_role")?, e.role().into_datum()),
+                (
+                    rel.att("business_id")?,
+                    Uuid::from_bytes(e.business).into_datum(),
+                ),
+                (rel.att("action")?, action.as_str().into_datum()),
+                (rel.att("kind")?, e.kind().into_datum()),
+                (rel.att("provider")?, e.provider().and_then(|p| p.into_datum())),
+                (rel.att("target_id")?, target.and_then(|t| t.into_datum())),
+            ],
+        );
+    }
+    Ok(true)
+}
+
+sql_function!(pgi_audit_status => audit_status);
+/// `integrations.audit_status()`, declared in `sql/tenancy/audit.sql`: how
+/// secret reads are audited here, and this database's queue.
+fn audit_status(call: &Call) -> Result<pg_sys::Datum> {
+    crate::tenancy::caller::require_privileged("integrations.audit_status")?;
+    let mut row = serde_json::Map::new();
+    let mode = if queued_mode() { "queued" } else { "in_transaction" };
+    row.insert("mode".into(), mode.into());
+    if let Some(shared) = queue::shared() {
+        let mut l = shared.lock();
+        let found = (0..queue::SLOTS).find(|i| l.slot(*i).database == database());
+        row.insert("capacity".into(), queue::CAPACITY.into());
+        row.insert("flush_interval_ms".into(), gucs::audit_flush_interval_ms().into());
+        if let Some(i) = found {
+            let s = l.slot(i);
+            row.insert("queued".into(), s.len().into());
+            row.insert("queued_total".into(), s.head.into());
+            row.insert("written_total".into(), s.tail.into());
+            row.insert("full_waits".into(), s.waits.into());
+            let writer = match s.writer {
+                Writer::Absent => "absent",
+                Writer::Starting => "starting",
+                Writer::Running => "running",
+            };
+            row.insert("writer".into(), writer.into());
+            row.insert("writer_pid".into(), s.writer_pid.into());
+        } else {
+            row.insert("queued".into(), 0.into());
+            row.insert("writer".into(), "absent".into());
+        }
+    }
+    let _ = call;
+    Ok(fcall::datum(pgrx::JsonB(serde_json::Value::Object(row))))
+}
+
+sql_function!(pgi_flush_audit_log => flush_audit_log);
+/// `integrations.flush_audit_log(p_timeout_ms)`, declared in
+/// `sql/tenancy/audit.sql`: wait until every secret read queued in this
+/// database before the call is in `integrations.audit_log` (committed).
+fn flush_audit_log(call: &Call) -> Result<pg_sys::Datum> {
+    let timeout: i32 = call.arg(0).unwrap_or(5000);
+    if !(0..=600_000).contains(&timeout) {
+        return Err(Error::InvalidArgument(
+            "p_timeout_ms must be between 0 and 600000".into(),
+        ));
+    }
+    let Some(shared) = queue::shared() else {
+        return Ok(fcall::datum(true));
+    };
+    let (slot, target) = {
+        let mut l = shared.lock();
+        match (0..queue::SLOTS).find(|i| l.slot(*i).database == database()) {
+            Some(i) => (i, l.slot(i).head),
+            None => return Ok(fcall::datum(true)),
+        }
+    };
+    let deadline = now() + i64::from(timeout) * 1000;
+    loop {
+        let latch = {
+            let mut l = shared.lock();
+            let s = l.slot(slot);
+            if s.database != database() || s.tail >= target {
+                return Ok(fcall::datum(true));
+            }
+            s.latch
+        };
+        if !latch.is_null() {
+            // SAFETY: as in `enqueue`: a PGPROC latch in shared memory.
+            unsafe { pg_sys::SetLatch(latch) };
+        }
+        if now() > deadline || !ensure_writer(shared, slot) {
+            return Ok(fcall::datum(false));
+        }
+        nap();
+    }
+}

@@ -1,0 +1,281 @@
+//! The audit queue: a ring of audit records per database in shared memory,
+//! filled by the backends that read secrets and emptied by that database's
+//! writer (`writer.rs`). It exists only when the library is in
+//! `shared_preload_libraries` (shared memory is sized before the postmaster
+//! forks); otherwise `shared()` is `None` and records go into the caller's
+//! transaction.
+//!
+//! Layout: one header (an LWLock and `SLOTS` slots) followed by `SLOTS`
+//! rings of `CAPACITY` fixed-size records. `head` and `tail` count records
+//! ever queued and ever written, so `head - tail` is the queue's length and
+//! a flush waits for `tail` to pass the `head` it saw. All of a slot is read
+//! and written under the one lock, held for a copy of a record or a batch.
+
+use std::ptr::NonNull;
+
+use pgrx::pg_sys;
+
+/// Databases whose reads can be queued at once; a further database's reads
+/// are recorded in the reader's transaction until a slot is free.
+pub const SLOTS: usize = 4;
+/// Records per database: at 50,000 audited reads a second, 160 ms of them.
+pub const CAPACITY: usize = 8192;
+
+const TRANCHE: &std::ffi::CStr = c"pg_integrations audit queue";
+
+/// One audit record, as written by `audit::record`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub at: i64,
+    pub action: u8,
+    pub has_user: bool,
+    pub has_target: bool,
+    pub kind_len: u8,
+    pub provider_len: u8,
+    pub role_len: u8,
+    pub business: [u8; 16],
+    pub user: [u8; 16],
+    pub target: [u8; 16],
+    pub kind: [u8; 32],
+    pub provider: [u8; 64],
+    pub role: [u8; 64],
+}
+
+impl Entry {
+    pub fn kind(&self) -> &str {
+        std::str::from_utf8(&self.kind[..self.kind_len as usize]).unwrap_or("")
+    }
+    pub fn provider(&self) -> Option<&str> {
+        (self.provider_len > 0)
+            .then(|| std::str::from_utf8(&self.provider[..self.provider_len as usize]).ok())
+            .flatten()
+    }
+    pub fn role(&self) -> &str {
+        std::str::from_utf8(&self.role[..self.role_len as usize]).unwrap_or("")
+    }
+}
+
+/// Copy `s` into `buf`; `None` if it does not fit (the caller then records
+/// the read in its own transaction, never a truncated name).
+pub fn fill(buf: &mut [u8], s: &str) -> Option<u8> {
+    if s.len() > buf.len() || s.len() > u8::MAX as usize {
+        return None;
+    }
+    buf[..s.len()].copy_from_slice(s.as_bytes());
+    Some(s.len() as u8)
+}
+
+/// The writer of a slot.
+#[repr(u32)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// None: the next record starts one.
+    Absent = 0,
+    /// Registered with the postmaster, not yet running (since `since`).
+    Starting = 1,
+    Running = 2,
+}
+
+#[repr(C)]
+pub struct Slot {
+    /// The database served; `InvalidOid` when the slot is free.
+    pub database: pg_sys::Oid,
+    pub writer: Writer,
+    pub writer_pid: i32,
+    /// When `writer` last changed (for a start that never happened).
+    pub since: pg_sys::TimestampTz,
+    /// The running writer's latch, in its PGPROC (shared memory).
+    pub latch: *mut pg_sys::Latch,
+    /// Records ever queued and ever written for this database.
+    pub head: u64,
+    pub tail: u64,
+    /// Times a reader found the ring full and waited.
+    pub waits: u64,
+}
+
+impl Slot {
+    pub fn len(&self) -> usize {
+        (self.head - self.tail) as usize
+    }
+}
+
+#[repr(C)]
+struct Header {
+    lock: *mut pg_sys::LWLock,
+    slots: [Slot; SLOTS],
+}
+
+/// The queue in shared memory.
+pub struct Shared {
+    header: NonNull<Header>,
+    entries: NonNull<Entry>,
+}
+
+fn size() -> usize {
+    std::mem::size_of::<Header>() + SLOTS * CAPACITY * std::mem::size_of::<Entry>()
+}
+
+static mut SHARED: Option<Shared> = None;
+static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
+static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
+
+/// Install the shared-memory hooks when loaded by `shared_preload_libraries`;
+/// a library loaded later cannot add shared memory, so the queue stays off.
+pub fn init() {
+    // SAFETY: _PG_init runs in the postmaster (or a backend) before any other
+    // code of this library, single-threaded; the saved hooks are called in turn.
+    unsafe {
+        if !pg_sys::process_shared_preload_libraries_in_progress {
+            return;
+        }
+        PREV_REQUEST = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(request);
+        PREV_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(startup);
+    }
+}
+
+/// # Safety
+/// Called by the postmaster as `shmem_request_hook`, once, while shared memory is sized.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn request() {
+    // SAFETY: the previous hook (if any) expects to be called from here; the requests are
+    // allowed only in this hook, where we are.
+    unsafe {
+        if let Some(prev) = PREV_REQUEST {
+            prev();
+        }
+        pg_sys::RequestAddinShmemSpace(size());
+        pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), 1);
+    }
+}
+
+/// # Safety
+/// Called by the postmaster (and, after a crash, again) as `shmem_startup_hook`.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn startup() {
+    // SAFETY: AddinShmemInitLock (MainLWLockArray[21]) serialises ShmemInitStruct as
+    // PostgreSQL's own modules do; the struct was sized in `request`, and is zeroed here
+    // the first time (all-zero is a valid empty queue: free slots, no writer, null latch).
+    unsafe {
+        if let Some(prev) = PREV_STARTUP {
+            prev();
+        }
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let base = pg_sys::ShmemInitStruct(c"pg_integrations audit queue".as_ptr(), size(), &mut found);
+        let header = base.cast::<Header>();
+        if !found {
+            std::ptr::write_bytes(base.cast::<u8>(), 0, size());
+            (*header).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
+        }
+        pg_sys::LWLockRelease(init_lock);
+        let entries = base.cast::<u8>().add(std::mem::size_of::<Header>()).cast::<Entry>();
+        SHARED = Some(Shared {
+            header: NonNull::new_unchecked(header),
+            entries: NonNull::new_unchecked(entries),
+        });
+    }
+}
+
+/// The queue, when the library was preloaded.
+pub fn shared() -> Option<&'static Shared> {
+    // SAFETY: SHARED is written only in `startup`, before backends fork (they inherit it),
+    // and never again in a running backend.
+    unsafe { (*(&raw const SHARED)).as_ref() }
+}
+
+/// The locked queue: slots and rings may be read and changed while it lives.
+pub struct Locked<'a> {
+    shared: &'a Shared,
+}
+
+impl Shared {
+    pub fn lock(&self) -> Locked<'_> {
+        // SAFETY: the lock pointer was set at startup to our named tranche's LWLock, in shared
+        // memory; an ERROR while held releases it (LWLockReleaseAll at abort).
+        unsafe {
+            pg_sys::LWLockAcquire((*self.header.as_ptr()).lock, pg_sys::LWLockMode::LW_EXCLUSIVE)
+        };
+        Locked { shared: self }
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // SAFETY: held since `lock`.
+        unsafe { pg_sys::LWLockRelease((*self.shared.header.as_ptr()).lock) };
+    }
+}
+
+impl Locked<'_> {
+    pub fn slot(&mut self, i: usize) -> &mut Slot {
+        // SAFETY: i < SLOTS (bounds-checked by the array index); the lock is held.
+        unsafe { &mut (*self.shared.header.as_ptr()).slots[i] }
+    }
+
+    /// The slot serving `database`, or a free one claimed for it.
+    pub fn slot_for(&mut self, database: pg_sys::Oid) -> Option<usize> {
+        let mut free = None;
+        for i in 0..SLOTS {
+            let s = self.slot(i);
+            if s.database == database {
+                return Some(i);
+            }
+            let reusable = s.database == pg_sys::InvalidOid
+                || (s.writer == Writer::Absent && s.head == s.tail);
+            if free.is_none() && reusable {
+                free = Some(i);
+            }
+        }
+        let i = free?;
+        let s = self.slot(i);
+        s.database = database;
+        s.writer = Writer::Absent;
+        s.latch = std::ptr::null_mut();
+        s.writer_pid = 0;
+        Some(i)
+    }
+
+    fn ring(&mut self, slot: usize) -> &mut [Entry] {
+        assert!(slot < SLOTS);
+        // SAFETY: the rings follow the header, SLOTS * CAPACITY entries sized in `request`; the
+        // lock is held, so no one else touches this ring.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.shared.entries.as_ptr().add(slot * CAPACITY), CAPACITY)
+        }
+    }
+
+    /// Append to the slot's ring; false if it is full.
+    pub fn push(&mut self, slot: usize, e: &Entry) -> bool {
+        let s = self.slot(slot);
+        if s.len() >= CAPACITY {
+            return false;
+        }
+        let at = (s.head % CAPACITY as u64) as usize;
+        s.head += 1;
+        self.ring(slot)[at] = *e;
+        true
+    }
+
+    /// Copy up to `max` of the oldest records (not removed: `advance` does
+    /// that once they are committed).
+    pub fn peek(&mut self, slot: usize, max: usize, out: &mut Vec<Entry>) {
+        let (tail, n) = {
+            let s = self.slot(slot);
+            (s.tail, s.len().min(max))
+        };
+        out.clear();
+        let ring = self.ring(slot);
+        for k in 0..n as u64 {
+            out.push(ring[((tail + k) % CAPACITY as u64) as usize]);
+        }
+    }
+
+    pub fn advance(&mut self, slot: usize, n: usize) {
+        let s = self.slot(slot);
+        s.tail = (s.tail + n as u64).min(s.head);
+    }
+}
