@@ -112,10 +112,15 @@ ROLLBACK;
 
 \echo
 \echo '== 12. A back-end job (service_role) reads the key; the read is audited'
-BEGIN;
+\echo '   (the demo server preloads the library: the read writes nothing itself, so it works in a'
+\echo '   READ ONLY transaction; its audit record goes through a shared-memory queue that a'
+\echo '   background writer commits every 100 ms — flush_audit_log() waits for it)'
+SELECT integrations.audit_status() AS how_reads_are_audited;
+BEGIN READ ONLY;
 SET LOCAL ROLE service_role;
 SELECT get_ai_avatar_secret('b1000000-0000-4000-8000-000000000001') AS heygen_key;
 COMMIT;
+SELECT integrations.flush_audit_log() AS audit_flushed;
 SELECT action, kind, provider, actor_role, business_id FROM integrations.audit_log ORDER BY at, action;
 
 \echo

@@ -23,3 +23,14 @@ REVOKE ALL ON FUNCTION integrations.audit_status(), integrations.flush_audit_log
     FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION integrations.audit_status(), integrations.flush_audit_log(integer)
     TO service_role, integrations_admin;
+
+-- The hot readers no longer pin search_path in their declarations: a SET
+-- clause made every call save, parse and restore the setting. Every statement
+-- they run pins it (src/pg/spi.rs); their direct reads resolve no names.
+ALTER FUNCTION public.get_ai_avatar_secret(uuid) RESET search_path;
+ALTER FUNCTION public.get_email_secret(uuid) RESET search_path;
+ALTER FUNCTION public.get_blog_secret(uuid) RESET search_path;
+ALTER FUNCTION public.get_ai_avatar_integration(uuid) RESET search_path;
+ALTER FUNCTION public.get_email_integration(uuid) RESET search_path;
+ALTER FUNCTION public.get_blog_integration(uuid) RESET search_path;
+ALTER FUNCTION integrations.read_secret(uuid) RESET search_path;

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests call pgrx's Spi directly, as a client would
 //! `#[pg_test]`s: the secret store inside a real PostgreSQL, as a superuser.
 //! Permission, tamper and log cases live in tests/pg_regress and tests/client.
 

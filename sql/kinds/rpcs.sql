@@ -19,6 +19,9 @@ BEGIN
          ' p_site_url must be an http(s) URL.', '', '; the first provider by name if several are active')
     ) AS v (kind, label, c1, c2, providers, set_rule, set_errors, get_choice)
     LOOP
+        -- The readers pin no search_path here: a SET clause costs every call a
+        -- tenth of its time, and every statement they run pins it anyway
+        -- (src/pg/spi.rs); their direct reads resolve no names.
         sig := 'LANGUAGE c %s SET search_path = pg_catalog, pg_temp';
         EXECUTE format($ddl$
             CREATE FUNCTION public.%1$I(
@@ -31,10 +34,10 @@ BEGIN
             CREATE FUNCTION public.%1$I(p_business_id uuid)
             RETURNS TABLE (id uuid, provider text, %2$I text, %3$I text, provider_config jsonb, status text, validated_at timestamptz)
             %4$s ROWS 1 AS 'MODULE_PATHNAME', %5$L$ddl$,
-            'get_' || k.kind || '_integration', k.c1, k.c2, format(sig, 'STABLE'),
+            'get_' || k.kind || '_integration', k.c1, k.c2, 'LANGUAGE c STABLE',
             'pgi_get_' || k.kind || '_integration');
         EXECUTE format($ddl$CREATE FUNCTION public.%1$I(p_business_id uuid) RETURNS text %2$s AS 'MODULE_PATHNAME', %3$L$ddl$,
-            'get_' || k.kind || '_secret', format(sig, 'VOLATILE'), 'pgi_get_' || k.kind || '_secret');
+            'get_' || k.kind || '_secret', 'LANGUAGE c VOLATILE', 'pgi_get_' || k.kind || '_secret');
         EXECUTE format($ddl$CREATE FUNCTION public.%1$I(p_business_id uuid) RETURNS void %2$s AS 'MODULE_PATHNAME', %3$L$ddl$,
             'delete_' || k.kind || '_integration', format(sig, 'VOLATILE'), 'pgi_delete_' || k.kind || '_integration');
 

@@ -17,6 +17,7 @@
 use std::cell::Cell;
 use std::ffi::CStr;
 
+use crate::pg::spi::Spi;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;

@@ -5,7 +5,6 @@
 //! `ops::secret_store`; the kinds and the platform call these functions.
 
 use pgrx::pg_sys::BuiltinOid;
-use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 use zeroize::Zeroizing;
@@ -16,6 +15,7 @@ use crate::core::keyring;
 use crate::pg::direct;
 use crate::pg::fcall::required;
 use crate::pg::plans::{self, Statement};
+use crate::pg::spi::Spi;
 
 /// Upper bound on a secret's size; API keys and tokens are far smaller.
 pub const MAX_SECRET_BYTES: usize = 16 * 1024 * 1024;

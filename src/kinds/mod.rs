@@ -18,7 +18,6 @@
 use std::ffi::CStr;
 
 use pgrx::pg_sys::{self, BuiltinOid};
-use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::core::error::{statement_holds_secret, Error, Result};
@@ -28,6 +27,7 @@ use crate::pg::direct;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy;
 use crate::tenancy::audit::{self, Action};

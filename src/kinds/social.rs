@@ -7,7 +7,6 @@
 //! because business ids are, and URL-safe.
 
 use pgrx::pg_sys::{self, BuiltinOid};
-use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::core::error::{Error, Result};
@@ -15,6 +14,7 @@ use crate::pg::direct;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy::audit::{self, Action};
 use crate::tenancy::{self, Caller};

@@ -8,7 +8,6 @@
 use std::collections::{HashMap, HashSet};
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use pgrx::Uuid;
 use serde_json::Value;
 
@@ -17,6 +16,7 @@ use crate::core::store;
 use crate::kinds::{self, Kind};
 use crate::ops::vault;
 use crate::pg::fcall::{self, Call};
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy::audit::{self, Action};
 use crate::tenancy::caller;

@@ -5,12 +5,11 @@
 //! trail. Declared in `sql/maintenance.sql` and, for upgrades, in
 //! `sql/pg_integrations--0.1.0--0.2.0.sql`.
 
-use pgrx::prelude::*;
-
 use crate::core::error::{Error, Result};
 use crate::core::store;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy::caller::require_privileged;
 use pgrx::pg_sys;

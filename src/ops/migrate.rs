@@ -6,7 +6,6 @@
 //! already has a row for that provider is left as it is.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::core::error::{statement_holds_secret, Error, Result};
@@ -17,6 +16,7 @@ use crate::pg::definer;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans;
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy::audit::{self, Action};
 use crate::tenancy::caller;

@@ -12,6 +12,7 @@ use crate::core::keyring;
 use crate::core::store::{checked_secret, create, delete, read, reencrypt, update};
 use crate::pg::definer;
 use crate::pg::fcall::required;
+use crate::pg::spi::Spi;
 use crate::tenancy::audit::{self, Action};
 use crate::tenancy::caller::require_privileged;
 use crate::tenancy::Caller;
@@ -90,8 +91,8 @@ mod integrations {
         .or_raise()
     }
 
+    // No pinned search_path: see src/pg/spi.rs.
     #[pg_extern(volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
     fn read_secret(p_secret_id: Option<Uuid>, fcinfo: pg_sys::FunctionCallInfo) -> Option<String> {
         // SAFETY: pgrx passes this call's fcinfo.
         let _as_owner = unsafe { definer::enter_from(fcinfo) };

@@ -266,8 +266,8 @@ fn scan<T>(
     mut f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-    // SAFETY: table and index are OIDs from the catalog (RelInfo); both are opened and closed
-    // here with the same lock, the scan keys borrow the caller's values (Key<'_>) for the whole
+    // SAFETY: table and index are OIDs from the catalog (RelInfo); both are opened here and
+    // closed keeping their lock to the end of the transaction, the scan keys borrow the caller's values (Key<'_>) for the whole
     // scan, and the slot and scan are released before the relations, also when `f` returns an
     // error (a PostgreSQL error releases them at abort).
     unsafe {
@@ -307,8 +307,10 @@ fn scan<T>(
         }
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::index_endscan(scan);
-        pg_sys::index_close(idx, LOCK);
-        pg_sys::relation_close(heap, LOCK);
+        // The locks stay until the transaction ends, as a SELECT's do: the next call in the
+        // transaction finds them in the backend's lock table instead of taking them again.
+        pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         out
     }
 }

@@ -3,11 +3,12 @@
 //! prepared statements (`plans`), point reads and appends without SPI
 //! (`direct`), the tables' trigger and CHECK functions (`triggers`), and
 //! running each call as the function's owner while remembering who called
-//! (`definer`).
+//! (`definer`), and SPI under a pinned search path (`spi`).
 //! Knows nothing above it but the core's error type and validators.
 
 pub mod definer;
 pub mod direct;
 pub mod fcall;
 pub mod plans;
+pub mod spi;
 pub mod triggers;

@@ -4,7 +4,6 @@
 //! capabilities, health and sync statistics.
 
 use pgrx::pg_sys::{self, BuiltinOid};
-use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 use serde_json::Value;
 
@@ -14,6 +13,7 @@ use crate::core::validate;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy::audit::{self, Action};
 use crate::tenancy::caller::require_privileged;

@@ -3,7 +3,6 @@
 //! that API logs, health checks and explicit metrics feed.
 
 use pgrx::pg_sys::{self, BuiltinOid};
-use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::core::error::{Error, Result};
@@ -11,6 +10,7 @@ use crate::core::redact::{redact_text, redact_url};
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy;
 use crate::tenancy::caller::require_privileged;

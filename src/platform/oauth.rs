@@ -7,7 +7,6 @@
 //! included) and deletes the verifier.
 
 use pgrx::pg_sys::{self, BuiltinOid};
-use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use crate::core::error::{statement_holds_secret, Error, Result};
@@ -17,6 +16,7 @@ use crate::core::validate;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy;
 use crate::tenancy::audit::{self, Action};

@@ -4,13 +4,13 @@
 //! schema change; country and currency codes are checked against ISO lists.
 
 use pgrx::pg_sys::{self, BuiltinOid};
-use pgrx::prelude::*;
 
 use crate::core::error::{Error, Result};
 use crate::core::validate;
 use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
+use crate::pg::spi::Spi;
 use crate::sql_function;
 use crate::tenancy::caller::require_privileged;
 

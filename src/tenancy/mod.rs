@@ -22,6 +22,7 @@ pub mod caller;
 use crate::core::error::{Error, Result};
 use crate::pg::direct;
 use crate::pg::fcall::Call;
+use crate::pg::spi::Spi;
 use crate::sql_function;
 
 /// Who is calling: the role, the signed-in user (if any) and whether the role

@@ -111,6 +111,7 @@ def public_rpcs(c):
 
 
 def counts(c):
+    c.execute("SELECT integrations.flush_audit_log()")  # queued secret reads
     return c.execute("SELECT (SELECT count(*) FROM integrations.secrets), (SELECT count(*) FROM integrations.audit_log), "
                      "(SELECT count(*) FROM integration_connections), (SELECT count(*) FROM ai_avatar_integrations), "
                      "(SELECT count(*) FROM integration_events)").fetchone()

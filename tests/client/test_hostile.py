@@ -231,3 +231,45 @@ def test_a_stranger_never_holds_a_connections_row_lock(fresh_db):
         assert owner.execute("SELECT name FROM integration_connections WHERE id = %s",
                              [ids["cko"]]).fetchone()[0] == "still mine"
         attacker.rollback()
+
+
+def test_a_hostile_search_path_never_runs_the_callers_operators(fresh_db):
+    """The hot readers pin no search path in their declarations (it costs a
+    tenth of a call); every statement they run still does. mallory puts an
+    `=` for uuid and text of its own ahead of pg_catalog and calls them in new
+    sessions, where the first call runs their set-up statements (keyring,
+    function names, tenant table): mallory's operator never runs."""
+    with connect(fresh_db) as c:
+        fill_every_table(c)
+        c.execute("SET ROLE mallory")
+        c.execute("CREATE TABLE mallory.ran (who text, at timestamptz DEFAULT now())")
+        c.execute("GRANT INSERT ON mallory.ran TO PUBLIC")
+        for t in ("uuid", "text"):
+            c.execute(f"""CREATE FUNCTION mallory.eq_{t}(a {t}, b {t}) RETURNS boolean LANGUAGE plpgsql AS $$
+                BEGIN INSERT INTO mallory.ran (who) VALUES (current_user); RETURN a OPERATOR(pg_catalog.=) b; END $$""")
+            c.execute(f"GRANT EXECUTE ON FUNCTION mallory.eq_{t}({t}, {t}) TO PUBLIC")
+            c.execute(f"CREATE OPERATOR mallory.= (LEFTARG = {t}, RIGHTARG = {t}, FUNCTION = mallory.eq_{t})")
+        c.execute("GRANT USAGE ON SCHEMA mallory TO PUBLIC")
+        c.execute("RESET ROLE")
+        secret_id = c.execute("SELECT secret_id FROM ai_avatar_integrations WHERE business_id = %s", [B1]).fetchone()[0]
+    calls = [
+        ("SELECT get_ai_avatar_secret(%s)", [B1]),
+        ("SELECT count(*) FROM get_ai_avatar_integration(%s)", [B1]),
+        ("SELECT get_email_secret(%s)", [B1]),
+        ("SELECT integrations.read_secret(%s)", [secret_id]),
+        ("SELECT set_ai_avatar_integration(%s, 'heygen', 'hg_after')", [B1]),
+        ("SELECT get_ai_avatar_secret(%s)", [B1]),
+    ]
+    for role in ("service_role", "postgres"):
+        for sql, args in calls:
+            with connect(fresh_db) as s:  # a new backend: first-call paths included
+                s.execute("SET search_path = mallory, pg_catalog, public")
+                if role != "postgres":
+                    s.execute(f"SET ROLE {role}")
+                s.execute(sql, args)
+    with connect(fresh_db) as c:
+        # the probe works: the operator runs when a statement of mallory's search path uses it
+        c.execute("SET search_path = mallory, pg_catalog")
+        c.execute("SELECT gen_random_uuid() = gen_random_uuid()")
+        c.execute("RESET search_path")
+        assert c.execute("SELECT count(*) FROM mallory.ran").fetchone()[0] == 1

@@ -171,6 +171,7 @@ def test_dump_and_restore_with_a_tenant_table(tenant_db, admin, tmp_path):
         c.execute("SELECT set_blog_integration(%s, 'wix', 'wix-dump', 'https://two.example')", [B2])
         c.execute("SELECT set_upload_post_social_accounts(%s, '{\"x\":\"@one\"}')", [B1])
         c.execute("INSERT INTO integrations.business_members VALUES (%s, %s, 'admin')", [B1, OWNER2])
+        c.execute("SELECT integrations.flush_audit_log()")
         audit = c.execute("SELECT count(*) FROM integrations.audit_log").fetchone()[0]
         fks_attached = c.execute("SELECT count(*) FROM pg_constraint WHERE confrelid = 'public.businesses'::regclass"
                                  ).fetchone()[0]

@@ -22,6 +22,7 @@ use crate::tenancy::{self, Caller};
 
 pub mod signature;
 
+use crate::pg::spi::Spi;
 use signature::{kept_headers, verify};
 
 /// Attempts before an event is given up (`dead`).

@@ -52,7 +52,12 @@ pub enum Action {
     Adopt,
 }
 
-const ACTIONS: [Action; 4] = [Action::Set, Action::Delete, Action::ReadSecret, Action::Adopt];
+const ACTIONS: [Action; 4] = [
+    Action::Set,
+    Action::Delete,
+    Action::ReadSecret,
+    Action::Adopt,
+];
 
 impl Action {
     fn as_str(self) -> &'static str {
@@ -197,8 +202,8 @@ fn ensure_writer(shared: &queue::Shared, slot: usize) -> bool {
     {
         let mut l = shared.lock();
         let s = l.slot(slot);
-        let lost = s.writer == Writer::Starting
-            && now() - s.since > writer::START_TIMEOUT_MS * 1000;
+        let lost =
+            s.writer == Writer::Starting && now() - s.since > writer::START_TIMEOUT_MS * 1000;
         if s.writer != Writer::Absent && !lost {
             return true;
         }
@@ -243,7 +248,7 @@ fn enqueue(shared: &queue::Shared, e: &Entry) -> Result<bool> {
             if !pushed && !waited {
                 s.waits += 1;
             }
-            let wake = !pushed || s.len() >= queue::CAPACITY / 4;
+            let wake = !pushed || s.queued() >= queue::CAPACITY / 4;
             (pushed, if wake { s.latch } else { std::ptr::null_mut() })
         };
         if !latch.is_null() {
@@ -272,7 +277,10 @@ pub fn append_queued(batch: &[Entry]) -> Result<bool> {
     for e in batch {
         let user = e.has_user.then(|| Uuid::from_bytes(e.user));
         let target = e.has_target.then(|| Uuid::from_bytes(e.target));
-        let action = ACTIONS.get(e.action as usize).copied().unwrap_or(Action::ReadSecret);
+        let action = ACTIONS
+            .get(e.action as usize)
+            .copied()
+            .unwrap_or(Action::ReadSecret);
         direct::append(
             rel.relid,
             &[
@@ -285,7 +293,10 @@ pub fn append_queued(batch: &[Entry]) -> Result<bool> {
                 ),
                 (rel.att("action")?, action.as_str().into_datum()),
                 (rel.att("kind")?, e.kind().into_datum()),
-                (rel.att("provider")?, e.provider().and_then(|p| p.into_datum())),
+                (
+                    rel.att("provider")?,
+                    e.provider().and_then(|p| p.into_datum()),
+                ),
                 (rel.att("target_id")?, target.and_then(|t| t.into_datum())),
             ],
         );
@@ -299,16 +310,23 @@ sql_function!(pgi_audit_status => audit_status);
 fn audit_status(call: &Call) -> Result<pg_sys::Datum> {
     crate::tenancy::caller::require_privileged("integrations.audit_status")?;
     let mut row = serde_json::Map::new();
-    let mode = if queued_mode() { "queued" } else { "in_transaction" };
+    let mode = if queued_mode() {
+        "queued"
+    } else {
+        "in_transaction"
+    };
     row.insert("mode".into(), mode.into());
     if let Some(shared) = queue::shared() {
         let mut l = shared.lock();
         let found = (0..queue::SLOTS).find(|i| l.slot(*i).database == database());
         row.insert("capacity".into(), queue::CAPACITY.into());
-        row.insert("flush_interval_ms".into(), gucs::audit_flush_interval_ms().into());
+        row.insert(
+            "flush_interval_ms".into(),
+            gucs::audit_flush_interval_ms().into(),
+        );
         if let Some(i) = found {
             let s = l.slot(i);
-            row.insert("queued".into(), s.len().into());
+            row.insert("queued".into(), s.queued().into());
             row.insert("queued_total".into(), s.head.into());
             row.insert("written_total".into(), s.tail.into());
             row.insert("full_waits".into(), s.waits.into());

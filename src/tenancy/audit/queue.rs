@@ -95,7 +95,8 @@ pub struct Slot {
 }
 
 impl Slot {
-    pub fn len(&self) -> usize {
+    /// Records queued and not yet written.
+    pub fn queued(&self) -> usize {
         (self.head - self.tail) as usize
     }
 }
@@ -165,14 +166,18 @@ unsafe extern "C-unwind" fn startup() {
         let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
-        let base = pg_sys::ShmemInitStruct(c"pg_integrations audit queue".as_ptr(), size(), &mut found);
+        let base =
+            pg_sys::ShmemInitStruct(c"pg_integrations audit queue".as_ptr(), size(), &mut found);
         let header = base.cast::<Header>();
         if !found {
             std::ptr::write_bytes(base.cast::<u8>(), 0, size());
             (*header).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
         }
         pg_sys::LWLockRelease(init_lock);
-        let entries = base.cast::<u8>().add(std::mem::size_of::<Header>()).cast::<Entry>();
+        let entries = base
+            .cast::<u8>()
+            .add(std::mem::size_of::<Header>())
+            .cast::<Entry>();
         SHARED = Some(Shared {
             header: NonNull::new_unchecked(header),
             entries: NonNull::new_unchecked(entries),
@@ -184,7 +189,11 @@ unsafe extern "C-unwind" fn startup() {
 pub fn shared() -> Option<&'static Shared> {
     // SAFETY: SHARED is written only in `startup`, before backends fork (they inherit it),
     // and never again in a running backend.
-    unsafe { (*(&raw const SHARED)).as_ref() }
+    // (Through a raw pointer: a plain reference to a `static mut` is refused by the compiler.)
+    #[allow(clippy::deref_addrof)]
+    unsafe {
+        (*(&raw const SHARED)).as_ref()
+    }
 }
 
 /// The locked queue: slots and rings may be read and changed while it lives.
@@ -197,7 +206,10 @@ impl Shared {
         // SAFETY: the lock pointer was set at startup to our named tranche's LWLock, in shared
         // memory; an ERROR while held releases it (LWLockReleaseAll at abort).
         unsafe {
-            pg_sys::LWLockAcquire((*self.header.as_ptr()).lock, pg_sys::LWLockMode::LW_EXCLUSIVE)
+            pg_sys::LWLockAcquire(
+                (*self.header.as_ptr()).lock,
+                pg_sys::LWLockMode::LW_EXCLUSIVE,
+            )
         };
         Locked { shared: self }
     }
@@ -244,14 +256,17 @@ impl Locked<'_> {
         // SAFETY: the rings follow the header, SLOTS * CAPACITY entries sized in `request`; the
         // lock is held, so no one else touches this ring.
         unsafe {
-            std::slice::from_raw_parts_mut(self.shared.entries.as_ptr().add(slot * CAPACITY), CAPACITY)
+            std::slice::from_raw_parts_mut(
+                self.shared.entries.as_ptr().add(slot * CAPACITY),
+                CAPACITY,
+            )
         }
     }
 
     /// Append to the slot's ring; false if it is full.
     pub fn push(&mut self, slot: usize, e: &Entry) -> bool {
         let s = self.slot(slot);
-        if s.len() >= CAPACITY {
+        if s.queued() >= CAPACITY {
             return false;
         }
         let at = (s.head % CAPACITY as u64) as usize;
@@ -265,7 +280,7 @@ impl Locked<'_> {
     pub fn peek(&mut self, slot: usize, max: usize, out: &mut Vec<Entry>) {
         let (tail, n) = {
             let s = self.slot(slot);
-            (s.tail, s.len().min(max))
+            (s.tail, s.queued().min(max))
         };
         out.clear();
         let ring = self.ring(slot);

@@ -165,12 +165,14 @@ unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, arg: pg_sys::Datum) 
 /// database (DROP EXTENSION with reads still queued), the records have no
 /// table to go to: the server log says how many were dropped.
 fn write(batch: &[Entry]) {
-    BackgroundWorker::transaction(|| match super::append_queued(batch) {
+    BackgroundWorker::transaction(|| {
+        match super::append_queued(batch) {
         Ok(true) => {}
         Ok(false) => log(format!(
             "pg_integrations: {} queued audit records dropped: integrations.audit_log no longer exists in this database",
             batch.len()
         )),
         Err(e) => e.raise(),
+    }
     });
 }

@@ -216,6 +216,7 @@ WHERE NOT EXISTS (SELECT 1 FROM ai_avatar_integrations WHERE secret_id = s.id)
 SELECT delete_upload_post_profile(:B2);
 
 -- The audit trail: every set, delete and secret read; never a secret
+SELECT integrations.flush_audit_log() AS audit_flushed;  -- secret reads reach the log through the queue
 SELECT action, kind, count(*) FROM integrations.audit_log GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT count(*) AS audit_rows_with_a_key FROM integrations.audit_log a
 WHERE a::text ~ '(hg_|ml_|brevo_|wp_)';

@@ -62,6 +62,7 @@ ROLLBACK;
 UPDATE integration_oauth_states SET consumed_at = now() - interval '2 days' WHERE provider = 'github';
 SELECT cleanup_expired_oauth_states() AS removed;
 SELECT count(*) AS states_left FROM integration_oauth_states;
+SELECT integrations.flush_audit_log() AS audit_flushed;  -- secret reads reach the log through the queue
 SELECT action, kind, provider FROM integrations.audit_log WHERE kind = 'oauth_state' ORDER BY at, action DESC;
 DELETE FROM integrations.business_members WHERE business_id = '0a000000-0000-4000-8000-000000000001';
 DROP FUNCTION try(text, text), act_as(text, text);

@@ -131,6 +131,7 @@ SELECT try(format('SELECT update_integration(%L, p_name => %L)', :'gh', 'Flagshi
 SELECT count(*) AS secrets FROM integrations.secrets WHERE business_id = :B;
 SELECT delete_integration(:'gh') AS deleted, delete_integration(:'gh') AS again;
 SELECT count(*) AS secrets FROM integrations.secrets WHERE business_id = :B;
+SELECT integrations.flush_audit_log() AS audit_flushed;  -- secret reads reach the log through the queue
 SELECT action, kind, provider FROM integrations.audit_log WHERE kind = 'connection' ORDER BY at, action;
 SELECT delete_integration(:'shop');
 DELETE FROM integrations.business_members WHERE business_id = :B;

@@ -133,6 +133,7 @@ COMMIT;
 SELECT count(*) AS rows_left_for_one FROM ai_avatar_integrations WHERE business_id = 'a1000000-0000-4000-8000-000000000001';
 -- a second adoption does not bring the deleted integration back, even
 -- after the audit trail's retention ran
+SELECT integrations.flush_audit_log() AS audit_flushed;  -- secret reads reach the log through the queue
 UPDATE integrations.audit_log SET at = at - interval '400 days';
 SELECT integrations.purge_audit_log(365) > 0 AS purged;
 SELECT action, count(*) FROM integrations.audit_log GROUP BY 1 ORDER BY 1;

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The AI-avatar RPCs at the server's own durability (fsync and
+# synchronous_commit as configured: on, unless the operator changed them),
+# 20,000 businesses with one integration each, next to their floors in the
+# same run:
+# - per call, server side: one statement calling the RPC once per business
+#   (20,000 calls), its time divided by 20,000, median of 5 rounds; the
+#   floor is the same statement around the indexed SELECT (or the upsert /
+#   delete) of the row;
+# - throughput: pgbench, 2 clients, prepared statements, one call per
+#   transaction, committed at the server's durability.
+# Prints the server's fsync / synchronous_commit and the audit mode. Not a test.
+set -euo pipefail
+port=${1:-28817}
+bin=/usr/lib/postgresql/15/bin
+db=pgi_bench_durable
+psql=("$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres)
+seconds=${PGI_BENCH_SECONDS:-10}
+"${psql[@]}" -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+"${psql[@]}" -d "$db" -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION pg_integrations;
+CREATE TABLE businesses (id uuid PRIMARY KEY, n integer UNIQUE NOT NULL, profile_id uuid NOT NULL);
+INSERT INTO businesses SELECT gen_random_uuid(), g, 'a0000000-0000-4000-8000-00000000000a' FROM generate_series(1, 20000) g;
+SELECT integrations.attach_tenant_table('businesses') \g /dev/null
+GRANT SELECT ON businesses TO authenticated, service_role;
+SELECT count(set_ai_avatar_integration(id, 'heygen', 'hg_' || md5(id::text), 'avatar', 'voice')) FROM businesses \g /dev/null
+CREATE TABLE floor_ai_avatar (LIKE ai_avatar_integrations INCLUDING ALL);
+INSERT INTO floor_ai_avatar SELECT * FROM ai_avatar_integrations;
+GRANT SELECT, INSERT, UPDATE, DELETE ON floor_ai_avatar TO authenticated, service_role;
+-- the delete floor: the row and its secret row, each by its index
+CREATE TABLE floor_secrets (LIKE integrations.secrets INCLUDING ALL);
+INSERT INTO floor_secrets SELECT * FROM integrations.secrets;
+CREATE FUNCTION floor_upsert(b uuid) RETURNS uuid LANGUAGE sql AS $$
+    INSERT INTO floor_ai_avatar (business_id, provider, avatar_id, provider_config, status, validated_at)
+    VALUES (b, 'heygen', 'avatar-2', '{}', 'active', now())
+    ON CONFLICT (business_id, provider) DO UPDATE SET avatar_id = EXCLUDED.avatar_id, status = 'active',
+        validated_at = now(), updated_at = now()
+    RETURNING id $$;
+GRANT EXECUTE ON FUNCTION floor_upsert(uuid) TO authenticated;
+CREATE FUNCTION floor_delete(b uuid) RETURNS void LANGUAGE sql AS $$
+    WITH d AS (DELETE FROM floor_ai_avatar WHERE business_id = b RETURNING secret_id)
+    DELETE FROM floor_secrets WHERE id IN (SELECT secret_id FROM d) $$;
+VACUUM ANALYZE;
+SQL
+SQL_TIME='SELECT extract(epoch FROM clock_timestamp() - now()) * 1e6 / 20000'
+one() { # role statement -> µs per call (one transaction, committed)
+  "${psql[@]}" -d "$db" -At -v ON_ERROR_STOP=1 <<SQL | tail -1
+BEGIN;
+SET LOCAL ROLE $1;
+SET LOCAL request.jwt.claims = '{"sub":"a0000000-0000-4000-8000-00000000000a","role":"authenticated"}';
+$2 \g /dev/null
+$SQL_TIME;
+COMMIT;
+SQL
+}
+undo() { # a statement whose effect one() must not keep: measured, then rolled back
+  "${psql[@]}" -d "$db" -At -v ON_ERROR_STOP=1 <<SQL | tail -1
+BEGIN;
+SET LOCAL ROLE $1;
+$2 \g /dev/null
+$SQL_TIME;
+ROLLBACK;
+SQL
+}
+owner=authenticated
+declare -A cases=(
+  [get_ai_avatar_secret]="service_role|SELECT count(get_ai_avatar_secret(id)) FROM businesses"
+  [floor_secret]="service_role|SELECT count((SELECT secret_id FROM floor_ai_avatar f WHERE f.business_id = b.id AND status = 'active' LIMIT 1)) FROM businesses b"
+  [get_ai_avatar_integration]="$owner|SELECT count(*) FROM businesses b, LATERAL get_ai_avatar_integration(b.id)"
+  [floor_get]="$owner|SELECT count(*) FROM businesses b, LATERAL (SELECT id, provider, avatar_id, voice_id, provider_config, status, validated_at FROM floor_ai_avatar f WHERE f.business_id = b.id AND status = 'active' LIMIT 1) f"
+  [set_ai_avatar_integration]="$owner|SELECT count(set_ai_avatar_integration(id, 'heygen', 'hg_rotated_' || n, 'avatar-2', NULL)) FROM businesses"
+  [floor_set]="$owner|SELECT count(floor_upsert(id)) FROM businesses"
+)
+for round in 1 2 3 4 5; do
+  for k in get_ai_avatar_secret floor_secret get_ai_avatar_integration floor_get set_ai_avatar_integration floor_set; do
+    IFS='|' read -r role stmt <<< "${cases[$k]}"
+    echo "$k $(one "$role" "$stmt")"
+  done
+  echo "delete_ai_avatar_integration $(undo "$owner" "SET LOCAL request.jwt.claims = '{\"sub\":\"a0000000-0000-4000-8000-00000000000a\",\"role\":\"authenticated\"}'; SELECT count(delete_ai_avatar_integration(id)) FROM businesses")"
+  echo "floor_delete $(undo postgres "SELECT count(floor_delete(id)) FROM businesses")"
+done > /tmp/pgi_durable.$$
+dir=$(mktemp -d)
+trap 'rm -rf "$dir" /tmp/pgi_durable.$$' EXIT
+biz='(SELECT id FROM businesses WHERE n = :i)'
+printf '\\set i random(1, 20000)\nSELECT get_ai_avatar_secret(%s);\n' "$biz" > "$dir/secret.sql"
+printf '\\set i random(1, 20000)\nSELECT secret_id FROM floor_ai_avatar WHERE business_id = %s AND status = '"'"'active'"'"' LIMIT 1;\n' "$biz" > "$dir/floor.sql"
+tps() { PGOPTIONS="-c role=service_role ${2:-}" "$bin/pgbench" -n -M prepared -c 2 -j 2 -T "$seconds" -h 127.0.0.1 -p "$port" -U postgres \
+          -f "$dir/$1.sql" "$db" 2>/dev/null | awk '/^tps = /{print $3}'; }
+settings=$("${psql[@]}" -d "$db" -At -c "SELECT current_setting('fsync') || ' / ' || current_setting('synchronous_commit') || ' / ' || (integrations.audit_status()->>'mode')")
+{
+  cat /tmp/pgi_durable.$$
+  echo "pgbench_secret $(tps secret)"
+  echo "pgbench_floor $(tps floor)"
+  echo "pgbench_secret_async $(tps secret '-c synchronous_commit=off')"
+  echo "pgbench_floor_async $(tps floor '-c synchronous_commit=off')"
+} | SETTINGS="$settings" python3 -c '
+import os, sys, statistics
+v = {}
+for line in sys.stdin:
+    k, x = line.split()
+    v.setdefault(k, []).append(float(x))
+m = {k: statistics.median(x) for k, x in v.items()}
+print("fsync / synchronous_commit / audit mode: " + os.environ["SETTINGS"])
+print("%-32s %9s %9s %6s %s" % ("per call, one statement over 20,000", "rpc µs", "floor µs", "ratio", "target"))
+for rpc, floor, target in [("get_ai_avatar_secret", "floor_secret", 2.0), ("get_ai_avatar_integration", "floor_get", 1.5),
+                           ("set_ai_avatar_integration", "floor_set", None), ("delete_ai_avatar_integration", "floor_delete", None)]:
+    r = m[rpc] / m[floor]
+    t = ("%.1f %s" % (target, "met" if r <= target else "MISSED")) if target else "(seed: see RESULTS.md)"
+    print("%-32s %9.2f %9.2f %6.2f %s" % (rpc, m[rpc], m[floor], r, t))
+print("%-32s %9s %9s %6s" % ("pgbench, 2 clients (tps)", "rpc", "floor", "ratio"))
+for label, a, f, target in [("default durability", "pgbench_secret", "pgbench_floor", 0.8),
+                            ("synchronous_commit = off", "pgbench_secret_async", "pgbench_floor_async", None)]:
+    r = m[a] / m[f]
+    t = ("target >= %.1f %s" % (target, "met" if r >= target else "MISSED")) if target else ""
+    print("%-32s %9.0f %9.0f %6.2f %s" % ("get_ai_avatar_secret, " + label, m[a], m[f], r, t))
+'
+"${psql[@]}" -d postgres -c "DROP DATABASE $db"
