@@ -1,9 +1,10 @@
 //! Prepared SPI statements kept for the life of the backend.
 //!
-//! Every hot statement is a point lookup or write on a unique key, so its plan is
-//! an index scan whatever the table held when it was prepared (an empty table
-//! included): the generic plan that takes over after five executions stays an
-//! index scan. Plans survive aborted transactions (`SPI_keepplan`), and the plan
+//! Every hot statement is a point lookup or write on a unique key, and is
+//! written so that only that key's indexes fit it (a table may have others:
+//! the seeds index `provider` and `status`): its plan is then an index scan on
+//! that key whatever the table held when it was prepared (an empty table
+//! included), also the generic plan that takes over after five executions. Plans survive aborted transactions (`SPI_keepplan`), and the plan
 //! cache re-plans them by itself after DDL, e.g. `DROP EXTENSION` followed by
 //! `CREATE EXTENSION`, because every name in them is schema-qualified.
 
