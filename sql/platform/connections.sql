@@ -22,11 +22,11 @@ CREATE TABLE public.integration_connections (
     -- credentials: one secret per part; the key prefix (e.g. shpat_) and the
     -- basic-auth user name are not secret and stay in clear for display
     key_prefix                    text,
-    api_key_secret_id             uuid REFERENCES integrations.secrets (id),
+    api_key_secret_id             uuid,
     basic_username                text,
-    basic_password_secret_id      uuid REFERENCES integrations.secrets (id),
-    oauth_access_token_secret_id  uuid REFERENCES integrations.secrets (id),
-    oauth_refresh_token_secret_id uuid REFERENCES integrations.secrets (id),
+    basic_password_secret_id      uuid,
+    oauth_access_token_secret_id  uuid,
+    oauth_refresh_token_secret_id uuid,
     token_expires_at              timestamptz,
     oauth_scopes                  text[] NOT NULL DEFAULT '{}',
     connection_config             jsonb NOT NULL DEFAULT '{}' CHECK (integrations.is_valid_connection_config(connection_config)),

@@ -8,7 +8,7 @@ CREATE TABLE public.integration_oauth_states (
     state_hash              bytea NOT NULL UNIQUE,
     redirect_uri            text NOT NULL,
     scopes                  text[] NOT NULL DEFAULT '{}',
-    code_verifier_secret_id uuid REFERENCES integrations.secrets (id),
+    code_verifier_secret_id uuid,
     created_by              uuid,
     created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
     expires_at              timestamptz NOT NULL,

@@ -10,7 +10,7 @@ CREATE TABLE public.integration_webhook_configs (
     endpoint_token    text NOT NULL UNIQUE,
     event_types       text[] NOT NULL DEFAULT '{}',
     is_active         boolean NOT NULL DEFAULT true,
-    signing_secret_id uuid REFERENCES integrations.secrets (id),
+    signing_secret_id uuid,
     signing_scheme    text NOT NULL,
     signature_header  text,
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),

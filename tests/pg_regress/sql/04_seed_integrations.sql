@@ -215,6 +215,12 @@ WHERE NOT EXISTS (SELECT 1 FROM ai_avatar_integrations WHERE secret_id = s.id)
   AND NOT EXISTS (SELECT 1 FROM blog_integrations WHERE secret_id = s.id);
 SELECT delete_upload_post_profile(:B2);
 
+-- A secret still held by a row cannot be deleted on its own (the secret
+-- columns carry no foreign keys; delete_secret checks)
+SELECT regexp_replace(try(format('SELECT integrations.delete_secret(%L)', (SELECT secret_id FROM ai_avatar_integrations ORDER BY created_at LIMIT 1))), '[0-9a-f-]{36}', '<id>') AS delete_a_held_secret;
+SELECT count(*) AS rows_without_their_secret FROM ai_avatar_integrations a
+WHERE NOT EXISTS (SELECT 1 FROM integrations.secrets s WHERE s.id = a.secret_id);
+
 -- The audit trail: every set, delete and secret read; never a secret
 SELECT integrations.flush_audit_log() AS audit_flushed;  -- secret reads reach the log through the queue
 SELECT action, kind, count(*) FROM integrations.audit_log GROUP BY 1, 2 ORDER BY 1, 2;
