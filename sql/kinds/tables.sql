@@ -4,11 +4,7 @@
 -- Deleting integration rows (by an RPC or by a cascade from the tenant table)
 -- deletes their secrets: no orphans.
 CREATE FUNCTION integrations.delete_row_secrets() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    DELETE FROM integrations.secrets s USING gone g WHERE s.id = g.secret_id;
-    RETURN NULL;
-END $$;
+    LANGUAGE c AS 'MODULE_PATHNAME', 'pgi_delete_row_secrets';
 COMMENT ON FUNCTION integrations.delete_row_secrets() IS
     'AFTER DELETE statement trigger: deletes the secrets of the deleted integration rows.';
 REVOKE ALL ON FUNCTION integrations.delete_row_secrets() FROM PUBLIC, anon, authenticated, service_role;

@@ -57,6 +57,11 @@ static DELETE_SECRET: Statement = Statement {
     args: &[BuiltinOid::UUIDOID],
     mutating: true,
 };
+static DELETE_SECRETS: Statement = Statement {
+    sql: "DELETE FROM integrations.secrets WHERE id = ANY ($1)",
+    args: &[BuiltinOid::UUIDARRAYOID],
+    mutating: true,
+};
 // Oldest keys first, through the key_id index; SKIP LOCKED lets several
 // re-encryption sessions share the work and never waits on a busy row. $3:
 // the secrets this call found tampered with, passed over.
@@ -253,6 +258,18 @@ pub(crate) fn delete(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<Uuid
         return Ok(None);
     }
     Ok(rows.first().get::<Uuid>(1)?)
+}
+
+/// Delete the secrets `ids` (those of deleted rows), in one statement.
+pub(crate) fn delete_all(ids: Vec<Uuid>) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    Spi::connect_mut(|c| {
+        let plan = plans::plan(c, &DELETE_SECRETS)?;
+        c.update(plan, None, &[ids.into()])?;
+        Ok(())
+    })
 }
 
 /// Re-encrypt up to `batch` secrets still sealed under an older data key;
