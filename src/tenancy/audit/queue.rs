@@ -187,10 +187,10 @@ unsafe extern "C-unwind" fn startup() {
 
 /// The queue, when the library was preloaded.
 pub fn shared() -> Option<&'static Shared> {
+    // Through a raw pointer: a plain reference to a `static mut` is refused by the compiler.
+    #[allow(clippy::deref_addrof)]
     // SAFETY: SHARED is written only in `startup`, before backends fork (they inherit it),
     // and never again in a running backend.
-    // (Through a raw pointer: a plain reference to a `static mut` is refused by the compiler.)
-    #[allow(clippy::deref_addrof)]
     unsafe {
         (*(&raw const SHARED)).as_ref()
     }

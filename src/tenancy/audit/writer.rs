@@ -151,10 +151,11 @@ unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, arg: pg_sys::Datum) 
     let Some(shared) = queue::shared() else {
         return;
     };
+    // SAFETY: MyProcPid is this process's pid, set before any exit callback runs.
+    let me = unsafe { pg_sys::MyProcPid };
     let mut l = shared.lock();
     let s = l.slot(arg.value());
-    // SAFETY: MyProcPid is this process's pid.
-    if s.writer_pid == unsafe { pg_sys::MyProcPid } {
+    if s.writer_pid == me {
         s.writer = Writer::Absent;
         s.writer_pid = 0;
         s.latch = std::ptr::null_mut();
