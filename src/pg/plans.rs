@@ -9,10 +9,10 @@
 //! `CREATE EXTENSION`, because every name in them is schema-qualified.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use pgrx::pg_sys::{BuiltinOid, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::core::error::Result;
 
@@ -26,7 +26,7 @@ pub struct Statement {
 thread_local! {
     /// Keyed by the address of the `Statement`, which is a `static`.
     static PLANS: RefCell<HashMap<usize, &'static OwnedPreparedStatement>> =
-        RefCell::new(HashMap::new());
+        RefCell::new(HashMap::default());
 }
 
 /// The kept plan for `stmt`, prepared on first use.

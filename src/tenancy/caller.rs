@@ -4,17 +4,24 @@
 //! definer's identity (`current_user` inside the function) says nothing.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::CStr;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::core::error::{Error, Result};
 use crate::pg::definer;
 
 thread_local! {
     /// Role OIDs by name, forgotten whenever pg_authid changes.
-    static ROLES: RefCell<HashMap<&'static CStr, pg_sys::Oid>> = RefCell::new(HashMap::new());
+    static ROLES: RefCell<HashMap<&'static CStr, pg_sys::Oid>> = RefCell::new(HashMap::default());
+    /// Role names by OID (every audited read records one), forgotten likewise.
+    static NAMES: RefCell<HashMap<pg_sys::Oid, Rc<str>>> = RefCell::new(HashMap::default());
+    /// Whether the sessions of a login role may carry claims, by the role's
+    /// OID, for the value of `integrations.claims_login_roles` it was found
+    /// under.
+    static CLAIMS_LOGIN: RefCell<(Vec<u8>, HashMap<pg_sys::Oid, bool>)> = RefCell::new((Vec::new(), HashMap::default()));
 }
 
 /// # Safety
@@ -25,6 +32,16 @@ unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, 
     ROLES.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
             r.clear();
+        }
+    });
+    NAMES.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            r.clear();
+        }
+    });
+    CLAIMS_LOGIN.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            r.1.clear();
         }
     });
 }
@@ -98,10 +115,24 @@ pub fn session_may_carry_claims() -> bool {
     }
     // SAFETY: reads a backend global; no pointers involved.
     let session = unsafe { pg_sys::GetSessionUserId() };
-    is_superuser(session)
-        || crate::core::gucs::claims_login_roles()
-            .iter()
-            .any(|r| role_name(session) == *r)
+    if is_superuser(session) {
+        return true;
+    }
+    crate::core::gucs::with_claims_login_roles(|setting| {
+        CLAIMS_LOGIN.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.0 != setting {
+                c.0 = setting.to_vec();
+                c.1.clear();
+            }
+            *c.1.entry(session).or_insert_with(|| {
+                let name = role_name(session);
+                crate::core::gucs::claims_login_roles()
+                    .iter()
+                    .any(|r| *name == **r)
+            })
+        })
+    })
 }
 
 /// Whether `role` is a superuser.
@@ -117,17 +148,23 @@ pub fn owns(role: pg_sys::Oid, owner: pg_sys::Oid) -> bool {
     is_superuser(role) || unsafe { pg_sys::has_privs_of_role(role, owner) }
 }
 
-pub fn role_name(role: pg_sys::Oid) -> String {
+/// The name of `role`, cached per backend until pg_authid changes (a rename).
+pub fn role_name(role: pg_sys::Oid) -> Rc<str> {
+    if let Some(n) = NAMES.with(|n| n.borrow().get(&role).cloned()) {
+        return n;
+    }
     // SAFETY: noerr makes an unknown role NULL (checked); otherwise the result is a palloc'd
     // NUL-terminated name, copied here.
-    unsafe {
+    let name: Rc<str> = unsafe {
         let p = pg_sys::GetUserNameFromId(role, true);
         if p.is_null() {
-            format!("role {}", role.to_u32())
-        } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            // Not cached: a role being created in this transaction gets its name later.
+            return format!("role {}", role.to_u32()).into();
         }
-    }
+        std::ffi::CStr::from_ptr(p).to_string_lossy().into()
+    };
+    NAMES.with(|n| n.borrow_mut().insert(role, name.clone()));
+    name
 }
 
 /// Fail with 42501 unless the caller is privileged.

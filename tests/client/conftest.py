@@ -8,7 +8,14 @@ import pytest
 
 PORT = int(os.environ.get("PGI_PORT", "28816"))
 CLUSTER_DIR = os.environ.get("PGI_CLUSTER_DIR", os.path.join(os.path.dirname(__file__), "../../target/clusters/test"))
-PGBIN = "/usr/lib/postgresql/15/bin"
+# the server's binaries (pg_dump, pg_ctl, ...): make sets PGI_PGBIN from PG_MAJOR
+PGBIN = os.environ.get("PGI_PGBIN", "/usr/lib/postgresql/15/bin")
+PG_MAJOR = int(subprocess.run([f"{PGBIN}/pg_config", "--version"], check=True, capture_output=True, text=True)
+               .stdout.split()[1].split(".")[0])
+# clusters a test makes for itself are per version (a data directory belongs to
+# one major version), and so are their ports: 15 keeps the plain names
+CLUSTER_SUFFIX = "" if PG_MAJOR == 15 else str(PG_MAJOR)
+PORT_OFFSET = 0 if PG_MAJOR == 15 else 10
 
 
 def dsn(db="postgres", user="postgres"):

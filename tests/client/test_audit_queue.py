@@ -3,7 +3,7 @@ default durability: with the library preloaded (reads queue their audit
 record; a background writer commits it) and without (the read writes its row
 in its own transaction). Crashes during a read storm — a backend SIGKILLed,
 then the postmaster and every server process — lose at most the reads of the
-last flush interval, and a full queue makes readers wait, never drops."""
+last two flush intervals, and a full queue makes readers wait, never drops."""
 
 import os
 import signal
@@ -15,14 +15,15 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import supabase_shape
+from conftest import CLUSTER_SUFFIX, PGBIN, PORT_OFFSET, supabase_shape
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
-PGBIN = "/usr/lib/postgresql/15/bin"
-QUEUED_PORT, PLAIN_PORT = 28819, 28820
+QUEUED_PORT, PLAIN_PORT, STANDBY_PORT = (p + PORT_OFFSET for p in (28819, 28820, 28821))
+QUEUED, PLAIN = "audit_queued" + CLUSTER_SUFFIX, "audit_plain" + CLUSTER_SUFFIX
 BUSINESSES = 30000
-# What the README promises: the reads of the last integrations.audit_flush_interval
-# (100 ms) plus one batch's commit. The test allows for a loaded 2-core machine.
+# What the README promises: the reads of the last two integrations.audit_flush_interval
+# (2 x 100 ms: queued, then committed asynchronously but not yet flushed) plus one
+# batch's commit. The test allows for a loaded 2-core machine.
 LOSS_WINDOW_S = 0.6
 
 
@@ -64,19 +65,19 @@ def make_db(port):
 
 @pytest.fixture(scope="module")
 def queued():
-    cluster("start", "audit_queued", QUEUED_PORT)
+    cluster("start", QUEUED, QUEUED_PORT)
     wait_for_server(QUEUED_PORT)
     db = make_db(QUEUED_PORT)
     yield db
-    cluster("stop", "audit_queued", QUEUED_PORT)
+    cluster("stop", QUEUED, QUEUED_PORT)
 
 
 @pytest.fixture(scope="module")
 def plain():
-    cluster("start", "audit_plain", PLAIN_PORT, preload=False)
+    cluster("start", PLAIN, PLAIN_PORT, preload=False)
     db = make_db(PLAIN_PORT)
     yield db
-    cluster("stop", "audit_plain", PLAIN_PORT)
+    cluster("stop", PLAIN, PLAIN_PORT)
 
 
 def reads(c, business):
@@ -261,7 +262,7 @@ def test_a_killed_backend_loses_only_the_last_interval_of_reads(queued):
 
 
 def server_pids(port):
-    pid_file = f"{ROOT}/target/clusters/audit_queued/data/postmaster.pid"
+    pid_file = f"{ROOT}/target/clusters/{QUEUED}/data/postmaster.pid"
     with open(pid_file) as f:
         postmaster = int(f.readline())
     children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
@@ -305,30 +306,30 @@ def test_a_killed_postmaster_loses_only_the_last_interval_of_reads(queued):
     # after a power cut, the next start finds it stale.
     for stale in ("data/postmaster.pid", f".s.PGSQL.{QUEUED_PORT}.lock", f".s.PGSQL.{QUEUED_PORT}"):
         try:
-            os.unlink(f"{ROOT}/target/clusters/audit_queued/{stale}")
+            os.unlink(f"{ROOT}/target/clusters/{QUEUED}/{stale}")
         except FileNotFoundError:
             pass
-    cluster("start", "audit_queued", QUEUED_PORT)
+    cluster("start", QUEUED, QUEUED_PORT)
     check_storm(QUEUED_PORT, queued, completed, killed_at)
 
 
 def test_a_hot_standby_refuses_secret_reads(queued, tmp_path):
     """A standby cannot write the audit log, so it returns no key (25006)."""
-    standby = f"{ROOT}/target/clusters/audit_standby"
+    standby = f"{ROOT}/target/clusters/audit_standby{CLUSTER_SUFFIX}"
     subprocess.run(["rm", "-rf", standby], check=True)
     os.makedirs(standby)
     subprocess.run(["chown", "postgres:postgres", standby], check=True)
     subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/pg_basebackup", "-h", "127.0.0.1", "-p",
                     str(QUEUED_PORT), "-U", "postgres", "-D", f"{standby}/data", "-R", "-X", "stream"], check=True)
     with open(f"{standby}/data/postgresql.conf", "a") as f:
-        f.write(f"\nport = 28821\nunix_socket_directories = '{standby}'\n")
+        f.write(f"\nport = {STANDBY_PORT}\nunix_socket_directories = '{standby}'\n")
     subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "-D", f"{standby}/data", "-l",
                     f"{standby}/server.log", "-w", "start"], check=True, capture_output=True)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                s = connect(28821, queued)
+                s = connect(STANDBY_PORT, queued)
                 break
             except psycopg.OperationalError:
                 assert time.monotonic() < deadline

@@ -614,7 +614,7 @@ fn log_webhook_body_access(call: &Call) -> Result<pg_sys::Datum> {
                 id.into(),
                 business.into(),
                 caller.user_id.into(),
-                caller.role_name().into(),
+                (*caller.role_name()).into(),
                 purpose.as_str().into(),
             ],
         )

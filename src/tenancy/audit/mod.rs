@@ -123,7 +123,7 @@ pub fn record(
                 rel.att("actor_user_id")?,
                 caller.user_id.and_then(|u| u.into_datum()),
             ),
-            (rel.att("actor_role")?, caller.role_name().into_datum()),
+            (rel.att("actor_role")?, (*caller.role_name()).into_datum()),
             (rel.att("business_id")?, (*business).into_datum()),
             (rel.att("action")?, action.as_str().into_datum()),
             (rel.att("kind")?, kind.into_datum()),
@@ -229,8 +229,31 @@ fn database() -> pg_sys::Oid {
 /// Queue `e`; false if it must be written in the caller's transaction (no
 /// slot for this database, no writer can start, or no room within the wait).
 fn enqueue(shared: &queue::Shared, e: &Entry) -> Result<bool> {
-    let Some(slot) = shared.lock().slot_for(database()) else {
-        return Ok(false);
+    // The common case under one acquisition of the lock: the database has a
+    // slot with a running writer and room. (Three acquisitions cost a read
+    // about 0.3 µs.)
+    let fast = {
+        let mut l = shared.lock();
+        match l.slot_for(database()) {
+            None => return Ok(false),
+            Some(slot) if l.slot(slot).writer == Writer::Running && l.push(slot, e) => {
+                let s = l.slot(slot);
+                let wake = s.queued() >= queue::CAPACITY / 4;
+                Ok(if wake { s.latch } else { std::ptr::null_mut() })
+            }
+            Some(slot) => Err(slot),
+        }
+    };
+    let slot = match fast {
+        Ok(latch) => {
+            if !latch.is_null() {
+                // SAFETY: a latch in a PGPROC, which stays in shared memory even if its
+                // writer has left meanwhile (a stray wake-up is harmless).
+                unsafe { pg_sys::SetLatch(latch) };
+            }
+            return Ok(true);
+        }
+        Err(slot) => slot,
     };
     if !ensure_writer(shared, slot) {
         return Ok(false);
@@ -274,33 +297,41 @@ pub fn append_queued(batch: &[Entry]) -> Result<bool> {
         Ok(rel) => rel,
         Err(_) => return Ok(false),
     };
-    for e in batch {
-        let user = e.has_user.then(|| Uuid::from_bytes(e.user));
-        let target = e.has_target.then(|| Uuid::from_bytes(e.target));
+    let atts = [
+        rel.att("at")?,
+        rel.att("actor_user_id")?,
+        rel.att("actor_role")?,
+        rel.att("business_id")?,
+        rel.att("action")?,
+        rel.att("kind")?,
+        rel.att("provider")?,
+        rel.att("target_id")?,
+    ];
+    direct::append_many(rel.relid, batch.len(), |i, set| {
+        let e = &batch[i];
         let action = ACTIONS
             .get(e.action as usize)
             .copied()
             .unwrap_or(Action::ReadSecret);
-        direct::append(
-            rel.relid,
-            &[
-                (rel.att("at")?, Some(pg_sys::Datum::from(e.at))),
-                (rel.att("actor_user_id")?, user.and_then(|u| u.into_datum())),
-                (rel.att("actor_role")?, e.role().into_datum()),
-                (
-                    rel.att("business_id")?,
-                    Uuid::from_bytes(e.business).into_datum(),
-                ),
-                (rel.att("action")?, action.as_str().into_datum()),
-                (rel.att("kind")?, e.kind().into_datum()),
-                (
-                    rel.att("provider")?,
-                    e.provider().and_then(|p| p.into_datum()),
-                ),
-                (rel.att("target_id")?, target.and_then(|t| t.into_datum())),
-            ],
+        set(atts[0], Some(pg_sys::Datum::from(e.at)));
+        set(
+            atts[1],
+            e.has_user
+                .then(|| Uuid::from_bytes(e.user))
+                .and_then(|u| u.into_datum()),
         );
-    }
+        set(atts[2], e.role().into_datum());
+        set(atts[3], Uuid::from_bytes(e.business).into_datum());
+        set(atts[4], action.as_str().into_datum());
+        set(atts[5], e.kind().into_datum());
+        set(atts[6], e.provider().and_then(|p| p.into_datum()));
+        set(
+            atts[7],
+            e.has_target
+                .then(|| Uuid::from_bytes(e.target))
+                .and_then(|t| t.into_datum()),
+        );
+    });
     Ok(true)
 }
 

@@ -3,9 +3,12 @@
 //! nothing to write (a worker connected to a database would hold up its
 //! `DROP DATABASE` and its use as a template). Every flush interval, or when
 //! a quarter of the ring is full, it writes everything queued in one
-//! transaction, committed at the server's durability, then drops it from the
-//! ring. A crash loses at most the records of the last interval and of the
-//! batch being committed.
+//! transaction, then drops it from the ring. Its commits are asynchronous and
+//! it flushes the WAL itself once per interval: a synchronous commit per batch
+//! cost a quarter of a core in fdatasync under a read storm on a virtio disk
+//! and held 2-client pgbench of secret reads at 0.53x the floor (0.8x with
+//! asynchronous commits). A crash loses at most the records of the last two
+//! intervals and of the batch being committed.
 //!
 //! It runs as the bootstrap superuser and runs no SQL: heap appends to
 //! `integrations.audit_log` only, which has no triggers, indexes or rules.
@@ -95,9 +98,21 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
     // SAFETY: registers a callback that runs at this process's exit, error exits included;
     // the slot number is passed by value.
     unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(slot)) };
+    // SAFETY: sets a GUC of this process only, with NUL-terminated literals; at
+    // PGC_S_OVERRIDE a reload of postgresql.conf does not undo it.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"synchronous_commit".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
 
     let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
     let mut idle_since = Instant::now();
+    let mut flushed_at = Instant::now();
+    let mut unflushed: pg_sys::XLogRecPtr = 0;
     loop {
         let interval = gucs::audit_flush_interval_ms();
         // SAFETY: MyLatch is this process's latch; WL_EXIT_ON_PM_DEATH exits if the
@@ -123,8 +138,20 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
                 break;
             }
             write(&batch);
+            // SAFETY: set by this process's commit just above; read in the same process.
+            unflushed = unsafe { pg_sys::XactLastCommitEnd };
             shared.lock().advance(slot, batch.len());
             wrote += batch.len();
+        }
+        let leaving = stopping || (wrote == 0 && idle_since.elapsed() >= IDLE_EXIT);
+        if unflushed != 0
+            && (leaving || flushed_at.elapsed() >= Duration::from_millis(interval as u64))
+        {
+            // SAFETY: flushes WAL up to a commit record this process wrote; a no-op when
+            // the WAL writer got there first.
+            unsafe { pg_sys::XLogFlush(unflushed) };
+            unflushed = 0;
+            flushed_at = Instant::now();
         }
         if stopping {
             return;
