@@ -48,27 +48,27 @@ stop:
 
 # Every test level on PostgreSQL 15, then again on 18; stops at the first
 # failing one.
-test: setup lint unit pgrx-test install regress client
+test: setup lint unit pgrx-test install regress client test-pg18
 	@bash scripts/cluster.sh stop test
 	@bash scripts/cluster.sh stop test18
 	@echo "All test levels passed on PostgreSQL 15 and 18."
 
 # The PostgreSQL 18 levels, and a dump of the 15 test cluster restored into 18.
 test-pg18:
-	@$(MAKE) --no-print-directory PG_MAJOR=18 pgrx-test install regress client
+	@$(MAKE) --no-print-directory PG_MAJOR=18 lint pgrx-test install regress client
 	@bash scripts/cluster.sh start test 28816
 	@$(MAKE) --no-print-directory PG_MAJOR=18 cross-version
 
 cross-version:
 	@bash scripts/cluster.sh start test$(SUFFIX) $(TEST_PORT)
 	PGI_PORT=$(TEST_PORT) PGI_CLUSTER_DIR=$(ROOT)/target/clusters/test$(SUFFIX) \
-	  PGI_OLD_PORT=28816 PGI_OLD_CLUSTER_DIR=$(ROOT)/target/clusters/test \
+	  PGI_OLD_PORT=28816 PGI_OLD_CLUSTER_DIR=$(ROOT)/target/clusters/test PGI_OLD_PGBIN=$(dir $(PG15_CONFIG)) \
 	  python3 -m pytest -q -s tests/client/cross_version.py
 
 # Formatting and lints: warnings are errors.
 lint:
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets $(if $(SUFFIX),--no-default-features --features pg$(PG_MAJOR)) -- -D warnings
 
 unit:
 	cargo test --lib

@@ -9,7 +9,7 @@ PGRX_VERSION=0.18.0
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 # Debian packages
-pkgs=(postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-contrib clang libclang-dev sudo)
+pkgs=(postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-contrib clang libclang-dev sudo curl libssl-dev zlib1g-dev make bzip2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -53,6 +53,25 @@ if ! "${PG18_CONFIG}" --version 2>/dev/null | grep -q "^PostgreSQL 18"; then
   # the servers run as the postgres OS user: the tree must be readable by it
   chmod -R a+rX "${PG18_HOME}"
   "${PG18_CONFIG}" --version
+fi
+# The wheel is built without OpenSSL, so it lacks pgcrypto, which Supabase
+# projects have and the tests use (hmac, digest, the Vault stand-in): build it
+# from Debian's source of the same PostgreSQL release, checked by its hash.
+PG18_SOURCE=postgresql-18_18.6.orig.tar.bz2
+PG18_SOURCE_SHA256=555610c24d53e4316da5b7d3fc25c279d96856d5e0e23ee308c328c5fa881d9f
+if [ ! -f "$("${PG18_CONFIG}" --pkglibdir)/pgcrypto.so" ]; then
+  echo "==> pgcrypto for PostgreSQL 18 from Debian's ${PG18_SOURCE}"
+  src="${PG18_HOME}.src"
+  rm -rf "$src" && mkdir -p "$src"
+  curl -fsS --retry 3 -o "$src/$PG18_SOURCE" "http://deb.debian.org/debian/pool/main/p/postgresql-18/${PG18_SOURCE}"
+  echo "${PG18_SOURCE_SHA256}  $src/$PG18_SOURCE" | sha256sum -c --quiet -
+  tar -xjf "$src/$PG18_SOURCE" -C "$src" --wildcards '*/contrib/pgcrypto'
+  # clang: the wheel's CFLAGS name warnings Debian 12's gcc does not know;
+  # -lcrypto: the wheel's LIBS do not carry it
+  make -s -C "$src"/postgresql-18*/contrib/pgcrypto USE_PGXS=1 PG_CONFIG="${PG18_CONFIG}" CC=clang \
+    SHLIB_LINK="-lcrypto -lz" install >"$src/build.log" 2>&1 || { tail -30 "$src/build.log"; exit 1; }
+  rm -rf "$src"
+  chmod -R a+rX "${PG18_HOME}"
 fi
 
 # Register both servers with pgrx (init rewrites the list, so name both)

@@ -40,8 +40,15 @@ fn touch_updated_at(call: &Call) -> Result<pg_sys::Datum> {
         }
         let mut value = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
         let mut isnull = false;
-        let tuple =
-            pg_sys::heap_modify_tuple_by_cols(new, tupdesc, 1, &mut att, &mut value, &mut isnull);
+        // raw pointers: 15 declares these arguments mutable, 18 const
+        let tuple = pg_sys::heap_modify_tuple_by_cols(
+            new,
+            tupdesc,
+            1,
+            &raw mut att,
+            &raw mut value,
+            &raw mut isnull,
+        );
         Ok(pg_sys::Datum::from(tuple))
     }
 }

@@ -1,6 +1,6 @@
 """The path a user takes when their provider moves them to a newer PostgreSQL:
 a database of the PostgreSQL 15 test cluster, every table filled, dumped with
-the newer server's pg_dump and restored into the PostgreSQL 18 test cluster.
+pg_dump -Fc and restored with 18's pg_restore into the PostgreSQL 18 test cluster.
 Every row comes back the same and every secret opens there under the same
 master key.
 
@@ -21,6 +21,7 @@ from fill import B1, EXTENSION_TABLES, assert_every_table_filled, assert_secrets
 # no default: run without the old cluster, this test fails rather than skips
 OLD_PORT = int(os.environ["PGI_OLD_PORT"])
 OLD_CLUSTER_DIR = os.environ["PGI_OLD_CLUSTER_DIR"]
+OLD_PGBIN = os.environ["PGI_OLD_PGBIN"]
 
 
 def old(db="postgres"):
@@ -63,11 +64,14 @@ def test_a_dump_of_15_restores_into_18_with_every_secret_opening(admin, key_dir,
             ext_version = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_integrations'").fetchone()[0]
         assert_every_table_filled(before)
 
-        # The upgrade recipe: the newer pg_dump against the old server, the
-        # roles first (pg_dumpall --globals-only), then pg_restore.
+        # The upgrade recipe: the roles first (pg_dumpall --roles-only), then
+        # pg_dump -Fc and pg_restore. The dump is taken with the 15 server's own
+        # pg_dump: Debian's 15.20 tags every column with an internal option
+        # (pg_attver) that its pg_dump leaves out, while 18.6's pg_dump (older
+        # code than 15.20) copies it into the dump and 18.6 then refuses it.
         old_args = ["-h", "127.0.0.1", "-p", str(OLD_PORT), "-U", "postgres"]
         new_args = ["-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres"]
-        globals_sql = subprocess.run([f"{PGBIN}/pg_dumpall", *old_args, "--roles-only"], check=True,
+        globals_sql = subprocess.run([f"{OLD_PGBIN}/pg_dumpall", *old_args, "--roles-only"], check=True,
                                      capture_output=True).stdout
         # roles that exist already (postgres, the Supabase roles) fail to be
         # created again; the rest must not
@@ -76,9 +80,11 @@ def test_a_dump_of_15_restores_into_18_with_every_secret_opening(admin, key_dir,
         errors = [line for line in out.stderr.decode().splitlines() if "ERROR" in line]
         assert all("already exists" in line for line in errors), errors
         path = tmp_path / "db15.dump"
-        subprocess.run([f"{PGBIN}/pg_dump", *old_args, "-Fc", "-f", str(path), name], check=True)
-        dump = path.read_bytes()
+        subprocess.run([f"{OLD_PGBIN}/pg_dump", *old_args, "-Fc", "-f", str(path), name], check=True)
+        # what 18's pg_restore will run, uncompressed
+        dump = subprocess.run([f"{PGBIN}/pg_restore", "-f", "-", str(path)], check=True, capture_output=True).stdout
         assert b"sk_cko_fill" not in dump and b"hg_fill" not in dump and b"under key 2" not in dump
+        assert b"pg_attver" not in dump
 
         # the new cluster opens the secrets with the same master key
         path_key = os.path.join(key_dir, "master.key")

@@ -48,6 +48,10 @@ SET ROLE integrations_admin;
 SELECT integrations.read_secret(:'alpha') AS as_integrations_admin;
 RESET ROLE;
 ALTER ROLE pgi_regress_worker INHERIT;
+-- Since PostgreSQL 16 each grant keeps the inheritance it was made with: grant
+-- again so that the membership inherits on every version.
+REVOKE integrations_admin FROM pgi_regress_worker;
+GRANT integrations_admin TO pgi_regress_worker;
 SET ROLE pgi_regress_worker;
 SELECT integrations.read_secret(:'alpha') AS as_inheriting_member;
 RESET ROLE;
@@ -165,7 +169,8 @@ FROM integrations.secrets;
 SELECT name, context FROM pg_settings WHERE name LIKE 'integrations.%' ORDER BY name;
 SET ROLE service_role;
 SELECT count(*) AS visible_settings FROM pg_settings WHERE name LIKE 'integrations.%';
-SELECT try('SHOW integrations.master_key_file');
+-- refused with 42501 (the server's wording differs between versions)
+SELECT left(try('SHOW integrations.master_key_file'), 6) AS show_master_key_file;
 RESET ROLE;
 SELECT try($$SET integrations.master_key_file = '/tmp/attacker.key'$$);
 

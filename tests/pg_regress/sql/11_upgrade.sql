@@ -126,7 +126,8 @@ LANGUAGE sql AS $$
     LEFT JOIN pg_attrdef ad ON ad.adrelid = r.oid AND ad.adnum = a.attnum
     UNION ALL
     SELECT 'constraint', r.name || '.' || co.conname, pg_get_constraintdef(co.oid)
-    FROM rels r JOIN pg_constraint co ON co.conrelid = r.oid
+    -- 18 also catalogs NOT NULL as constraints; the column's attnotnull above carries it
+    FROM rels r JOIN pg_constraint co ON co.conrelid = r.oid AND co.contype <> 'n'
     UNION ALL
     SELECT 'index', i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
     FROM rels r JOIN pg_index i ON i.indrelid = r.oid
@@ -143,6 +144,8 @@ LANGUAGE sql AS $$
     UNION ALL
     SELECT 'type', t.oid::regtype::text, t.typtype::text
     FROM pg_type t JOIN members m ON m.objid = t.oid AND m.classid = 'pg_type'::regclass
+    -- 18 also records the tables' row types (and their arrays), which come with the tables
+    WHERE t.typrelid = 0 AND NOT EXISTS (SELECT FROM pg_type el WHERE el.oid = t.typelem AND el.typrelid <> 0)
     UNION ALL
     SELECT 'config_dump', c::regclass::text, coalesce(e.extcondition[i], '')
     FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS u(c, i) WHERE e.extname = 'pg_integrations'
