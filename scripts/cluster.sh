@@ -55,7 +55,7 @@ CONF
       fi
       # The benchmark cluster is sized like a production server (a quarter
       # of this machine's 24 GiB), so that a million businesses stay in memory.
-      if [ "$name" = bench ]; then
+      if [[ "$name" == bench* ]]; then
         echo "shared_buffers = '4GB'" >> "$pgdata/postgresql.conf"
       fi
     fi

@@ -51,6 +51,10 @@ pub enum Error {
     /// read-only transaction where the audit record has nowhere else to go).
     #[error("{message}")]
     ReadOnly { message: String, hint: String },
+    /// 40001: a concurrent change conflicts with this REPEATABLE READ or
+    /// SERIALIZABLE transaction; retry the transaction.
+    #[error("{0}")]
+    Serialization(String),
     /// XX001: stored ciphertext or key material failed authentication.
     #[error("{0}")]
     Corrupted(String),
@@ -71,6 +75,7 @@ impl Error {
             Error::MissingReference { .. } => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
             Error::NotReady { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Error::ReadOnly { .. } => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            Error::Serialization(_) => PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
             Error::Corrupted(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             Error::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }

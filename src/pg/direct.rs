@@ -284,7 +284,14 @@ fn scan<T>(
     unsafe {
         let heap = pg_sys::relation_open(table, LOCK);
         let idx = pg_sys::index_open(index, LOCK);
-        let mut scankeys = scan_keys(idx, keys);
+        let mut scankeys = match scan_keys(idx, keys) {
+            Ok(k) => k,
+            Err(e) => {
+                pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+                pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+                return Err(e);
+            }
+        };
         let scan = begin_scan(heap, idx, pg_sys::GetActiveSnapshot(), &mut scankeys);
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let mut out = Ok(None);
@@ -307,32 +314,40 @@ fn scan<T>(
     }
 }
 
-/// Equality scan keys on `keys`, in the index's own collations.
+/// Equality scan keys on `keys`, in the index's own collations; an error for
+/// a key on no key column of the index.
 ///
 /// # Safety
-/// `idx` is an open index whose columns include every `keys[_].index_column`.
-unsafe fn scan_keys(idx: pg_sys::Relation, keys: &[Key<'_>]) -> Vec<pg_sys::ScanKeyData> {
-    keys.iter()
-        .map(|k| {
-            // SAFETY: ScanKeyInit fills the zeroed key; rd_indcollation has one
-            // entry per index column, and index_column is 1-based and in range
-            // (the caller's contract).
-            unsafe {
-                let mut sk: pg_sys::ScanKeyData = std::mem::zeroed();
-                pg_sys::ScanKeyInit(
-                    &mut sk,
-                    k.index_column,
-                    pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-                    pg_sys::Oid::from(k.eq_proc),
-                    k.value,
-                );
-                // ScanKeyInit assumes "C": a text key must be compared as the
-                // index orders it.
-                sk.sk_collation = *(*idx).rd_indcollation.add((k.index_column - 1) as usize);
-                sk
+/// `idx` is an open index.
+unsafe fn scan_keys(idx: pg_sys::Relation, keys: &[Key<'_>]) -> Result<Vec<pg_sys::ScanKeyData>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        // SAFETY: an open index has its pg_index row and one collation per key
+        // column (rd_indcollation); the column is checked to be one of them
+        // before it is read, and ScanKeyInit fills the zeroed key.
+        unsafe {
+            let key_columns = (*(*idx).rd_index).indnkeyatts;
+            if k.index_column < 1 || k.index_column > key_columns {
+                return Err(Error::Internal(format!(
+                    "scan key on column {} of an index with {key_columns} key columns",
+                    k.index_column
+                )));
             }
-        })
-        .collect()
+            let mut sk: pg_sys::ScanKeyData = std::mem::zeroed();
+            pg_sys::ScanKeyInit(
+                &mut sk,
+                k.index_column,
+                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                pg_sys::Oid::from(k.eq_proc),
+                k.value,
+            );
+            // ScanKeyInit assumes "C": a text key must be compared as the
+            // index orders it.
+            sk.sk_collation = *(*idx).rd_indcollation.add((k.index_column - 1) as usize);
+            out.push(sk);
+        }
+    }
+    Ok(out)
 }
 
 /// An index scan of `idx` over `heap` with `keys`, positioned before the first match.
@@ -406,23 +421,39 @@ pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
 ///
 /// Like `DELETE` in READ COMMITTED, a row updated concurrently is looked up
 /// again and its newest version deleted; one deleted concurrently (or already
-/// by this command) counts as gone.
+/// by this command) counts as gone. In REPEATABLE READ and SERIALIZABLE the
+/// row is looked up in the transaction's snapshot and a concurrent update or
+/// delete fails with 40001, as `DELETE` does there.
 pub fn delete_unique(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key<'_>]) -> Result<bool> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
     // SAFETY: table and index are catalog OIDs (RelInfo) opened here and closed keeping their
-    // locks to transaction end; the scan runs under the latest snapshot, which stays valid until
-    // the next GetLatestSnapshot call (none in between); `tid` is a copy of the found tuple's
-    // item pointer, deleted under the relation's RowExclusiveLock as an executor would.
+    // locks to transaction end; each scan runs under the active snapshot (kept by the running
+    // statement) or the latest one, which stays valid until the next GetLatestSnapshot call
+    // (none while the scan runs); `tid` is a copy of the found tuple's item pointer, deleted
+    // under the relation's RowExclusiveLock as an executor would.
     unsafe {
         pg_sys::PreventCommandIfReadOnly(c"DELETE".as_ptr());
+        let xact_snapshot = pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32;
         let heap = pg_sys::relation_open(table, LOCK);
         let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let mut scankeys = scan_keys(idx, keys);
+        let mut scankeys = match scan_keys(idx, keys) {
+            Ok(k) => k,
+            Err(e) => {
+                pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+                pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+                return Err(e);
+            }
+        };
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let mut out = Ok(false);
         // A row updated concurrently moves; a few retries find its last version.
         for _ in 0..100 {
-            let scan = begin_scan(heap, idx, pg_sys::GetLatestSnapshot(), &mut scankeys);
+            let snapshot = if xact_snapshot {
+                pg_sys::GetActiveSnapshot()
+            } else {
+                pg_sys::GetLatestSnapshot()
+            };
+            let scan = begin_scan(heap, idx, snapshot, &mut scankeys);
             let found =
                 pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
             let mut tid = (*slot).tts_tid;
@@ -444,6 +475,12 @@ pub fn delete_unique(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key<'_>]) -
             match r {
                 pg_sys::TM_Result::TM_Ok => {
                     out = Ok(true);
+                    break;
+                }
+                pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted if xact_snapshot => {
+                    out = Err(Error::Serialization(
+                        "could not serialize access due to a concurrent change of a secret".into(),
+                    ));
                     break;
                 }
                 pg_sys::TM_Result::TM_Updated => continue,

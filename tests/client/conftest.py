@@ -18,6 +18,14 @@ CLUSTER_SUFFIX = "" if PG_MAJOR == 15 else str(PG_MAJOR)
 PORT_OFFSET = 0 if PG_MAJOR == 15 else 10
 
 
+@pytest.fixture(autouse=True, scope="session")
+def server_is_the_version_of_pgbin():
+    """PGI_PORT's server and PGI_PGBIN's tools are of one major version."""
+    with psycopg.connect(dsn()) as c:
+        version = int(c.execute("SHOW server_version_num").fetchone()[0])
+    assert version // 10000 == PG_MAJOR, (version, PGBIN)
+
+
 def dsn(db="postgres", user="postgres"):
     return f"host=127.0.0.1 port={PORT} dbname={db} user={user}"
 

@@ -50,6 +50,7 @@ def test_a_dump_of_15_restores_into_18_with_every_secret_opening(admin, key_dir,
     assert old_version.startswith("15") and PG_MAJOR == 18 and new_version.startswith("18"), (old_version, new_version)
 
     name = "pgi_xv_" + uuid.uuid4().hex[:8]
+    roles_before = set()
     with old() as c:
         c.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -75,9 +76,12 @@ def test_a_dump_of_15_restores_into_18_with_every_secret_opening(admin, key_dir,
                                      capture_output=True).stdout
         # roles that exist already (postgres, the Supabase roles) fail to be
         # created again; the rest must not
+        with connect("postgres") as c:
+            roles_before = {r for (r,) in c.execute("SELECT rolname FROM pg_roles")}
         out = subprocess.run([f"{PGBIN}/psql", *new_args, "-X", "-q", "-d", "postgres"], input=globals_sql,
                              capture_output=True)
-        errors = [line for line in out.stderr.decode().splitlines() if "ERROR" in line]
+        assert out.returncode == 0, out.stderr
+        errors = [line for line in out.stderr.decode().splitlines() if "ERROR:" in line]
         assert all("already exists" in line for line in errors), errors
         path = tmp_path / "db15.dump"
         subprocess.run([f"{OLD_PGBIN}/pg_dump", *old_args, "-Fc", "-f", str(path), name], check=True)
@@ -119,6 +123,11 @@ def test_a_dump_of_15_restores_into_18_with_every_secret_opening(admin, key_dir,
         with old() as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # the 15 cluster's test roles do not stay behind in the 18 cluster
+        if roles_before:
+            added = [r for (r,) in admin.execute("SELECT rolname FROM pg_roles").fetchall() if r not in roles_before]
+            for r in added:
+                admin.execute(f'DROP ROLE "{r}"')
 
 
 def quote(s):

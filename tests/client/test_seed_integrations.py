@@ -207,3 +207,27 @@ def test_dump_and_restore_with_a_tenant_table(tenant_db, admin, tmp_path):
             assert [r["provider"] for r in rows] == ["heygen"]
             c.execute("DELETE FROM public.businesses WHERE id = %s", [B1])
             assert c.execute("SELECT count(*) FROM integrations.secrets WHERE business_id = %s", [B1]).fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
+def test_delete_meets_a_concurrent_change_of_its_secret_as_delete_does(tenant_db, isolation):
+    """The secret of a deleted integration is deleted without the executor; it
+    keeps DELETE's semantics at each isolation level: in READ COMMITTED the
+    newest version of a concurrently updated secret is deleted, in REPEATABLE
+    READ and SERIALIZABLE the delete fails with 40001 and changes nothing."""
+    with connect(tenant_db) as c, connect(tenant_db, autocommit=False) as t1:
+        c.execute("SELECT set_ai_avatar_integration(%s, 'heygen', 'hg_before')", [B1])
+        secret_id = c.execute("SELECT secret_id FROM ai_avatar_integrations WHERE business_id = %s", [B1]).fetchone()[0]
+        t1.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+        t1.execute("SELECT count(*) FROM ai_avatar_integrations")  # takes the snapshot
+        c.execute("SELECT integrations.update_secret(%s, 'hg_concurrent')", [secret_id])
+        if isolation == "read committed":
+            t1.execute("SELECT delete_ai_avatar_integration(%s)", [B1])
+            t1.commit()
+            assert c.execute("SELECT count(*) FROM ai_avatar_integrations WHERE business_id = %s", [B1]).fetchone()[0] == 0
+            assert c.execute("SELECT count(*) FROM integrations.secrets WHERE id = %s", [secret_id]).fetchone()[0] == 0
+        else:
+            with pytest.raises(psycopg.errors.SerializationFailure):
+                t1.execute("SELECT delete_ai_avatar_integration(%s)", [B1])
+            t1.rollback()
+            assert c.execute("SELECT get_ai_avatar_secret(%s)", [B1]).fetchone()[0] == "hg_concurrent"
