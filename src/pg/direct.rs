@@ -277,21 +277,11 @@ fn scan<T>(
     mut f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-    // SAFETY: table and index are OIDs from the catalog (RelInfo); both are opened here and
-    // closed keeping their lock to the end of the transaction, the scan keys borrow the caller's values (Key<'_>) for the whole
-    // scan, and the slot and scan are released before the relations, also when `f` returns an
-    // error (a PostgreSQL error releases them at abort).
+    // The scan keys borrow the caller's values (Key<'_>) for the whole scan; a PostgreSQL
+    // error releases the slot, scan and relations at abort.
+    // SAFETY: catalog OIDs (RelInfo) opened here, locks kept; slot and scan freed before them.
     unsafe {
-        let heap = pg_sys::relation_open(table, LOCK);
-        let idx = pg_sys::index_open(index, LOCK);
-        let mut scankeys = match scan_keys(idx, keys) {
-            Ok(k) => k,
-            Err(e) => {
-                pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
-                pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
-                return Err(e);
-            }
-        };
+        let (heap, idx, mut scankeys) = open_with_keys(table, index, LOCK, keys)?;
         let scan = begin_scan(heap, idx, pg_sys::GetActiveSnapshot(), &mut scankeys);
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let mut out = Ok(None);
@@ -311,6 +301,32 @@ fn scan<T>(
         pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         out
+    }
+}
+
+/// `table` opened with `lock`, its `index` with AccessShareLock, and the scan
+/// keys on it; nothing is left open on an error.
+///
+/// # Safety
+/// `table` and `index` are catalog OIDs (RelInfo), the index one of the table's.
+unsafe fn open_with_keys(
+    table: pg_sys::Oid,
+    index: pg_sys::Oid,
+    lock: pg_sys::LOCKMODE,
+    keys: &[Key<'_>],
+) -> Result<(pg_sys::Relation, pg_sys::Relation, Vec<pg_sys::ScanKeyData>)> {
+    // SAFETY: the caller's contract; on an error both are closed again, locks kept.
+    unsafe {
+        let heap = pg_sys::relation_open(table, lock);
+        let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        match scan_keys(idx, keys) {
+            Ok(k) => Ok((heap, idx, k)),
+            Err(e) => {
+                pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+                pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -426,24 +442,13 @@ pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
 /// delete fails with 40001, as `DELETE` does there.
 pub fn delete_unique(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key<'_>]) -> Result<bool> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
-    // SAFETY: table and index are catalog OIDs (RelInfo) opened here and closed keeping their
-    // locks to transaction end; each scan runs under the active snapshot (kept by the running
-    // statement) or the latest one, which stays valid until the next GetLatestSnapshot call
-    // (none while the scan runs); `tid` is a copy of the found tuple's item pointer, deleted
-    // under the relation's RowExclusiveLock as an executor would.
+    // Each scan runs under the active snapshot (kept by the running statement) or the latest
+    // one, valid until the next GetLatestSnapshot call (none while the scan runs).
+    // SAFETY: catalog OIDs opened here, locks kept; `tid` is copied, deleted under RowExclusiveLock.
     unsafe {
         pg_sys::PreventCommandIfReadOnly(c"DELETE".as_ptr());
         let xact_snapshot = pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32;
-        let heap = pg_sys::relation_open(table, LOCK);
-        let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let mut scankeys = match scan_keys(idx, keys) {
-            Ok(k) => k,
-            Err(e) => {
-                pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
-                pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
-                return Err(e);
-            }
-        };
+        let (heap, idx, mut scankeys) = open_with_keys(table, index, LOCK, keys)?;
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let mut out = Ok(false);
         // A row updated concurrently moves; a few retries find its last version.
@@ -515,10 +520,9 @@ pub fn append_many(
     if n == 0 {
         return;
     }
-    // SAFETY: `table` is an OID from RelInfo, opened and closed here with RowExclusiveLock;
-    // the virtual slots are made for its descriptor and each value `fill` sets is a datum of
-    // its attribute's type (attribute numbers from RelInfo::att, checked against natts), valid
-    // until heap_multi_insert has copied it into the page; slots are dropped before the relation.
+    // Each value `fill` sets is a datum of its attribute's type (numbers from RelInfo::att,
+    // checked against natts), valid until heap_multi_insert has copied it into the page.
+    // SAFETY: `table` from RelInfo, opened here with RowExclusiveLock; slots dropped before it.
     unsafe {
         pg_sys::PreventCommandIfReadOnly(c"INSERT".as_ptr());
         let rel = pg_sys::relation_open(table, LOCK);
