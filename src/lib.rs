@@ -105,6 +105,12 @@ extension_sql_file!(
     name = "maintenance",
     requires = ["webhooks"]
 );
+// 0.5.0's objects: the upgrade script is also the fresh install's last part.
+extension_sql_file!(
+    "../sql/pg_integrations--0.4.0--0.5.0.sql",
+    name = "release_0_5_0",
+    requires = ["maintenance"]
+);
 extension_sql_file!("../sql/ops/secret_store.sql", finalize);
 
 #[pg_guard]
@@ -123,6 +129,7 @@ pub extern "C-unwind" fn _PG_init() {
     pg::direct::init();
     tenancy::init();
     tenancy::audit::queue::init();
+    platform::api_keys::init();
 }
 
 // In-database tests: only with `cargo pgrx test` (feature pg_test), so a

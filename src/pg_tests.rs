@@ -347,4 +347,110 @@ mod tests {
         // the others still open
         assert_eq!(read(&ids[0]).as_deref(), Some("value 0"));
     }
+
+    // --- seed 004: API keys and e-mail service providers --------------------
+
+    /// A key for BIZ made by its owner: (id, key).
+    fn api_key(limit: i32) -> (pgrx::Uuid, String) {
+        tenant();
+        as_owner(OWNER);
+        let made = Spi::get_two_with_args::<pgrx::Uuid, String>(
+            "SELECT api_key_id, api_key FROM create_api_key($1::uuid, 'gateway', '{content:read}', NULL, $2)",
+            &[BIZ.into(), limit.into()],
+        )
+        .unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        (made.0.unwrap(), made.1.unwrap())
+    }
+
+    fn verify(key: &str, scope: Option<&str>) -> Option<pgrx::Uuid> {
+        Spi::get_one_with_args::<pgrx::Uuid>(
+            "SELECT api_key_id FROM verify_api_key($1, $2)",
+            &[key.into(), scope.into()],
+        )
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn an_api_key_is_stored_as_its_sha256_and_verifies() {
+        let (id, key) = api_key(1000);
+        assert!(key.starts_with("pgi_") && key.len() == 47);
+        let stored = Spi::get_two_with_args::<bool, String>(
+            "SELECT key_hash = encode(sha256(convert_to($2, 'UTF8')), 'hex'), key_prefix \
+             FROM public.api_keys WHERE id = $1",
+            &[id.into(), key.as_str().into()],
+        )
+        .unwrap();
+        assert_eq!(stored, (Some(true), Some(key[..12].to_string())));
+        assert_eq!(verify(&key, Some("content:read")), Some(id));
+        assert_eq!(verify(&key, None), Some(id));
+        // the use is counted (in the row: the test server does not preload the library)
+        let used = Spi::get_one_with_args::<i64>(
+            "SELECT usage_count FROM public.api_keys WHERE id = $1",
+            &[id.into()],
+        );
+        assert_eq!(used, Ok(Some(2)));
+    }
+
+    #[pg_test(error = "API key lacks scope orders:write")]
+    fn a_missing_scope_is_named() {
+        let (_, key) = api_key(1000);
+        verify(&key, Some("orders:write"));
+    }
+
+    #[pg_test(error = "invalid API key: unknown, revoked or expired")]
+    fn a_revoked_key_is_an_unknown_key() {
+        let (id, key) = api_key(1000);
+        as_owner(OWNER);
+        let revoked =
+            Spi::get_one_with_args::<bool>("SELECT revoke_api_key($1)", &[id.into()]).unwrap();
+        assert_eq!(revoked, Some(true));
+        Spi::run("RESET ROLE").unwrap();
+        verify(&key, None);
+    }
+
+    #[pg_test(error = "API key over its rate limit of 2 verifications per hour")]
+    fn the_hourly_limit_holds() {
+        let (id, key) = api_key(2);
+        assert_eq!(verify(&key, None), Some(id));
+        assert_eq!(verify(&key, None), Some(id));
+        verify(&key, None);
+    }
+
+    #[pg_test]
+    fn esp_credentials_are_sealed_as_one_secret() {
+        tenant();
+        as_owner(OWNER);
+        let id = Spi::get_one_with_args::<pgrx::Uuid>(
+            "SELECT set_esp_integration($1::uuid, 'mailchimp', '{\"api_key\": \"mc_pg_test-us21\", \"server\": \"us21\"}')",
+            &[BIZ.into()],
+        )
+        .unwrap()
+        .unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        let row = Spi::get_two_with_args::<String, bool>(
+            "SELECT e.credentials::text, position(convert_to('mc_pg_test', 'UTF8') IN s.ciphertext) = 0 \
+             FROM public.esp_integrations e JOIN integrations.secrets s ON s.id = e.secret_id WHERE e.id = $1",
+            &[id.into()],
+        )
+        .unwrap();
+        assert_eq!(
+            row,
+            (
+                Some(r#"{"server": "[sealed]", "api_key": "[sealed]"}"#.to_string()),
+                Some(true)
+            )
+        );
+        let opened = Spi::get_one_with_args::<String>(
+            "SELECT get_esp_credentials($1::uuid, 'mailchimp') ->> 'api_key'",
+            &[BIZ.into()],
+        );
+        assert_eq!(opened, Ok(Some("mc_pg_test-us21".to_string())));
+        let gone = Spi::get_one_with_args::<bool>(
+            "SELECT delete_esp_integration($1::uuid, 'mailchimp')",
+            &[BIZ.into()],
+        );
+        assert_eq!(gone, Ok(Some(true)));
+        assert_eq!(count("SELECT count(*) FROM integrations.secrets"), 0);
+    }
 }

@@ -51,6 +51,10 @@ pub enum Error {
     /// read-only transaction where the audit record has nowhere else to go).
     #[error("{message}")]
     ReadOnly { message: String, hint: String },
+    /// 53400 inside the database, PT429 (HTTP 429) at the client: a rate
+    /// limit is used up (the hint says when it renews).
+    #[error("{message}")]
+    RateLimited { message: String, hint: String },
     /// 40001: a concurrent change conflicts with this REPEATABLE READ or
     /// SERIALIZABLE transaction; retry the transaction.
     #[error("{0}")]
@@ -75,6 +79,7 @@ impl Error {
             Error::MissingReference { .. } => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
             Error::NotReady { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Error::ReadOnly { .. } => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            Error::RateLimited { .. } => PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             Error::Serialization(_) => PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
             Error::Corrupted(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             Error::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -87,7 +92,8 @@ impl Error {
             .set_domain(DOMAIN);
         if let Error::NotReady { hint, .. }
         | Error::MissingReference { hint, .. }
-        | Error::ReadOnly { hint, .. } = &self
+        | Error::ReadOnly { hint, .. }
+        | Error::RateLimited { hint, .. } = &self
         {
             report = report.set_hint(hint.clone());
         }
@@ -230,6 +236,8 @@ const fn sqlstate(code: &[u8; 5]) -> i32 {
 
 const NO_DATA_FOUND: i32 = sqlstate(b"P0002");
 const PT404: i32 = sqlstate(b"PT404");
+const CONFIGURATION_LIMIT_EXCEEDED: i32 = sqlstate(b"53400");
+const PT429: i32 = sqlstate(b"PT429");
 
 static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
@@ -253,6 +261,12 @@ unsafe extern "C-unwind" fn emit_log_hook(edata: *mut pg_sys::ErrorData) {
         }
         if ours && e.elevel >= PgLogLevel::ERROR as i32 && e.sqlerrcode == NO_DATA_FOUND {
             e.sqlerrcode = PT404;
+        }
+        if ours
+            && e.elevel >= PgLogLevel::ERROR as i32
+            && e.sqlerrcode == CONFIGURATION_LIMIT_EXCEEDED
+        {
+            e.sqlerrcode = PT429;
         }
     }
     // SAFETY: PREV_EMIT_LOG_HOOK is written once in init, before this hook
@@ -317,5 +331,9 @@ mod tests {
             pgrx::PgSqlErrorCode::ERRCODE_NO_DATA_FOUND as i32
         );
         assert_ne!(sqlstate(b"PT404"), sqlstate(b"P0002"));
+        assert_eq!(
+            sqlstate(b"53400"),
+            pgrx::PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED as i32
+        );
     }
 }

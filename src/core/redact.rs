@@ -468,6 +468,30 @@ fn looks_like_credential(w: &[u8]) -> bool {
 /// JSON keys (`"name": "value"`, `"name":value`, escaped JSON too), the word
 /// after `Bearer`/`Basic`, and the credentials of URLs in it. Whitespace of any
 /// kind (newlines, tabs) may separate a name from its value.
+/// A JSON value without credentials: the values of members with a secret's
+/// name (`api_key`, `password`, `authorization`, ...) become `"[redacted]"`,
+/// and every string is redacted as text (URLs, headers, key=value pairs).
+pub fn redact_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(redact_text(s)),
+        Value::Array(a) => Value::Array(a.iter().map(redact_json).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_name(k) {
+                        Value::from("[redacted]")
+                    } else {
+                        redact_json(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 pub fn redact_text(text: &str) -> String {
     redact_text_at(text, 0)
 }
@@ -588,6 +612,18 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(redact_url(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn json_loses_its_credentials() {
+        let v = serde_json::json!({"error": "401 for https://u:hunter2@api.example.com/x?api_key=abc123",
+                                   "request": {"headers": {"Authorization": "Bearer tok_999"}, "api_key": "abc123"},
+                                   "code": 401});
+        let r = redact_json(&v).to_string();
+        for secret in ["hunter2", "abc123", "tok_999"] {
+            assert!(!r.contains(secret), "{r}");
+        }
+        assert!(r.contains("401"));
     }
 
     #[test]

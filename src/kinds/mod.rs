@@ -35,6 +35,7 @@ use crate::tenancy::audit::{self, Action};
 pub mod ai_avatar;
 pub mod blog;
 pub mod email;
+pub mod esp;
 pub mod social;
 
 /// An optional, validated configuration column set by `set_*`.

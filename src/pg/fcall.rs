@@ -13,6 +13,8 @@ use pgrx::pg_sys;
 use pgrx::{FromDatum, IntoDatum};
 
 use crate::core::error::{Error, Result};
+use crate::pg::plans::{self, Statement};
+use crate::pg::spi::Spi;
 
 /// Exports the safe function `$body` as the C symbol `$symbol` (the name the
 /// SQL declaration gives after `'MODULE_PATHNAME'`), with its `pg_finfo_`
@@ -186,9 +188,30 @@ impl Call {
         }
     }
 
+    /// The rows of a kept statement as this call's result set (they must have
+    /// the function's result type); a writing statement runs as an update.
+    pub fn return_rows(
+        &self,
+        stmt: &'static Statement,
+        args: &[pgrx::datum::DatumWithOid<'_>],
+    ) -> Result<pg_sys::Datum> {
+        self.begin_rows();
+        Spi::connect_mut(|c| -> Result<()> {
+            let plan = plans::plan(c, stmt)?;
+            let rows = if stmt.mutating {
+                c.update(plan, None, args)?
+            } else {
+                c.select(plan, None, args)?
+            };
+            self.put_spi_rows(rows.len());
+            Ok(())
+        })?;
+        Ok(void())
+    }
+
     /// Add every row of the last SPI result to the result set (the rows must
     /// have the function's result type, e.g. `SELECT t.*` of its table).
-    pub fn put_spi_rows(&self, n: usize) {
+    fn put_spi_rows(&self, n: usize) {
         // SAFETY: begin_rows set up setResult; SPI_tuptable holds the last
         // SPI result, which has at least n rows (the caller passes its count).
         unsafe {

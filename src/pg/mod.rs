@@ -3,12 +3,15 @@
 //! prepared statements (`plans`), point reads and appends without SPI
 //! (`direct`), the tables' trigger and CHECK functions (`triggers`), and
 //! running each call as the function's owner while remembering who called
-//! (`definer`), and SPI under a pinned search path (`spi`).
+//! (`definer`), SPI under a pinned search path (`spi`), steps that may
+//! fail alone (`subxact`) and the preloaded parts' shared memory (`shmem`).
 //! Knows nothing above it but the core's error type and validators.
 
 pub mod definer;
 pub mod direct;
 pub mod fcall;
 pub mod plans;
+pub mod shmem;
 pub mod spi;
+pub mod subxact;
 pub mod triggers;

@@ -3,6 +3,7 @@
 //! metrics, and webhooks. May use the core, tenancy and the plumbing; never
 //! a kind.
 
+pub mod api_keys;
 pub mod connections;
 pub mod metrics;
 pub mod oauth;

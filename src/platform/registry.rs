@@ -172,22 +172,14 @@ fn get_payment_providers_by_capability(call: &Call) -> Result<pg_sys::Datum> {
         is_country,
     )?;
     let currency = code_arg("p_currency", call.arg(2), "ISO 4217 currency", is_currency)?;
-    call.begin_rows();
-    Spi::connect(|c| -> Result<()> {
-        let plan = plans::plan(c, &BY_CAPABILITY)?;
-        let rows = c.select(
-            plan,
-            None,
-            &[
-                capability.as_str().into(),
-                country.as_deref().into(),
-                currency.as_deref().into(),
-            ],
-        )?;
-        call.put_spi_rows(rows.len());
-        Ok(())
-    })?;
-    Ok(fcall::void())
+    call.return_rows(
+        &BY_CAPABILITY,
+        &[
+            capability.as_str().into(),
+            country.as_deref().into(),
+            currency.as_deref().into(),
+        ],
+    )
 }
 
 static REGISTER: Statement = Statement {

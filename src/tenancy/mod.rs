@@ -176,8 +176,9 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
                     (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = t.table_name AND attname = t.owner_column AND NOT attisdropped), \
                     EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.table_name AND c.relkind = 'r'), \
                     (SELECT count(*) FROM unnest($1::text[]) s \
-                      WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
-                                        WHERE k.conrelid = s::regclass AND k.contype = 'f' \
+                      WHERE pg_catalog.to_regclass(s) IS NOT NULL \
+                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
+                                        WHERE k.conrelid = pg_catalog.to_regclass(s) AND k.contype = 'f' \
                                           AND k.confrelid = t.table_name)), \
                     t.table_name::text, t.owner_column::text \
              FROM integrations.tenant_table t",
@@ -415,6 +416,8 @@ pub const TENANT_SCOPED_TABLES: &[&str] = &[
     "public.integration_webhook_configs",
     "public.integration_events",
     "public.webhook_access_logs",
+    "public.api_keys",
+    "public.esp_integrations",
 ];
 
 sql_function!(pgi_attach_tenant_table => attach_tenant_table);
@@ -477,6 +480,18 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
             &[table.into(), owner.into()],
         )?;
         for scoped in TENANT_SCOPED_TABLES {
+            // a table of a later version than the installed SQL (the library
+            // is always the newest)
+            let exists = !c
+                .select(
+                    "SELECT 1 WHERE pg_catalog.to_regclass($1) IS NOT NULL",
+                    Some(1),
+                    &[(*scoped).into()],
+                )?
+                .is_empty();
+            if !exists {
+                continue;
+            }
             let orphans = c.select(
                 &format!(
                     "SELECT count(*), min(s.business_id::text) FROM {scoped} s \

@@ -10,16 +10,14 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 
 import psycopg
 import pytest
 
-from conftest import CLUSTER_SUFFIX, PGBIN, PORT_OFFSET, supabase_shape
+from clusters import (PLAIN, PLAIN_PORT, QUEUED, QUEUED_PORT, ROOT, STANDBY_PORT, cluster, connect, new_db,
+                      wait_for_server)
+from conftest import CLUSTER_SUFFIX, PGBIN
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
-QUEUED_PORT, PLAIN_PORT, STANDBY_PORT = (p + PORT_OFFSET for p in (28819, 28820, 28821))
-QUEUED, PLAIN = "audit_queued" + CLUSTER_SUFFIX, "audit_plain" + CLUSTER_SUFFIX
 BUSINESSES = 30000
 # What the README promises: the reads of the last two integrations.audit_flush_interval
 # (2 x 100 ms: queued, then committed asynchronously but not yet flushed) plus one
@@ -27,36 +25,9 @@ BUSINESSES = 30000
 LOSS_WINDOW_S = 0.6
 
 
-def cluster(cmd, name, port, preload=True):
-    env = dict(os.environ, PGI_PRELOAD="1" if preload else "0")
-    subprocess.run(["bash", f"{ROOT}/scripts/cluster.sh", cmd, name, str(port)], check=True, env=env)
-
-
-def connect(port, db="postgres", autocommit=True):
-    return psycopg.connect(f"host=127.0.0.1 port={port} dbname={db} user=postgres", autocommit=autocommit)
-
-
-def wait_for_server(port, timeout=90):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with connect(port) as c:
-                if not c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    return
-        except psycopg.OperationalError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the server did not come back")
-        time.sleep(0.3)
-
-
 def make_db(port):
-    name = "pgi_audit_" + uuid.uuid4().hex[:8]
-    with connect(port) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
+    name = new_db(port)
     with connect(port, name) as c:
-        supabase_shape(c)
-        c.execute("CREATE EXTENSION pg_integrations")
         c.execute("CREATE TABLE biz (n int PRIMARY KEY, id uuid NOT NULL DEFAULT gen_random_uuid())")
         c.execute("INSERT INTO biz (n) SELECT generate_series(1, %s)", [BUSINESSES])
         c.execute("SELECT count(set_ai_avatar_integration(id, 'heygen', 'hg_key_' || n)) FROM biz")

@@ -532,14 +532,7 @@ fn claim_integration_events(call: &Call) -> Result<pg_sys::Datum> {
             "p_limit must be between 1 and 1000".into(),
         ));
     }
-    call.begin_rows();
-    Spi::connect_mut(|c| -> Result<()> {
-        let plan = plans::plan(c, &CLAIM)?;
-        let rows = c.update(plan, None, &[limit.into()])?;
-        call.put_spi_rows(rows.len());
-        Ok(())
-    })?;
-    Ok(fcall::void())
+    call.return_rows(&CLAIM, &[limit.into()])
 }
 
 sql_function!(pgi_complete_integration_event => complete_integration_event);

@@ -50,13 +50,24 @@ pub enum Action {
     ReadSecret,
     /// A row copied in by `integrations.adopt_legacy_integrations()`: never copied again.
     Adopt,
+    /// An API key made, revoked or replaced.
+    Create,
+    Revoke,
+    Rotate,
+    /// A counted use (a verified API key): queued like a secret read, but
+    /// not an audit row: the writer hands it to the usage sink.
+    Use,
 }
 
-const ACTIONS: [Action; 4] = [
+const ACTIONS: [Action; 8] = [
     Action::Set,
     Action::Delete,
     Action::ReadSecret,
     Action::Adopt,
+    Action::Create,
+    Action::Revoke,
+    Action::Rotate,
+    Action::Use,
 ];
 
 impl Action {
@@ -66,6 +77,10 @@ impl Action {
             Action::Delete => "delete",
             Action::ReadSecret => "read_secret",
             Action::Adopt => "adopt",
+            Action::Create => "create",
+            Action::Revoke => "revoke",
+            Action::Rotate => "rotate",
+            Action::Use => "use",
         }
     }
 }
@@ -135,6 +150,59 @@ pub fn record(
         ],
     );
     Ok(())
+}
+
+/// One counted use as the writer hands it on: the thing used (an API key's
+/// id), its business and when.
+pub struct Use {
+    pub target: Uuid,
+    pub business: Uuid,
+    pub at: pg_sys::TimestampTz,
+}
+
+/// Where queued uses go, in the writer's transaction: set by the part that
+/// counts them (the platform's API keys), which tenancy must not import.
+pub type UsageSink = fn(&[Use]) -> Result<()>;
+
+static USAGE_SINK: std::sync::OnceLock<UsageSink> = std::sync::OnceLock::new();
+
+/// Register the usage sink; called once from `_PG_init`.
+pub fn set_usage_sink(sink: UsageSink) {
+    let _ = USAGE_SINK.set(sink);
+}
+
+/// Queue a counted use of `target` for the background writer. False when it
+/// cannot be queued (not preloaded, a hot standby, no slot or writer, no
+/// room within `integrations.audit_queue_wait`): the caller then counts it in
+/// its own transaction.
+pub fn queue_use(
+    caller: &Caller,
+    kind: &str,
+    business: &Uuid,
+    target: &Uuid,
+    at: pg_sys::TimestampTz,
+) -> Result<bool> {
+    let Some(shared) = queue::shared() else {
+        return Ok(false);
+    };
+    // SAFETY: reads shared recovery state; callable in any backend.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Ok(false);
+    }
+    let role = caller.role_name();
+    match entry(
+        at,
+        caller,
+        &role,
+        Action::Use,
+        kind,
+        business,
+        None,
+        Some(target),
+    ) {
+        Some(e) => enqueue(shared, &e),
+        None => Ok(false),
+    }
 }
 
 /// The queued form of a record; `None` if a name does not fit (it is then
@@ -293,6 +361,44 @@ fn enqueue(shared: &queue::Shared, e: &Entry) -> Result<bool> {
 /// Append queued records (in the writer's transaction). False if the audit
 /// log is gone from this database.
 pub fn append_queued(batch: &[Entry]) -> Result<bool> {
+    let use_index = ACTIONS
+        .iter()
+        .position(|a| *a == Action::Use)
+        .map(|i| i as u8);
+    if batch.iter().any(|e| Some(e.action) == use_index) {
+        let uses: Vec<Use> = batch
+            .iter()
+            .filter(|e| Some(e.action) == use_index)
+            .map(|e| Use {
+                target: Uuid::from_bytes(e.target),
+                business: Uuid::from_bytes(e.business),
+                at: e.at,
+            })
+            .collect();
+        if let Some(sink) = USAGE_SINK.get() {
+            // Alone: a failing count must not hold up the audit rows.
+            if let Err(why) = crate::pg::subxact::run(|| sink(&uses)) {
+                crate::core::error::log(format!(
+                    "pg_integrations: {} queued uses were not counted: {why}",
+                    uses.len()
+                ));
+            }
+        }
+        let rows: Vec<Entry> = batch
+            .iter()
+            .filter(|e| Some(e.action) != use_index)
+            .copied()
+            .collect();
+        return if rows.is_empty() {
+            Ok(true)
+        } else {
+            append_rows(&rows)
+        };
+    }
+    append_rows(batch)
+}
+
+fn append_rows(batch: &[Entry]) -> Result<bool> {
     let rel = match direct::rel("integrations", "audit_log", COLUMNS) {
         Ok(rel) => rel,
         Err(_) => return Ok(false),

@@ -15,6 +15,8 @@ use std::ptr::NonNull;
 
 use pgrx::pg_sys;
 
+use crate::pg::shmem;
+
 /// Databases whose reads can be queued at once; a further database's reads
 /// are recorded in the reader's transaction until a slot is free.
 pub const SLOTS: usize = 4;
@@ -103,7 +105,6 @@ impl Slot {
 
 #[repr(C)]
 struct Header {
-    lock: *mut pg_sys::LWLock,
     slots: [Slot; SLOTS],
 }
 
@@ -111,6 +112,7 @@ struct Header {
 pub struct Shared {
     header: NonNull<Header>,
     entries: NonNull<Entry>,
+    lock: *mut pg_sys::LWLock,
 }
 
 fn size() -> usize {
@@ -118,69 +120,29 @@ fn size() -> usize {
 }
 
 static mut SHARED: Option<Shared> = None;
-static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
-static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
 
-/// Install the shared-memory hooks when loaded by `shared_preload_libraries`;
+static REGION: shmem::Region = shmem::Region {
+    name: TRANCHE,
+    size,
+    attach,
+};
+
+/// Ask for the queue's shared memory when loaded by `shared_preload_libraries`;
 /// a library loaded later cannot add shared memory, so the queue stays off.
 pub fn init() {
-    // SAFETY: _PG_init runs in the postmaster (or a backend) before any other
-    // code of this library, single-threaded; the saved hooks are called in turn.
-    unsafe {
-        if !pg_sys::process_shared_preload_libraries_in_progress {
-            return;
-        }
-        PREV_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(request);
-        PREV_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(startup);
-    }
+    shmem::request(&REGION);
 }
 
-/// # Safety
-/// Called by the postmaster as `shmem_request_hook`, once, while shared memory is sized.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn request() {
-    // SAFETY: the previous hook (if any) expects to be called from here; the requests are
-    // allowed only in this hook, where we are.
+/// The region's memory (all-zero the first time: a valid empty queue, free
+/// slots, no writer, null latches).
+fn attach(base: NonNull<u8>, lock: *mut pg_sys::LWLock, _fresh: bool) {
+    // SAFETY: the region holds the header then SLOTS * CAPACITY entries (`size`); SHARED is
+    // written here only, in the postmaster before backends fork.
     unsafe {
-        if let Some(prev) = PREV_REQUEST {
-            prev();
-        }
-        pg_sys::RequestAddinShmemSpace(size());
-        pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), 1);
-    }
-}
-
-/// # Safety
-/// Called by the postmaster (and, after a crash, again) as `shmem_startup_hook`.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn startup() {
-    // SAFETY: AddinShmemInitLock (MainLWLockArray[21]) serialises ShmemInitStruct as
-    // PostgreSQL's own modules do; the struct was sized in `request`, and is zeroed here
-    // the first time (all-zero is a valid empty queue: free slots, no writer, null latch).
-    unsafe {
-        if let Some(prev) = PREV_STARTUP {
-            prev();
-        }
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-        let mut found = false;
-        let base =
-            pg_sys::ShmemInitStruct(c"pg_integrations audit queue".as_ptr(), size(), &mut found);
-        let header = base.cast::<Header>();
-        if !found {
-            std::ptr::write_bytes(base.cast::<u8>(), 0, size());
-            (*header).lock = &raw mut (*pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr())).lock;
-        }
-        pg_sys::LWLockRelease(init_lock);
-        let entries = base
-            .cast::<u8>()
-            .add(std::mem::size_of::<Header>())
-            .cast::<Entry>();
         SHARED = Some(Shared {
-            header: NonNull::new_unchecked(header),
-            entries: NonNull::new_unchecked(entries),
+            header: base.cast::<Header>(),
+            entries: base.add(std::mem::size_of::<Header>()).cast::<Entry>(),
+            lock,
         });
     }
 }
@@ -205,12 +167,7 @@ impl Shared {
     pub fn lock(&self) -> Locked<'_> {
         // SAFETY: the lock pointer was set at startup to our named tranche's LWLock, in shared
         // memory; an ERROR while held releases it (LWLockReleaseAll at abort).
-        unsafe {
-            pg_sys::LWLockAcquire(
-                (*self.header.as_ptr()).lock,
-                pg_sys::LWLockMode::LW_EXCLUSIVE,
-            )
-        };
+        unsafe { pg_sys::LWLockAcquire(self.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
         Locked { shared: self }
     }
 }
@@ -218,7 +175,7 @@ impl Shared {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         // SAFETY: held since `lock`.
-        unsafe { pg_sys::LWLockRelease((*self.shared.header.as_ptr()).lock) };
+        unsafe { pg_sys::LWLockRelease(self.shared.lock) };
     }
 }
 
