@@ -1,34 +1,160 @@
 //! Shared memory for the parts that live only in a preloaded library (the
-//! audit queue, the API-key limiter): each asks for one region of a fixed
-//! size with one LWLock, from `_PG_init`; the postmaster sizes them all in one
-//! `shmem_request_hook` and hands each its memory in one `shmem_startup_hook`.
-//! A library loaded later (`LOAD`, first call) gets no region: `request` then
-//! does nothing and the part stays off.
+//! audit queue, the API-key limiter): each is one region, a header then a
+//! fixed number of entries, guarded by one LWLock. A part declares its
+//! `Region` as a static and calls `request` from `_PG_init`; the postmaster
+//! sizes every region in one `shmem_request_hook` and maps them in one
+//! `shmem_startup_hook`. A library loaded later (`LOAD`, a first call) gets
+//! no region: `request` does nothing and `get` stays `None`, so the part
+//! stays off. All-zero memory must be a valid empty header and entries.
 
+use std::cell::UnsafeCell;
 use std::ffi::CStr;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use pgrx::pg_sys;
 
-/// One part's shared memory.
-pub struct Region {
-    /// The region's name, in `ShmemInitStruct` and as its LWLock tranche.
-    pub name: &'static CStr,
-    pub size: fn() -> usize,
-    /// Given the region (zeroed the first time: `fresh`) and its lock, in the
-    /// postmaster before backends fork, and again after a crash reset.
-    pub attach: fn(base: NonNull<u8>, lock: *mut pg_sys::LWLock, fresh: bool),
+/// One part's shared memory: a header `H` and `len` entries `E`.
+pub struct Region<H, E> {
+    name: &'static CStr,
+    len: usize,
+    mapped: UnsafeCell<Option<Mapped>>,
+    _types: PhantomData<(H, E)>,
+}
+
+#[derive(Clone, Copy)]
+struct Mapped {
+    base: NonNull<u8>,
+    lock: *mut pg_sys::LWLock,
+}
+
+// SAFETY: `mapped` is written only while the postmaster maps the regions, single-threaded
+// and before backends fork; afterwards it is only read. A backend is one thread.
+unsafe impl<H, E> Sync for Region<H, E> {}
+
+impl<H, E> Region<H, E> {
+    /// `name` names the region in `ShmemInitStruct` and its LWLock tranche.
+    pub const fn new(name: &'static CStr, len: usize) -> Self {
+        Region {
+            name,
+            len,
+            mapped: UnsafeCell::new(None),
+            _types: PhantomData,
+        }
+    }
+
+    /// Where the entries start: after the header, aligned for `E`.
+    const fn entries_offset() -> usize {
+        std::mem::size_of::<H>().next_multiple_of(std::mem::align_of::<E>())
+    }
+
+    fn size(&self) -> usize {
+        Self::entries_offset() + self.len * std::mem::size_of::<E>()
+    }
+
+    /// Ask for the region, from `_PG_init`; false (nothing asked) unless the
+    /// library is being preloaded.
+    pub fn request(&'static self) -> bool
+    where
+        H: 'static,
+        E: 'static,
+    {
+        register(self)
+    }
+
+    /// The region, once mapped (the library was preloaded).
+    pub fn get(&self) -> Option<&Self> {
+        // SAFETY: see `Sync`: written before backends fork, read-only since.
+        unsafe { (*self.mapped.get()).is_some().then_some(self) }
+    }
+
+    /// The region, locked until the guard is dropped. Only on a region
+    /// returned by `get`.
+    pub fn lock(&self) -> Held<'_, H, E> {
+        // SAFETY: see `Sync`.
+        let mapped =
+            unsafe { (*self.mapped.get()).expect("lock() on a region that is not mapped") };
+        // SAFETY: the lock is this region's tranche's LWLock in shared memory; the guard
+        // releases it, and an ERROR while held releases it too (LWLockReleaseAll at abort).
+        unsafe { pg_sys::LWLockAcquire(mapped.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
+        Held {
+            mapped,
+            len: self.len,
+            _region: PhantomData,
+        }
+    }
+}
+
+/// A locked region: its header and entries may be read and changed while it lives.
+pub struct Held<'a, H, E> {
+    mapped: Mapped,
+    len: usize,
+    _region: PhantomData<&'a Region<H, E>>,
+}
+
+impl<H, E> Held<'_, H, E> {
+    /// The header and the entries, both borrowed from the held lock.
+    pub fn parts(&mut self) -> (&mut H, &mut [E]) {
+        let base = self.mapped.base.as_ptr();
+        // SAFETY: the region was sized for the header and `len` entries at
+        // `entries_offset` (`Region::size`), zeroed when created (a valid value of both),
+        // and the lock is held, so no other process touches it.
+        unsafe {
+            let entries = base.add(Region::<H, E>::entries_offset()).cast::<E>();
+            (
+                &mut *base.cast::<H>(),
+                std::slice::from_raw_parts_mut(entries, self.len),
+            )
+        }
+    }
+
+    pub fn header(&mut self) -> &mut H {
+        self.parts().0
+    }
+
+    pub fn entries(&mut self) -> &mut [E] {
+        self.parts().1
+    }
+}
+
+impl<H, E> Drop for Held<'_, H, E> {
+    fn drop(&mut self) {
+        // SAFETY: taken in `Region::lock`.
+        unsafe { pg_sys::LWLockRelease(self.mapped.lock) };
+    }
+}
+
+/// What the hooks need of a region, whatever its types.
+trait Map: Sync {
+    fn name(&self) -> &'static CStr;
+    fn size(&self) -> usize;
+    /// # Safety
+    /// In the postmaster's `shmem_startup_hook` only, with the region's memory and lock.
+    unsafe fn map(&self, base: NonNull<u8>, lock: *mut pg_sys::LWLock);
+}
+
+impl<H, E> Map for Region<H, E> {
+    fn name(&self) -> &'static CStr {
+        self.name
+    }
+    fn size(&self) -> usize {
+        Region::size(self)
+    }
+    unsafe fn map(&self, base: NonNull<u8>, lock: *mut pg_sys::LWLock) {
+        // SAFETY: the caller is the startup hook: single-threaded, before backends fork.
+        unsafe { *self.mapped.get() = Some(Mapped { base, lock }) };
+    }
 }
 
 const MAX_REGIONS: usize = 4;
 
-static mut REGIONS: [Option<&'static Region>; MAX_REGIONS] = [None; MAX_REGIONS];
+static mut REGIONS: [Option<&'static dyn Map>; MAX_REGIONS] = [None; MAX_REGIONS];
 static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
 static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
 
-/// Ask for `region`, from `_PG_init`; false (and nothing asked) unless the
-/// library is being preloaded.
-pub fn request(region: &'static Region) -> bool {
+// Through raw pointers: a plain reference to a `static mut` is refused by the compiler.
+#[allow(clippy::deref_addrof)]
+fn register(region: &'static dyn Map) -> bool {
     // SAFETY: _PG_init runs before any other code of this library, single-threaded, so
     // the statics are not read meanwhile; the saved hooks are called in turn.
     unsafe {
@@ -50,8 +176,9 @@ pub fn request(region: &'static Region) -> bool {
     true
 }
 
-fn regions() -> impl Iterator<Item = &'static Region> {
-    // SAFETY: REGIONS is written only in `request`, from _PG_init, before any hook runs.
+#[allow(clippy::deref_addrof)]
+fn regions() -> impl Iterator<Item = &'static dyn Map> {
+    // SAFETY: REGIONS is written only in `register`, from _PG_init, before any hook runs.
     unsafe { (*(&raw const REGIONS)).iter().flatten().copied() }
 }
 
@@ -66,8 +193,8 @@ unsafe extern "C-unwind" fn on_request() {
             prev();
         }
         for r in regions() {
-            pg_sys::RequestAddinShmemSpace((r.size)());
-            pg_sys::RequestNamedLWLockTranche(r.name.as_ptr(), 1);
+            pg_sys::RequestAddinShmemSpace(r.size());
+            pg_sys::RequestNamedLWLockTranche(r.name().as_ptr(), 1);
         }
     }
 }
@@ -79,7 +206,8 @@ unsafe extern "C-unwind" fn on_startup() {
     // SAFETY: the previous hook expects to be called from here. AddinShmemInitLock
     // (MainLWLockArray[21]) serialises ShmemInitStruct as PostgreSQL's own modules do;
     // each region was sized in `on_request` and is zeroed the first time; its tranche
-    // was requested there too, so GetNamedLWLockTranche finds it.
+    // was requested there too, so GetNamedLWLockTranche finds it; this is the postmaster,
+    // single-threaded, before backends fork (`map`'s condition).
     unsafe {
         if let Some(prev) = PREV_STARTUP {
             prev();
@@ -88,12 +216,12 @@ unsafe extern "C-unwind" fn on_startup() {
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         for r in regions() {
             let mut found = false;
-            let base = pg_sys::ShmemInitStruct(r.name.as_ptr(), (r.size)(), &mut found);
+            let base = pg_sys::ShmemInitStruct(r.name().as_ptr(), r.size(), &mut found);
             if !found {
-                std::ptr::write_bytes(base.cast::<u8>(), 0, (r.size)());
+                std::ptr::write_bytes(base.cast::<u8>(), 0, r.size());
             }
-            let lock = &raw mut (*pg_sys::GetNamedLWLockTranche(r.name.as_ptr())).lock;
-            (r.attach)(NonNull::new_unchecked(base.cast::<u8>()), lock, !found);
+            let lock = &raw mut (*pg_sys::GetNamedLWLockTranche(r.name().as_ptr())).lock;
+            r.map(NonNull::new_unchecked(base.cast::<u8>()), lock);
         }
         pg_sys::LWLockRelease(init_lock);
     }

@@ -6,14 +6,12 @@
 //! key that finds the table full, the caller counts in the key's row instead
 //! (a row lock: also exact, but a write per verification).
 //!
-//! Layout: a header (lock, the hour the table counts, entries in use) and
+//! Layout: a header (the hour the table counts, entries in use) and
 //! `ENTRIES` entries, open addressing with linear probing. Entries are never
 //! removed within an hour; the first verification of a new hour empties the
 //! whole table. A counter starts from what the key's row says was counted in
 //! the hour (`usage_hour_count`, written by the background writer), so a
 //! restart forgets at most the uses the writer had not committed yet.
-
-use std::ptr::NonNull;
 
 use pgrx::pg_sys;
 
@@ -43,54 +41,16 @@ struct Header {
     used: usize,
 }
 
-struct Shared {
-    header: NonNull<Header>,
-    entries: NonNull<Entry>,
-    lock: *mut pg_sys::LWLock,
-}
-
-fn size() -> usize {
-    std::mem::size_of::<Header>() + ENTRIES * std::mem::size_of::<Entry>()
-}
-
-static mut SHARED: Option<Shared> = None;
-
-static REGION: shmem::Region = shmem::Region {
-    name: TRANCHE,
-    size,
-    attach,
-};
+static REGION: shmem::Region<Header, Entry> = shmem::Region::new(TRANCHE, ENTRIES);
 
 /// Ask for the limiter's shared memory when loaded by `shared_preload_libraries`.
 pub fn init() {
-    shmem::request(&REGION);
-}
-
-/// The region's memory (all-zero the first time: an empty table of hour 0).
-fn attach(base: NonNull<u8>, lock: *mut pg_sys::LWLock, _fresh: bool) {
-    // SAFETY: the region holds the header then ENTRIES entries (`size`); SHARED is written
-    // here only, in the postmaster before backends fork.
-    unsafe {
-        SHARED = Some(Shared {
-            header: base.cast::<Header>(),
-            entries: base.add(std::mem::size_of::<Header>()).cast::<Entry>(),
-            lock,
-        });
-    }
-}
-
-fn shared() -> Option<&'static Shared> {
-    #[allow(clippy::deref_addrof)]
-    // SAFETY: SHARED is written only in `startup`, before backends fork, and never again in a
-    // running backend.
-    unsafe {
-        (*(&raw const SHARED)).as_ref()
-    }
+    REGION.request();
 }
 
 /// Whether the limiter exists in this server.
 pub fn available() -> bool {
-    shared().is_some()
+    REGION.get().is_some()
 }
 
 /// What the limiter decided.
@@ -119,31 +79,14 @@ pub fn admit(
     limit: u32,
     persisted: Option<(i64, u32)>,
 ) -> Admit {
-    let Some(shared) = shared() else {
+    let Some(region) = REGION.get() else {
         return Admit::Elsewhere;
     };
-    // SAFETY: the lock was set at startup to our tranche's LWLock in shared memory; it is
-    // released below on every path (no Rust panic or PostgreSQL error can happen in
-    // between: plain arithmetic and memory access only), and LWLockReleaseAll at abort
-    // covers the rest.
-    unsafe { pg_sys::LWLockAcquire(shared.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
-    // SAFETY: the lock is held; the header and ENTRIES entries were sized in `request`.
-    let result = unsafe {
-        let header = &mut *shared.header.as_ptr();
-        let entries = std::slice::from_raw_parts_mut(shared.entries.as_ptr(), ENTRIES);
-        count(
-            header,
-            entries,
-            database,
-            key,
-            limit,
-            persisted,
-            pg_sys::GetCurrentTimestamp(),
-        )
-    };
-    // SAFETY: taken above.
-    unsafe { pg_sys::LWLockRelease(shared.lock) };
-    result
+    let mut held = region.lock();
+    let (header, entries) = held.parts();
+    // SAFETY: reads the clock (under the lock: the hours the table sees never go back).
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    count(header, entries, database, key, limit, persisted, now)
 }
 
 /// The table's logic, apart from shared memory (unit-tested).
@@ -221,11 +164,7 @@ mod tests {
 
     fn table(n: usize) -> (Header, Vec<Entry>) {
         (
-            Header {
-                lock: std::ptr::null_mut(),
-                hour: 0,
-                used: 0,
-            },
+            Header { hour: 0, used: 0 },
             vec![
                 Entry {
                     database: pg_sys::InvalidOid,

@@ -11,8 +11,6 @@
 //! a flush waits for `tail` to pass the `head` it saw. All of a slot is read
 //! and written under the one lock, held for a copy of a record or a batch.
 
-use std::ptr::NonNull;
-
 use pgrx::pg_sys;
 
 use crate::pg::shmem;
@@ -104,85 +102,31 @@ impl Slot {
 }
 
 #[repr(C)]
-struct Header {
+pub struct Header {
     slots: [Slot; SLOTS],
 }
 
-/// The queue in shared memory.
-pub struct Shared {
-    header: NonNull<Header>,
-    entries: NonNull<Entry>,
-    lock: *mut pg_sys::LWLock,
-}
+/// The queue in shared memory, and locked: slots and rings may be read and
+/// changed while a `Locked` lives.
+pub type Shared = shmem::Region<Header, Entry>;
+pub type Locked<'a> = shmem::Held<'a, Header, Entry>;
 
-fn size() -> usize {
-    std::mem::size_of::<Header>() + SLOTS * CAPACITY * std::mem::size_of::<Entry>()
-}
-
-static mut SHARED: Option<Shared> = None;
-
-static REGION: shmem::Region = shmem::Region {
-    name: TRANCHE,
-    size,
-    attach,
-};
+static REGION: Shared = Shared::new(TRANCHE, SLOTS * CAPACITY);
 
 /// Ask for the queue's shared memory when loaded by `shared_preload_libraries`;
 /// a library loaded later cannot add shared memory, so the queue stays off.
 pub fn init() {
-    shmem::request(&REGION);
-}
-
-/// The region's memory (all-zero the first time: a valid empty queue, free
-/// slots, no writer, null latches).
-fn attach(base: NonNull<u8>, lock: *mut pg_sys::LWLock, _fresh: bool) {
-    // SAFETY: the region holds the header then SLOTS * CAPACITY entries (`size`); SHARED is
-    // written here only, in the postmaster before backends fork.
-    unsafe {
-        SHARED = Some(Shared {
-            header: base.cast::<Header>(),
-            entries: base.add(std::mem::size_of::<Header>()).cast::<Entry>(),
-            lock,
-        });
-    }
+    REGION.request();
 }
 
 /// The queue, when the library was preloaded.
 pub fn shared() -> Option<&'static Shared> {
-    // Through a raw pointer: a plain reference to a `static mut` is refused by the compiler.
-    #[allow(clippy::deref_addrof)]
-    // SAFETY: SHARED is written only in `startup`, before backends fork (they inherit it),
-    // and never again in a running backend.
-    unsafe {
-        (*(&raw const SHARED)).as_ref()
-    }
-}
-
-/// The locked queue: slots and rings may be read and changed while it lives.
-pub struct Locked<'a> {
-    shared: &'a Shared,
-}
-
-impl Shared {
-    pub fn lock(&self) -> Locked<'_> {
-        // SAFETY: the lock pointer was set at startup to our named tranche's LWLock, in shared
-        // memory; an ERROR while held releases it (LWLockReleaseAll at abort).
-        unsafe { pg_sys::LWLockAcquire(self.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
-        Locked { shared: self }
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        // SAFETY: held since `lock`.
-        unsafe { pg_sys::LWLockRelease(self.shared.lock) };
-    }
+    REGION.get()
 }
 
 impl Locked<'_> {
     pub fn slot(&mut self, i: usize) -> &mut Slot {
-        // SAFETY: i < SLOTS (bounds-checked by the array index); the lock is held.
-        unsafe { &mut (*self.shared.header.as_ptr()).slots[i] }
+        &mut self.header().slots[i]
     }
 
     /// The slot serving `database`, or a free one claimed for it.
@@ -209,15 +153,7 @@ impl Locked<'_> {
     }
 
     fn ring(&mut self, slot: usize) -> &mut [Entry] {
-        assert!(slot < SLOTS);
-        // SAFETY: the rings follow the header, SLOTS * CAPACITY entries sized in `request`; the
-        // lock is held, so no one else touches this ring.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.shared.entries.as_ptr().add(slot * CAPACITY),
-                CAPACITY,
-            )
-        }
+        &mut self.entries()[slot * CAPACITY..(slot + 1) * CAPACITY]
     }
 
     /// Append to the slot's ring; false if it is full.
