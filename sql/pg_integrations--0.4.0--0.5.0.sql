@@ -59,8 +59,9 @@ CREATE TABLE public.api_keys (
     id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     business_id        uuid NOT NULL,
     created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    -- SHA-256 of the whole key, hex: the key itself is never stored
-    key_hash           text NOT NULL CHECK (key_hash ~ '^[0-9a-f]{64}$'),
+    -- SHA-256 of the whole key, hex: the key itself is never stored; compared
+    -- byte for byte (COLLATE "C": the same order for hex, without strcoll)
+    key_hash           text COLLATE "C" NOT NULL CHECK (key_hash ~ '^[0-9a-f]{64}$'),
     key_prefix         text NOT NULL CHECK (key_prefix ~ '^pgi_[A-Za-z0-9_-]{8}$'),
     name               text NOT NULL CHECK (name <> '' AND length(name) <= 200),
     last_used_at       timestamptz,

@@ -11,7 +11,7 @@ EXTENSION_TABLES = [
     "integrations.audit_log", "ai_avatar_integrations", "email_integrations", "blog_integrations",
     "upload_post_profiles", "integration_providers", "integration_oauth_states", "integration_connections",
     "integration_api_logs", "integration_metrics_hourly", "integration_webhook_configs", "integration_events",
-    "webhook_access_logs",
+    "webhook_access_logs", "api_keys", "esp_integrations",
 ]
 
 B1 = "f1000000-0000-4000-8000-000000000001"
@@ -59,6 +59,10 @@ def fill_every_table(c):
     ids["event"] = str(one("SELECT record_webhook_event(%s, 'evt_fill', 'payment_approved', %s, %s, 'r2://k')",
                            ids["cfg"], webhook_headers(), WEBHOOK_BODY))
     c.execute("SELECT log_webhook_body_access(%s, 'support')", [ids["event"]])
+    key_id, ids["api_key"] = c.execute("SELECT * FROM create_api_key(%s, 'fill', '{content:read}')", [B1]).fetchone()
+    ids["api_key_id"] = str(key_id)
+    ids["esp"] = str(one("SELECT set_esp_integration(%s, 'klaviyo', '{\"api_key\": \"pk_fill\", \"list_id\": \"L1\"}')",
+                         B2))
     return ids
 
 
@@ -100,6 +104,10 @@ def assert_secrets_open(c, ids, consume_state=True):
     again = c.execute("SELECT record_webhook_event(%s, 'evt_fill', 'payment_approved', %s, %s, 'r2://k')",
                       [ids["cfg"], webhook_headers(), WEBHOOK_BODY]).fetchone()[0]
     assert str(again) == ids["event"]
+    assert c.execute("SELECT get_esp_credentials(%s, 'klaviyo')->>'api_key'", [B2]).fetchone()[0] == "pk_fill"
+    # the key's hash is still the key's: it verifies
+    got = c.execute("SELECT api_key_id FROM verify_api_key(%s, 'content:read')", [ids["api_key"]]).fetchone()[0]
+    assert str(got) == ids["api_key_id"]
     if consume_state:
         got = c.execute("SELECT provider, code_verifier FROM consume_oauth_state(%s)", [ids["state"]]).fetchone()
         assert got == ("github", VERIFIER)

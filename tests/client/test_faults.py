@@ -141,6 +141,8 @@ def key_needing_calls(ids):
          [ids["cfg"], webhook_headers(), WEBHOOK_BODY]),
         ("SELECT create_oauth_state(%s, 'github', 'https://app.example.com/cb', NULL, %s)", [B2, VERIFIER]),
         ("SELECT * FROM consume_oauth_state(%s)", [ids["state"]]),
+        ("SELECT set_esp_integration(%s, 'brevo', '{\"api_key\": \"never stored\"}')", [B1]),
+        ("SELECT get_esp_credentials(%s, 'klaviyo')", [B2]),
     ]
 
 
@@ -222,7 +224,9 @@ def test_every_table_survives_dump_and_restore(fresh_db, admin, fmt, tmp_path):
         before = table_digests(c)
     assert_every_table_filled(before)
     with restored_copy(admin, fresh_db, fmt, tmp_path) as (target, dump):
-        assert b"sk_cko_fill" not in dump and b"hg_fill" not in dump, "the dump holds plaintext"
+        assert b"sk_cko_fill" not in dump and b"hg_fill" not in dump and b"pk_fill" not in dump, \
+            "the dump holds plaintext"
+        assert ids["api_key"].encode() not in dump
         with connect(target) as c:
             after = table_digests(c)
             assert after == before, {t: (before[t], after[t]) for t in EXTENSION_TABLES if before[t] != after[t]}

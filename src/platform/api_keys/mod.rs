@@ -66,10 +66,8 @@ pub fn new_key() -> Result<(String, String, String)> {
 }
 
 pub fn hash_hex(key: &str) -> String {
-    tokens::token_hash(key)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // (hex::encode: a formatted string per byte cost ~1 µs of a verification)
+    hex::encode(tokens::token_hash(key))
 }
 
 /// A scope: `resource:action`, each a lower-case letter then up to 62 lower-case
