@@ -42,6 +42,13 @@ static AUDIT_FLUSH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// milliseconds, before it records itself in its own transaction.
 static AUDIT_QUEUE_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
+/// How many API keys the shared-memory rate limiter counts in one clock hour
+/// (its table has a third more entries). A key verified after that many
+/// others in the hour is counted in its row, a write in the caller's
+/// transaction. Set at server start: 65,536 by default (2 MB of shared memory).
+/// (Three quarters of the table's entries: 65,536 and a third more, 87,382.)
+static RATE_LIMITER_KEYS: GucSetting<i32> = GucSetting::<i32>::new(65_536);
+
 /// The name of the key file generated in the data directory when no master key
 /// file is configured.
 pub const DEFAULT_MASTER_KEY_FILE: &str = "pg_integrations.key";
@@ -99,6 +106,21 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_MS,
     );
+    // Sizes shared memory: exists only in a preloading server (PostgreSQL refuses
+    // a PGC_POSTMASTER setting defined later).
+    // SAFETY: reads a flag set by the postmaster while it loads the preloaded libraries.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_int_guc(
+            c"integrations.rate_limiter_keys",
+            c"API keys verify_api_key counts in shared memory per clock hour.",
+            c"Keys verified beyond that many in one hour are counted in their rows, a write in the verifying transaction. 24 bytes of shared memory per key and a third more. Only with shared_preload_libraries = 'pg_integrations'; set at server start.",
+            &RATE_LIMITER_KEYS,
+            1024,
+            16_777_216,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     // SAFETY: called once from _PG_init with a NUL-terminated literal.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"integrations".as_ptr()) };
 }
@@ -140,6 +162,10 @@ pub fn claims_login_roles() -> Vec<String> {
 
 pub fn audit_flush_interval_ms() -> i32 {
     AUDIT_FLUSH_INTERVAL_MS.get()
+}
+
+pub fn rate_limiter_keys() -> usize {
+    RATE_LIMITER_KEYS.get().max(1024) as usize
 }
 
 pub fn audit_queue_wait_ms() -> i32 {

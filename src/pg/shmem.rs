@@ -14,10 +14,12 @@ use std::ptr::NonNull;
 
 use pgrx::pg_sys;
 
-/// One part's shared memory: a header `H` and `len` entries `E`.
+/// One part's shared memory: a header `H` and `len()` entries `E`.
 pub struct Region<H, E> {
     name: &'static CStr,
-    len: usize,
+    /// Read once, while the postmaster sizes shared memory (settings that
+    /// size it are fixed at server start).
+    len: fn() -> usize,
     mapped: UnsafeCell<Option<Mapped>>,
     _types: PhantomData<(H, E)>,
 }
@@ -26,6 +28,7 @@ pub struct Region<H, E> {
 struct Mapped {
     base: NonNull<u8>,
     lock: *mut pg_sys::LWLock,
+    len: usize,
 }
 
 // SAFETY: `mapped` is written only while the postmaster maps the regions, single-threaded
@@ -34,7 +37,7 @@ unsafe impl<H, E> Sync for Region<H, E> {}
 
 impl<H, E> Region<H, E> {
     /// `name` names the region in `ShmemInitStruct` and its LWLock tranche.
-    pub const fn new(name: &'static CStr, len: usize) -> Self {
+    pub const fn new(name: &'static CStr, len: fn() -> usize) -> Self {
         Region {
             name,
             len,
@@ -48,8 +51,8 @@ impl<H, E> Region<H, E> {
         std::mem::size_of::<H>().next_multiple_of(std::mem::align_of::<E>())
     }
 
-    fn size(&self) -> usize {
-        Self::entries_offset() + self.len * std::mem::size_of::<E>()
+    fn size_for(len: usize) -> usize {
+        Self::entries_offset() + len * std::mem::size_of::<E>()
     }
 
     /// Ask for the region, from `_PG_init`; false (nothing asked) unless the
@@ -79,7 +82,6 @@ impl<H, E> Region<H, E> {
         unsafe { pg_sys::LWLockAcquire(mapped.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };
         Held {
             mapped,
-            len: self.len,
             _region: PhantomData,
         }
     }
@@ -88,7 +90,6 @@ impl<H, E> Region<H, E> {
 /// A locked region: its header and entries may be read and changed while it lives.
 pub struct Held<'a, H, E> {
     mapped: Mapped,
-    len: usize,
     _region: PhantomData<&'a Region<H, E>>,
 }
 
@@ -97,13 +98,13 @@ impl<H, E> Held<'_, H, E> {
     pub fn parts(&mut self) -> (&mut H, &mut [E]) {
         let base = self.mapped.base.as_ptr();
         // SAFETY: the region was sized for the header and `len` entries at
-        // `entries_offset` (`Region::size`), zeroed when created (a valid value of both),
+        // `entries_offset` (`Region::size_for`), zeroed when created (a valid value of both),
         // and the lock is held, so no other process touches it.
         unsafe {
             let entries = base.add(Region::<H, E>::entries_offset()).cast::<E>();
             (
                 &mut *base.cast::<H>(),
-                std::slice::from_raw_parts_mut(entries, self.len),
+                std::slice::from_raw_parts_mut(entries, self.mapped.len),
             )
         }
     }
@@ -127,22 +128,28 @@ impl<H, E> Drop for Held<'_, H, E> {
 /// What the hooks need of a region, whatever its types.
 trait Map: Sync {
     fn name(&self) -> &'static CStr;
-    fn size(&self) -> usize;
+    /// Bytes for this many entries.
+    fn size(&self, len: usize) -> usize;
+    fn len(&self) -> usize;
     /// # Safety
-    /// In the postmaster's `shmem_startup_hook` only, with the region's memory and lock.
-    unsafe fn map(&self, base: NonNull<u8>, lock: *mut pg_sys::LWLock);
+    /// In the postmaster's `shmem_startup_hook` only, with the region's memory (sized for
+    /// `len` entries) and lock.
+    unsafe fn map(&self, base: NonNull<u8>, lock: *mut pg_sys::LWLock, len: usize);
 }
 
 impl<H, E> Map for Region<H, E> {
     fn name(&self) -> &'static CStr {
         self.name
     }
-    fn size(&self) -> usize {
-        Region::size(self)
+    fn size(&self, len: usize) -> usize {
+        Self::size_for(len)
     }
-    unsafe fn map(&self, base: NonNull<u8>, lock: *mut pg_sys::LWLock) {
+    fn len(&self) -> usize {
+        (self.len)()
+    }
+    unsafe fn map(&self, base: NonNull<u8>, lock: *mut pg_sys::LWLock, len: usize) {
         // SAFETY: the caller is the startup hook: single-threaded, before backends fork.
-        unsafe { *self.mapped.get() = Some(Mapped { base, lock }) };
+        unsafe { *self.mapped.get() = Some(Mapped { base, lock, len }) };
     }
 }
 
@@ -193,7 +200,7 @@ unsafe extern "C-unwind" fn on_request() {
             prev();
         }
         for r in regions() {
-            pg_sys::RequestAddinShmemSpace(r.size());
+            pg_sys::RequestAddinShmemSpace(r.size(r.len()));
             pg_sys::RequestNamedLWLockTranche(r.name().as_ptr(), 1);
         }
     }
@@ -215,13 +222,15 @@ unsafe extern "C-unwind" fn on_startup() {
         let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         for r in regions() {
+            // the same length as requested: the settings it reads are fixed at start
+            let len = r.len();
             let mut found = false;
-            let base = pg_sys::ShmemInitStruct(r.name().as_ptr(), r.size(), &mut found);
+            let base = pg_sys::ShmemInitStruct(r.name().as_ptr(), r.size(len), &mut found);
             if !found {
-                std::ptr::write_bytes(base.cast::<u8>(), 0, r.size());
+                std::ptr::write_bytes(base.cast::<u8>(), 0, r.size(len));
             }
             let lock = &raw mut (*pg_sys::GetNamedLWLockTranche(r.name().as_ptr())).lock;
-            r.map(NonNull::new_unchecked(base.cast::<u8>()), lock);
+            r.map(NonNull::new_unchecked(base.cast::<u8>()), lock, len);
         }
         pg_sys::LWLockRelease(init_lock);
     }

@@ -276,3 +276,57 @@ def test_a_restart_in_the_middle_of_the_hour_keeps_the_count(mode):
     wait_for_server(port)
     assert hammer(port, db, key, sessions=2, attempts=10) == (10, 10)
     assert usage(port, db, key_id) == (50, 50)
+
+
+def test_keys_beyond_the_limiter_table_are_counted_in_their_rows(mode):
+    """integrations.rate_limiter_keys = 1024 (preloaded): of 1,100 keys verified
+    in one hour the last ones find the shared table full and are counted in
+    their rows — still exactly their limit each. Without preloading there is
+    no such setting and every key is counted in its row."""
+    kind, name, port, db = mode
+    wait_out_the_hour_end(120)
+    if kind == "queued":
+        with clusters.connect(port) as c:
+            c.execute("LOAD 'pg_integrations'")
+            c.execute("ALTER SYSTEM SET integrations.rate_limiter_keys = 1024")
+        cluster("restart", name, port)
+        wait_for_server(port)
+    try:
+        with clusters.connect(port, db) as c:
+            if kind == "queued":
+                assert c.execute("SHOW integrations.rate_limiter_keys").fetchone()[0] == "1024"
+            c.execute("CREATE TABLE many_keys AS SELECT k.* FROM generate_series(1, 1100) g, "
+                      "LATERAL create_api_key(%s, 'k' || g, '{content:read}', NULL, 2) k", [BIZ])
+            verify_all = ("SELECT count(*) FROM many_keys m, "
+                          "LATERAL verify_api_key(m.api_key, 'content:read') v")
+            # the first round in one transaction: the keys counted in their rows are the
+            # ones this transaction updates (the writer's updates are its own)
+            with c.transaction():
+                assert c.execute(verify_all).fetchone()[0] == 1100
+                in_rows = c.execute("SELECT n_tup_upd FROM pg_stat_xact_user_tables "
+                                    "WHERE relid = 'api_keys'::regclass").fetchone()[0]
+            assert in_rows == (1100 - 1024 if kind == "queued" else 1100)
+            assert c.execute(verify_all).fetchone()[0] == 1100
+            c.execute("""CREATE FUNCTION pg_temp.over_limit() RETURNS integer LANGUAGE plpgsql AS $$
+                DECLARE refused integer := 0; k record;
+                BEGIN
+                    FOR k IN SELECT api_key FROM many_keys LOOP
+                        BEGIN
+                            PERFORM verify_api_key(k.api_key);
+                        EXCEPTION WHEN configuration_limit_exceeded THEN refused := refused + 1;
+                        END;
+                    END LOOP;
+                    RETURN refused;
+                END $$""")
+            assert c.execute("SELECT pg_temp.over_limit()").fetchone()[0] == 1100
+            c.execute("SELECT integrations.flush_audit_log()")
+            counts = c.execute("SELECT usage_count, count(*) FROM api_keys k JOIN many_keys m ON m.api_key_id = k.id "
+                               "GROUP BY 1").fetchall()
+            assert counts == [(2, 1100)]
+    finally:
+        if kind == "queued":
+            with clusters.connect(port) as c:
+                c.execute("LOAD 'pg_integrations'")
+                c.execute("ALTER SYSTEM RESET integrations.rate_limiter_keys")
+            cluster("restart", name, port)
+            wait_for_server(port)

@@ -7,7 +7,8 @@
 //! (a row lock: also exact, but a write per verification).
 //!
 //! Layout: a header (the hour the table counts, entries in use) and
-//! `ENTRIES` entries, open addressing with linear probing. Entries are never
+//! `integrations.rate_limiter_keys` entries and a third more, open addressing
+//! with linear probing, at most three quarters used. Entries are never
 //! removed within an hour; the first verification of a new hour empties the
 //! whole table. A counter starts from what the key's row says was counted in
 //! the hour (`usage_hour_count`, written by the background writer), so a
@@ -15,12 +16,9 @@
 
 use pgrx::pg_sys;
 
+use crate::core::gucs;
 use crate::pg::shmem;
 
-/// Keys counted at once: 49,152 (three quarters of the table) distinct keys
-/// verified within one hour before the rest fall back to row counting.
-pub const ENTRIES: usize = 65_536;
-const MAX_USED: usize = ENTRIES / 4 * 3;
 /// An hour in PostgreSQL timestamp units (microseconds); timestamps count
 /// from 2000-01-01 00:00 UTC, so multiples of it are clock hours.
 pub const HOUR_US: i64 = 3_600_000_000;
@@ -41,7 +39,14 @@ struct Header {
     used: usize,
 }
 
-static REGION: shmem::Region<Header, Entry> = shmem::Region::new(TRANCHE, ENTRIES);
+static REGION: shmem::Region<Header, Entry> = shmem::Region::new(TRANCHE, entries);
+
+/// The table's length: the keys to count and a third more, so that it is at
+/// most three quarters full and probes stay short.
+fn entries() -> usize {
+    let keys = gucs::rate_limiter_keys();
+    keys + keys.div_ceil(3)
+}
 
 /// Ask for the limiter's shared memory when loaded by `shared_preload_libraries`.
 pub fn init() {
@@ -120,7 +125,7 @@ fn count(
             break;
         }
         if e.database == pg_sys::InvalidOid {
-            if header.used >= MAX_USED.min(n * 3 / 4) {
+            if header.used >= n - n.div_ceil(4) {
                 return Admit::Elsewhere;
             }
             let start = match persisted {

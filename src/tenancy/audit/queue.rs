@@ -111,7 +111,7 @@ pub struct Header {
 pub type Shared = shmem::Region<Header, Entry>;
 pub type Locked<'a> = shmem::Held<'a, Header, Entry>;
 
-static REGION: Shared = Shared::new(TRANCHE, SLOTS * CAPACITY);
+static REGION: Shared = Shared::new(TRANCHE, || SLOTS * CAPACITY);
 
 /// Ask for the queue's shared memory when loaded by `shared_preload_libraries`;
 /// a library loaded later cannot add shared memory, so the queue stays off.
