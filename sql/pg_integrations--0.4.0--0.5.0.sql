@@ -238,6 +238,11 @@ $grants$;
 REVOKE ALL ON FUNCTION public.verify_api_key(text, text) FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.verify_api_key(text, text) TO service_role, integrations_admin;
 
+
+-- audit_status() reports the writer's API-key row updates too (0.5.0).
+COMMENT ON FUNCTION integrations.audit_status() IS
+    'How secret reads are audited: mode "queued" (pg_integrations is in shared_preload_libraries: a read queues its audit record in shared memory and a background writer commits the queue to integrations.audit_log every integrations.audit_flush_interval, so reads do not write and work in read-only transactions) or "in_transaction" (each read appends its row in the caller''s transaction). In queued mode also this database''s queue: capacity, queued, queued_total, written_total, full_waits, writer, writer_pid and use_row_updates (API-key rows the writer has updated with counted uses, one per key in use per integrations.usage_write_interval). Privileged callers only.';
+
 ----------------------------------------------------------------------------
 -- Realtime: seed 004 publishes esp_integrations; only with a column list
 -- that leaves the credentials out.

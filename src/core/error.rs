@@ -40,6 +40,9 @@ pub enum Error {
     /// 23505: the change conflicts with an existing row.
     #[error("{0}")]
     Conflict(String),
+    /// 23514: a business already holds the most of something it may hold.
+    #[error("{0}")]
+    TooMany(String),
     /// 23503: rows refer to a business the tenant table does not have.
     #[error("{message}")]
     MissingReference { message: String, hint: String },
@@ -76,6 +79,7 @@ impl Error {
             Error::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             Error::InvalidArgument(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             Error::Conflict(_) => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            Error::TooMany(_) => PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
             Error::MissingReference { .. } => PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
             Error::NotReady { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Error::ReadOnly { .. } => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,

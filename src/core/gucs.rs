@@ -38,6 +38,11 @@ static CLAIMS_LOGIN_ROLES: GucSetting<Option<CString>> =
 /// plus the batch being committed.
 static AUDIT_FLUSH_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 
+/// How long the audit writer holds counted API-key uses before it adds them
+/// to the keys' rows, in milliseconds: a key in steady use gets one row
+/// update per interval, not one per batch. A crash loses the uses held.
+static USAGE_WRITE_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
 /// How long a secret read waits for room in a full audit queue, in
 /// milliseconds, before it records itself in its own transaction.
 static AUDIT_QUEUE_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -93,6 +98,16 @@ pub fn init() {
         &AUDIT_FLUSH_INTERVAL_MS,
         1,
         1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"integrations.usage_write_interval",
+        c"Milliseconds the audit writer holds counted API-key uses before writing them to the keys' rows.",
+        c"One row update per key in use per interval; 0 writes them with every batch. A crash loses the uses held (the rate limit may then let a key that many more that hour). Only with shared_preload_libraries = 'pg_integrations'.",
+        &USAGE_WRITE_INTERVAL_MS,
+        0,
+        60_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
@@ -166,6 +181,10 @@ pub fn audit_flush_interval_ms() -> i32 {
 
 pub fn rate_limiter_keys() -> usize {
     RATE_LIMITER_KEYS.get().max(1024) as usize
+}
+
+pub fn usage_write_interval_ms() -> i32 {
+    USAGE_WRITE_INTERVAL_MS.get()
 }
 
 pub fn audit_queue_wait_ms() -> i32 {

@@ -470,7 +470,8 @@ fn looks_like_credential(w: &[u8]) -> bool {
 /// kind (newlines, tabs) may separate a name from its value.
 /// A JSON value without credentials: the values of members with a secret's
 /// name (`api_key`, `password`, `authorization`, ...) become `"[redacted]"`,
-/// and every string is redacted as text (URLs, headers, key=value pairs).
+/// and every string, member names included, is redacted as text (URLs,
+/// headers, key=value pairs): `{"Bearer sk_live_...": 1}` keeps no key.
 pub fn redact_json(v: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
@@ -484,7 +485,7 @@ pub fn redact_json(v: &serde_json::Value) -> serde_json::Value {
                     } else {
                         redact_json(v)
                     };
-                    (k.clone(), v)
+                    (redact_text(k), v)
                 })
                 .collect(),
         ),
@@ -618,9 +619,16 @@ mod tests {
     fn json_loses_its_credentials() {
         let v = serde_json::json!({"error": "401 for https://u:hunter2@api.example.com/x?api_key=abc123",
                                    "request": {"headers": {"Authorization": "Bearer tok_999"}, "api_key": "abc123"},
-                                   "code": 401});
+                                   "code": 401, "Bearer sk_live_in_a_name": true,
+                                   "https://x.example.com/?token=tok_in_url": 1});
         let r = redact_json(&v).to_string();
-        for secret in ["hunter2", "abc123", "tok_999"] {
+        for secret in [
+            "hunter2",
+            "abc123",
+            "tok_999",
+            "sk_live_in_a_name",
+            "tok_in_url",
+        ] {
             assert!(!r.contains(secret), "{r}");
         }
         assert!(r.contains("401"));

@@ -251,6 +251,10 @@ static RECORD_SYNC: Statement = Statement {
     mutating: true,
 };
 
+fn not_found() -> Error {
+    Error::NotFound("no e-mail service provider integration with this id".into())
+}
+
 sql_function!(pgi_record_esp_sync => record_esp_sync);
 /// `public.record_esp_sync`, declared in `sql/pg_integrations--0.4.0--0.5.0.sql`.
 fn record_esp_sync(call: &Call) -> Result<pg_sys::Datum> {
@@ -281,7 +285,11 @@ fn record_esp_sync(call: &Call) -> Result<pg_sys::Datum> {
             rows.first().get::<Uuid>(1)?
         })
     })?
-    .ok_or_else(|| Error::NotFound("no e-mail service provider integration with this id".into()))?;
+    .ok_or_else(not_found)?;
+    // a business the caller may not act on: the unknown id's answer (no probing)
+    if !tenancy::can_access(&tenancy::Caller::current(), &business)? {
+        return Err(not_found());
+    }
     tenancy::authorize(&business)?;
     Spi::connect_mut(|c| {
         plans::write_returning_id(

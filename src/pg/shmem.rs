@@ -74,9 +74,9 @@ impl<H, E> Region<H, E> {
     /// The region, locked until the guard is dropped. Only on a region
     /// returned by `get`.
     pub fn lock(&self) -> Held<'_, H, E> {
-        // SAFETY: see `Sync`.
-        let mapped =
-            unsafe { (*self.mapped.get()).expect("lock() on a region that is not mapped") };
+        // SAFETY: see `Sync`: written before backends fork, read-only since.
+        let mapped = unsafe { *self.mapped.get() };
+        let mapped = mapped.expect("lock() on a region that is not mapped");
         // SAFETY: the lock is this region's tranche's LWLock in shared memory; the guard
         // releases it, and an ERROR while held releases it too (LWLockReleaseAll at abort).
         unsafe { pg_sys::LWLockAcquire(mapped.lock, pg_sys::LWLockMode::LW_EXCLUSIVE) };

@@ -8,9 +8,23 @@ use pgrx::PgTryBuilder;
 
 use crate::core::error::Result;
 
-/// Run `f` in a subtransaction: kept if it returns `Ok`, rolled back (and its
-/// message returned) if it returns an error or raises one.
-pub fn run<F: FnOnce() -> Result<()>>(f: F) -> std::result::Result<(), String> {
+/// Why a step failed: its message, and whether trying it again later may
+/// work (it lost a lock wait, a deadlock or a serialization conflict).
+#[derive(Debug)]
+pub struct Failed {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Run `f` in a subtransaction: kept if it returns `Ok`, rolled back (and why
+/// returned) if it returns an error or raises one.
+pub fn run<F: FnOnce() -> Result<()>>(f: F) -> std::result::Result<(), Failed> {
     // SAFETY: inside a transaction (the caller's); the memory context and resource owner are
     // saved before and restored after, on both paths, as PL/pgSQL's exec_stmt_block does.
     let (context, owner) = unsafe {
@@ -41,19 +55,30 @@ pub fn run<F: FnOnce() -> Result<()>>(f: F) -> std::result::Result<(), String> {
         }
         Err(e) => {
             restore(false);
-            Err(e.to_string())
+            Err(Failed {
+                message: e.to_string(),
+                transient: false,
+            })
         }
     })
     .catch_others(|e| {
         // SAFETY: the error's state is discarded as PL/pgSQL does before rolling back.
         unsafe { pg_sys::FlushErrorState() };
         restore(false);
-        Err(match e {
+        let report = match e {
             pgrx::pg_sys::panic::CaughtError::PostgresError(r)
-            | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
-            pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => {
-                ereport.message().to_string()
-            }
+            | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r,
+            pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport,
+        };
+        use pgrx::PgSqlErrorCode::*;
+        Err(Failed {
+            message: report.message().to_string(),
+            transient: matches!(
+                report.sql_error_code(),
+                ERRCODE_LOCK_NOT_AVAILABLE
+                    | ERRCODE_T_R_DEADLOCK_DETECTED
+                    | ERRCODE_T_R_SERIALIZATION_FAILURE
+            ),
         })
     })
     .execute()

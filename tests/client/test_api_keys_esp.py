@@ -7,6 +7,7 @@ import datetime
 import threading
 import time
 
+import psycopg
 import pytest
 
 import clusters
@@ -102,6 +103,10 @@ def test_api_key_calls_answer_with_postgrest_statuses(fresh_db):
         assert (e.status, e.sqlstate) == (403, "42501")
         e = refused(c, "revoke_api_key", {"p_api_key_id": key_id}, user=MEMBER)
         assert (e.status, e.sqlstate) == (403, "42501")
+        # a stranger naming this business's key gets the unknown key's answers, and takes no lock
+        assert call(c, "revoke_api_key", {"p_api_key_id": key_id}, user=STRANGER) is False
+        e = refused(c, "rotate_api_key", {"p_api_key_id": key_id}, user=STRANGER, returns_set=True, scalar=False)
+        assert (e.status, e.sqlstate) == (404, "PT404")
         e = refused(c, "list_api_keys", {"p_business_id": BIZ}, user=STRANGER, volatile=False, returns_set=True,
                     scalar=False)
         assert (e.status, e.sqlstate) == (403, "42501")
@@ -129,6 +134,25 @@ def test_api_key_calls_answer_with_postgrest_statuses(fresh_db):
         assert dict(actions) == {"create": 3, "revoke": 2, "rotate": 1}
 
 
+def test_a_business_holds_at_most_100_active_keys(fresh_db):
+    with connect(fresh_db) as c:
+        members(c)
+        first_id, _ = create_key(c)
+        c.execute("SELECT count(*) FROM generate_series(2, 100) g, LATERAL create_api_key(%s, 'k' || g, '{a:b}') k",
+                  [BIZ])
+        e = refused(c, "create_api_key", {"p_business_id": BIZ, "p_name": "101st", "p_scopes": ["a:b"]}, user=OWNER,
+                    returns_set=True, scalar=False)
+        assert (e.status, e.sqlstate) == (400, "23514") and "revoke one" in e.message
+        # expired and revoked keys do not count; nor do other businesses' keys
+        c.execute("UPDATE api_keys SET expires_at = now() - interval '1 s' WHERE name = 'k2'")
+        create_key(c)
+        assert call(c, "revoke_api_key", {"p_api_key_id": first_id}, user=OWNER) is True
+        create_key(c)
+        c.execute("SELECT * FROM create_api_key('0d000000-0000-4000-8000-000000000099', 'other', '{a:b}')")
+        assert c.execute("SELECT count(*) FROM api_keys WHERE business_id = %s AND is_active "
+                         "AND (expires_at IS NULL OR expires_at > now())", [BIZ]).fetchone()[0] == 100
+
+
 def test_esp_calls_answer_with_postgrest_statuses(fresh_db):
     creds = {"api_key": "pk_live_esp_client_0001", "list_id": "L42"}
     with connect(fresh_db) as c:
@@ -154,6 +178,8 @@ def test_esp_calls_answer_with_postgrest_statuses(fresh_db):
         e = refused(c, "record_esp_sync", {"p_integration_id": esp_id, "p_status": "done"}, role="service_role")
         assert (e.status, e.sqlstate) == (400, "22023")
         e = refused(c, "record_esp_sync", {"p_integration_id": BIZ, "p_status": "success"}, role="service_role")
+        assert (e.status, e.sqlstate) == (404, "PT404")
+        e = refused(c, "record_esp_sync", {"p_integration_id": esp_id, "p_status": "success"}, user=STRANGER)
         assert (e.status, e.sqlstate) == (404, "PT404")
         call(c, "record_esp_sync", {"p_integration_id": esp_id, "p_status": "error",
                                     "p_error": {"authorization": "Klaviyo-API-Key pk_live_esp_client_0001"}},
@@ -278,6 +304,70 @@ def test_a_restart_in_the_middle_of_the_hour_keeps_the_count(mode):
     assert usage(port, db, key_id) == (50, 50)
 
 
+def test_a_key_in_steady_use_gets_a_row_update_a_second(mode):
+    """Preloaded, the writer adds a key's uses to its row once per
+    integrations.usage_write_interval (1 s), however many verifications;
+    every use is counted all the same."""
+    kind, _, port, db = mode
+    wait_out_the_hour_end()
+    with clusters.connect(port, db) as c:
+        key_id, key = create_key(c, limit=1000000)
+        c.execute("SELECT integrations.flush_audit_log()")
+        updates = "SELECT (integrations.audit_status() ->> 'use_row_updates')::bigint"
+        before = c.execute(updates).fetchone()[0]
+        n, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < 2.5:
+            c.execute("SELECT * FROM verify_api_key(%s)", [key])
+            n += 1
+        assert c.execute("SELECT integrations.flush_audit_log()").fetchone()[0] is True
+        after = c.execute(updates).fetchone()[0]
+        used = c.execute("SELECT usage_count FROM api_keys WHERE id = %s", [key_id]).fetchone()[0]
+    assert used == n and n > 100
+    if kind == "queued":
+        # 2.5 s: two or three interval writes and the one flush_audit_log asked for
+        assert 1 <= after - before <= 4, (n, before, after)
+    else:
+        assert before is None and after is None  # no writer: each use was its own update
+
+
+def test_a_locked_key_row_holds_up_neither_the_writer_nor_the_count(mode):
+    """A transaction holding a key's row (a revocation in progress, a gateway
+    counting in the row) does not stall the audit writer: it skips the row
+    and counts those uses once the lock is gone; other records keep flowing.
+    Without preloading, a verification counts in the row, so it waits."""
+    kind, _, port, db = mode
+    wait_out_the_hour_end()
+    with clusters.connect(port, db) as c, clusters.connect(port, db, autocommit=False) as locker:
+        key_id, key = create_key(c, limit=1000)
+        c.execute("SELECT integrations.flush_audit_log()")
+        locker.execute("SELECT 1 FROM api_keys WHERE id = %s FOR UPDATE", [key_id])
+        if kind == "queued":
+            for _ in range(5):
+                c.execute("SELECT * FROM verify_api_key(%s)", [key])
+            # the uses wait for the row; flush_audit_log says so rather than hang
+            assert c.execute("SELECT integrations.flush_audit_log(1500)").fetchone()[0] is False
+            # meanwhile audit records still reach the log
+            c.execute("SELECT set_esp_integration(%s, 'mailchimp', '{\"api_key\": \"mc_lock\"}')", [BIZ])
+            c.execute("SELECT get_esp_credentials(%s, 'mailchimp')", [BIZ])
+            deadline = time.monotonic() + 5
+            while not c.execute("SELECT count(*) FROM integrations.audit_log WHERE kind = 'esp' "
+                                "AND action = 'read_secret' AND provider = 'mailchimp'").fetchone()[0]:
+                assert time.monotonic() < deadline, "the writer stalled behind the row lock"
+                time.sleep(0.05)
+            assert c.execute("SELECT usage_count FROM api_keys WHERE id = %s", [key_id]).fetchone()[0] == 0
+            locker.rollback()
+            assert c.execute("SELECT integrations.flush_audit_log()").fetchone()[0] is True
+            assert c.execute("SELECT usage_count FROM api_keys WHERE id = %s", [key_id]).fetchone()[0] == 5
+        else:
+            c.execute("SET lock_timeout = '300ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                c.execute("SELECT * FROM verify_api_key(%s)", [key])
+            c.execute("RESET lock_timeout")
+            locker.rollback()
+            c.execute("SELECT * FROM verify_api_key(%s)", [key])
+            assert c.execute("SELECT usage_count FROM api_keys WHERE id = %s", [key_id]).fetchone()[0] == 1
+
+
 def test_keys_beyond_the_limiter_table_are_counted_in_their_rows(mode):
     """integrations.rate_limiter_keys = 1024 (preloaded): of 1,100 keys verified
     in one hour the last ones find the shared table full and are counted in
@@ -295,8 +385,10 @@ def test_keys_beyond_the_limiter_table_are_counted_in_their_rows(mode):
         with clusters.connect(port, db) as c:
             if kind == "queued":
                 assert c.execute("SHOW integrations.rate_limiter_keys").fetchone()[0] == "1024"
-            c.execute("CREATE TABLE many_keys AS SELECT k.* FROM generate_series(1, 1100) g, "
-                      "LATERAL create_api_key(%s, 'k' || g, '{content:read}', NULL, 2) k", [BIZ])
+            # 11 businesses of 100 keys (the most one may hold)
+            c.execute("CREATE TABLE many_keys AS SELECT k.* FROM generate_series(0, 1099) g, "
+                      "LATERAL create_api_key(('0e100000-0000-4000-8000-' || lpad((g / 100)::text, 12, '0'))::uuid, "
+                      "'k' || g, '{content:read}', NULL, 2) k")
             verify_all = ("SELECT count(*) FROM many_keys m, "
                           "LATERAL verify_api_key(m.api_key, 'content:read') v")
             # the first round in one transaction: the keys counted in their rows are the

@@ -36,6 +36,9 @@ const KEY_LEN: usize = 47;
 const DISPLAY_LEN: usize = 12;
 const MAX_SCOPES: usize = 64;
 const MAX_RATE_LIMIT: i32 = 100_000_000;
+/// Active keys one business may hold: enough for any gateway set-up, and a
+/// bound on how much of the server-wide limiter table one tenant can take.
+pub const MAX_ACTIVE_KEYS: i64 = 100;
 
 const COLUMNS: &[&str] = &[
     "id",
@@ -110,6 +113,15 @@ fn invalid_key() -> Error {
     Error::NotAllowed("invalid API key: unknown, revoked or expired".into())
 }
 
+/// The business's active, unexpired keys, counted under a lock on the
+/// business (creations of one business take turns; nothing else waits).
+static ACTIVE_KEYS: Statement = Statement {
+    sql: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1::text, 1302)), \
+                 (SELECT count(*) FROM public.api_keys WHERE business_id = $1 AND is_active \
+                    AND (expires_at IS NULL OR expires_at > pg_catalog.now()))",
+    args: &[BuiltinOid::UUIDOID],
+    mutating: true,
+};
 static INSERT: Statement = Statement {
     sql: "INSERT INTO public.api_keys (business_id, key_hash, key_prefix, name, scopes, expires_at, rate_limit, created_by) \
           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -125,30 +137,46 @@ static INSERT: Statement = Statement {
     ],
     mutating: true,
 };
-/// Counts a use in the key's row, enforcing the limit (the row lock makes it
-/// exact): no row when revoked meanwhile or over the limit.
+/// Counts a use in the key's row, enforcing the limit when $4 (the row lock
+/// makes it exact): no row when revoked meanwhile or over the limit. The
+/// hour never goes back: a call whose hour ($3, read before it waited for the
+/// lock) is older than the row's counts in the row's hour.
 static COUNT_LIMITED: Statement = Statement {
     sql: "UPDATE public.api_keys SET usage_count = usage_count + 1, \
               last_used_at = GREATEST(last_used_at, pg_catalog.to_timestamp($2::float8 / 1e6 + 946684800)), \
-              usage_hour_count = CASE WHEN usage_hour = pg_catalog.to_timestamp($3::float8 / 1e6 + 946684800) THEN usage_hour_count + 1 ELSE 1 END, \
-              usage_hour = pg_catalog.to_timestamp($3::float8 / 1e6 + 946684800) \
+              usage_hour_count = CASE WHEN usage_hour >= pg_catalog.to_timestamp($3::float8 / 1e6 + 946684800) \
+                                      THEN usage_hour_count + 1 ELSE 1 END, \
+              usage_hour = GREATEST(usage_hour, pg_catalog.to_timestamp($3::float8 / 1e6 + 946684800)) \
           WHERE id = $1 AND is_active \
-            AND (usage_hour IS DISTINCT FROM pg_catalog.to_timestamp($3::float8 / 1e6 + 946684800) OR usage_hour_count < rate_limit) \
+            AND (NOT $4 OR usage_hour IS NULL OR usage_hour < pg_catalog.to_timestamp($3::float8 / 1e6 + 946684800) \
+                 OR usage_hour_count < rate_limit) \
           RETURNING id",
-    args: &[BuiltinOid::UUIDOID, BuiltinOid::INT8OID, BuiltinOid::INT8OID],
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::INT8OID,
+        BuiltinOid::INT8OID,
+        BuiltinOid::BOOLOID,
+    ],
     mutating: true,
 };
-/// Adds the writer's batch of uses, aggregated per key.
+/// Adds the writer's held uses, aggregated per key, to the rows it can lock
+/// at once (in id order); a row some transaction holds (a revocation, a
+/// gateway counting in the row) is skipped, not waited for: the writer must
+/// not stall the audit queue behind it. The ids it updated.
 static ADD_USES: Statement = Statement {
-    sql: "UPDATE public.api_keys k SET usage_count = k.usage_count + u.n, \
+    sql: "WITH u AS MATERIALIZED ( \
+              SELECT * FROM ROWS FROM (pg_catalog.unnest($1::uuid[]), pg_catalog.unnest($2::int8[]), pg_catalog.unnest($3::int8[]), \
+                                       pg_catalog.unnest($4::int8[]), pg_catalog.unnest($5::int4[])) AS u (id, n, last_at, hour, in_hour)), \
+          free AS MATERIALIZED ( \
+              SELECT k.id FROM public.api_keys k WHERE k.id IN (SELECT u.id FROM u) ORDER BY k.id FOR UPDATE OF k SKIP LOCKED) \
+          UPDATE public.api_keys k SET usage_count = k.usage_count + u.n, \
               last_used_at = GREATEST(k.last_used_at, pg_catalog.to_timestamp(u.last_at::float8 / 1e6 + 946684800)), \
               usage_hour_count = CASE WHEN k.usage_hour IS NULL OR k.usage_hour < pg_catalog.to_timestamp(u.hour::float8 / 1e6 + 946684800) THEN u.in_hour \
                                       WHEN k.usage_hour = pg_catalog.to_timestamp(u.hour::float8 / 1e6 + 946684800) THEN k.usage_hour_count + u.in_hour \
                                       ELSE k.usage_hour_count END, \
               usage_hour = GREATEST(k.usage_hour, pg_catalog.to_timestamp(u.hour::float8 / 1e6 + 946684800)) \
-          FROM ROWS FROM (pg_catalog.unnest($1::uuid[]), pg_catalog.unnest($2::int8[]), pg_catalog.unnest($3::int8[]), \
-                         pg_catalog.unnest($4::int8[]), pg_catalog.unnest($5::int4[])) AS u (id, n, last_at, hour, in_hour) \
-          WHERE k.id = u.id",
+          FROM u WHERE k.id = u.id AND k.id IN (SELECT free.id FROM free) \
+          RETURNING k.id",
     args: &[
         BuiltinOid::UUIDARRAYOID,
         BuiltinOid::INT8ARRAYOID,
@@ -158,11 +186,18 @@ static ADD_USES: Statement = Statement {
     ],
     mutating: true,
 };
+/// Of the keys the writer could not update, the ones that still exist.
+static EXISTING: Statement = Statement {
+    sql: "SELECT id FROM public.api_keys WHERE id = ANY ($1)",
+    args: &[BuiltinOid::UUIDARRAYOID],
+    mutating: false,
+};
 
-/// The usage sink (`audit::set_usage_sink`), in the writer's transaction.
-fn write_uses(uses: &[Use]) -> Result<()> {
+/// The usage sink (`audit::set_usage_sink`), in the writer's transaction:
+/// the uses whose keys' rows were held by others, to try again later.
+fn write_uses(uses: &[Use]) -> Result<Vec<Use>> {
     if direct::relid(c"public", c"api_keys").is_err() {
-        return Ok(()); // the extension is gone from this database
+        return Ok(Vec::new()); // the extension is gone from this database
     }
     // per key: uses, last use, latest hour, uses in that hour
     let mut per: std::collections::BTreeMap<[u8; 16], (i64, i64, i64, i32)> = Default::default();
@@ -186,21 +221,47 @@ fn write_uses(uses: &[Use]) -> Result<()> {
     let last: Vec<i64> = per.values().map(|v| v.1).collect();
     let hours: Vec<i64> = per.values().map(|v| v.2).collect();
     let in_hour: Vec<i32> = per.values().map(|v| v.3).collect();
-    Spi::connect_mut(|c| -> Result<()> {
+    let skipped = Spi::connect_mut(|c| -> Result<Vec<Uuid>> {
         let plan = plans::plan(c, &ADD_USES)?;
-        c.update(
+        let rows = c.update(
             plan,
             None,
             &[
-                ids.into(),
+                ids.clone().into(),
                 n.into(),
                 last.into(),
                 hours.into(),
                 in_hour.into(),
             ],
         )?;
-        Ok(())
-    })
+        let mut done = std::collections::BTreeSet::new();
+        for r in rows {
+            if let Some(id) = r.get::<Uuid>(1)? {
+                done.insert(*id.as_bytes());
+            }
+        }
+        let missed: Vec<Uuid> = ids
+            .into_iter()
+            .filter(|id| !done.contains(id.as_bytes()))
+            .collect();
+        if missed.is_empty() {
+            return Ok(missed);
+        }
+        let plan = plans::plan(c, &EXISTING)?;
+        let rows = c.select(plan, None, &[missed.into()])?;
+        let mut held = Vec::new();
+        for r in rows {
+            if let Some(id) = r.get::<Uuid>(1)? {
+                held.push(id);
+            }
+        }
+        Ok(held)
+    })?;
+    Ok(uses
+        .iter()
+        .filter(|u| skipped.contains(&u.target))
+        .map(|u| Use { ..*u })
+        .collect())
 }
 
 sql_function!(pgi_create_api_key => create_api_key);
@@ -247,6 +308,14 @@ fn insert_key(
     }
     let (key, hash, prefix) = new_key()?;
     let id = Spi::connect_mut(|c| {
+        let plan = plans::plan(c, &ACTIVE_KEYS)?;
+        let rows = c.update(plan, Some(1), &[(*business).into()])?;
+        let active = rows.first().get::<i64>(2)?.unwrap_or(0);
+        if active >= MAX_ACTIVE_KEYS {
+            return Err(Error::TooMany(format!(
+                "business {business} already holds {MAX_ACTIVE_KEYS} active API keys, the most it may: revoke one first"
+            )));
+        }
         plans::write_returning_id(
             c,
             &INSERT,
@@ -373,14 +442,25 @@ fn over_limit(limit: i32, _until: i64) -> Error {
 fn count_in_row(id: &Uuid, at: i64, enforce: bool, limit: i32) -> Result<()> {
     // SAFETY: reads a backend-local flag.
     if unsafe { pg_sys::XactReadOnly } {
+        let hint = if limiter::available() {
+            "This use could not be counted in shared memory: the rate limiter's table is full this hour (raise integrations.rate_limiter_keys), the audit queue is full or has no slot for this database, or this server is a hot standby. Verify in a read-write transaction on the primary."
+        } else {
+            "Add pg_integrations to shared_preload_libraries (uses are then counted in shared memory and written by a background writer), or verify in a read-write transaction."
+        };
         return Err(Error::ReadOnly {
-            message: "verify_api_key counts each use, which a read-only transaction cannot write here".into(),
-            hint: "Add pg_integrations to shared_preload_libraries (uses are then counted in shared memory and written by a background writer), or verify in a read-write transaction.".into(),
+            message:
+                "verify_api_key counts each use, which a read-only transaction cannot write here"
+                    .into(),
+            hint: hint.into(),
         });
     }
     let hour = limiter::hour_of(at);
     let counted = Spi::connect_mut(|c| {
-        plans::write_returning_id(c, &COUNT_LIMITED, &[(*id).into(), at.into(), hour.into()])
+        plans::write_returning_id(
+            c,
+            &COUNT_LIMITED,
+            &[(*id).into(), at.into(), hour.into(), enforce.into()],
+        )
     })?;
     if counted.is_none() {
         if enforce {
@@ -406,6 +486,11 @@ fn list_api_keys(call: &Call) -> Result<pg_sys::Datum> {
     call.return_rows(&LIST, &[business.into()])
 }
 
+static KEY_BUSINESS: Statement = Statement {
+    sql: "SELECT business_id FROM public.api_keys WHERE id = $1",
+    args: &[BuiltinOid::UUIDOID],
+    mutating: false,
+};
 static KEY_ROW: Statement = Statement {
     sql: "SELECT business_id, is_active, name, scopes, expires_at, rate_limit FROM public.api_keys WHERE id = $1 FOR UPDATE",
     args: &[BuiltinOid::UUIDOID],
@@ -425,6 +510,29 @@ type KeyRow = (
     Option<pgrx::datum::TimestampWithTimeZone>,
     i32,
 );
+
+/// The business of key `id` and the caller, if the caller may manage it;
+/// `None` both for no such key and for a key of a business the caller may
+/// not act on (one answer: other tenants' key ids cannot be probed, and their
+/// rows are never locked by a stranger). 42501 for a member of the business.
+fn managed(id: &Uuid) -> Result<Option<(Uuid, tenancy::Caller)>> {
+    let business = Spi::connect(|c| -> Result<Option<Uuid>> {
+        let plan = plans::plan(c, &KEY_BUSINESS)?;
+        let rows = c.select(plan, Some(1), &[(*id).into()])?;
+        Ok(if rows.is_empty() {
+            None
+        } else {
+            rows.first().get::<Uuid>(1)?
+        })
+    })?;
+    let Some(business) = business else {
+        return Ok(None);
+    };
+    if !tenancy::can_access(&tenancy::Caller::current(), &business)? {
+        return Ok(None);
+    }
+    Ok(Some((business, tenancy::authorize_manage(&business)?)))
+}
 
 /// The key's row, locked; `None` when there is no such key.
 fn lock_key(id: &Uuid) -> Result<Option<KeyRow>> {
@@ -457,10 +565,12 @@ sql_function!(pgi_revoke_api_key => revoke_api_key);
 /// `public.revoke_api_key`, declared in `sql/pg_integrations--0.4.0--0.5.0.sql`.
 fn revoke_api_key(call: &Call) -> Result<pg_sys::Datum> {
     let id = call.required::<Uuid>(0, "p_api_key_id")?;
-    let Some((business, ..)) = lock_key(&id)? else {
+    let Some((business, caller)) = managed(&id)? else {
         return Ok(fcall::datum(false));
     };
-    let caller = tenancy::authorize_manage(&business)?;
+    if lock_key(&id)?.is_none() {
+        return Ok(fcall::datum(false));
+    }
     let done = revoke(&id)?;
     if done {
         audit::record(&caller, Action::Revoke, KIND, &business, None, Some(&id))?;
@@ -472,13 +582,14 @@ sql_function!(pgi_rotate_api_key => rotate_api_key);
 /// `public.rotate_api_key`, declared in `sql/pg_integrations--0.4.0--0.5.0.sql`.
 fn rotate_api_key(call: &Call) -> Result<pg_sys::Datum> {
     let id = call.required::<Uuid>(0, "p_api_key_id")?;
+    let not_found = || Error::NotFound("no active API key with this id".into());
+    let (business, caller) = managed(&id)?.ok_or_else(not_found)?;
     let found = lock_key(&id)?;
-    let Some((business, active, name, scopes, expires, limit)) = found else {
-        return Err(Error::NotFound("no active API key with this id".into()));
+    let Some((_, active, name, scopes, expires, limit)) = found else {
+        return Err(not_found());
     };
-    let caller = tenancy::authorize_manage(&business)?;
     if !active {
-        return Err(Error::NotFound("no active API key with this id".into()));
+        return Err(not_found());
     }
     revoke(&id)?;
     let (new_id, key) = insert_key(&business, &name, &scopes, expires, limit, caller.user_id)?;

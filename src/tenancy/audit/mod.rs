@@ -162,9 +162,103 @@ pub struct Use {
 
 /// Where queued uses go, in the writer's transaction: set by the part that
 /// counts them (the platform's API keys), which tenancy must not import.
-pub type UsageSink = fn(&[Use]) -> Result<()>;
+/// Returns the uses it could not write yet (their rows were locked).
+pub type UsageSink = fn(&[Use]) -> Result<Vec<Use>>;
 
 static USAGE_SINK: std::sync::OnceLock<UsageSink> = std::sync::OnceLock::new();
+
+thread_local! {
+    /// In the writer: counted uses taken off the queue and not yet in their
+    /// rows, and when the oldest of them was taken.
+    static HELD: std::cell::RefCell<(Vec<Use>, Option<std::time::Instant>)> =
+        const { std::cell::RefCell::new((Vec::new(), None)) };
+}
+
+/// Held uses written at once whatever the interval (~4 MB).
+const MAX_HELD: usize = 100_000;
+
+fn hold_uses(uses: Vec<Use>) {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.0.is_empty() {
+            h.1 = Some(std::time::Instant::now());
+        }
+        h.0.extend(uses);
+    });
+}
+
+/// In the writer: whether held uses are due for their rows (`force`: a
+/// flush is waited for, or the writer is leaving).
+pub fn held_uses_due(force: bool) -> bool {
+    HELD.with(|h| {
+        let h = h.borrow();
+        let interval = std::time::Duration::from_millis(gucs::usage_write_interval_ms() as u64);
+        !h.0.is_empty()
+            && (force
+                || h.0.len() >= MAX_HELD
+                || h.1.is_some_and(|since| since.elapsed() >= interval))
+    })
+}
+
+/// In the writer: whether no use is held.
+pub fn no_held_uses() -> bool {
+    held_uses_count() == 0
+}
+
+pub fn held_uses_count() -> usize {
+    HELD.with(|h| h.borrow().0.len())
+}
+
+/// In the writer's transaction: add the held uses to their rows (through the
+/// sink, in a subtransaction, so nothing of it stays if it fails). Uses that
+/// lost a lock wait or a deadlock (a gateway transaction holding a key's row)
+/// are held again for the next interval; any other failure is logged and the
+/// uses dropped, never retried into a double count. How many keys' rows it
+/// updated.
+pub fn write_held_uses() -> u64 {
+    let uses = HELD.with(|h| std::mem::take(&mut h.borrow_mut().0));
+    let keys: rustc_hash::FxHashSet<Uuid> = uses.iter().map(|u| u.target).collect();
+    let Some(sink) = USAGE_SINK.get() else {
+        return 0;
+    };
+    if uses.is_empty() {
+        return 0;
+    }
+    let mut later = Vec::new();
+    let written = crate::pg::subxact::run(|| {
+        later = sink(&uses)?;
+        Ok(())
+    });
+    match written {
+        Ok(()) => {
+            let n = keys.len()
+                - later
+                    .iter()
+                    .map(|u| u.target)
+                    .collect::<rustc_hash::FxHashSet<_>>()
+                    .len();
+            if !later.is_empty() && later.len() < MAX_HELD {
+                hold_uses(later);
+            }
+            n as u64
+        }
+        Err(why) if why.transient && uses.len() < MAX_HELD => {
+            crate::core::error::log(format!(
+                "pg_integrations: {} queued uses wait for the next interval: {why}",
+                uses.len()
+            ));
+            hold_uses(uses);
+            0
+        }
+        Err(why) => {
+            crate::core::error::log(format!(
+                "pg_integrations: {} queued uses were not counted: {why}",
+                uses.len()
+            ));
+            0
+        }
+    }
+}
 
 /// Register the usage sink; called once from `_PG_init`.
 pub fn set_usage_sink(sink: UsageSink) {
@@ -375,15 +469,7 @@ pub fn append_queued(batch: &[Entry]) -> Result<bool> {
                 at: e.at,
             })
             .collect();
-        if let Some(sink) = USAGE_SINK.get() {
-            // Alone: a failing count must not hold up the audit rows.
-            if let Err(why) = crate::pg::subxact::run(|| sink(&uses)) {
-                crate::core::error::log(format!(
-                    "pg_integrations: {} queued uses were not counted: {why}",
-                    uses.len()
-                ));
-            }
-        }
+        hold_uses(uses);
         let rows: Vec<Entry> = batch
             .iter()
             .filter(|e| Some(e.action) != use_index)
@@ -467,6 +553,7 @@ fn audit_status(call: &Call) -> Result<pg_sys::Datum> {
             row.insert("queued_total".into(), s.head.into());
             row.insert("written_total".into(), s.tail.into());
             row.insert("full_waits".into(), s.waits.into());
+            row.insert("use_row_updates".into(), s.use_row_updates.into());
             let writer = match s.writer {
                 Writer::Absent => "absent",
                 Writer::Starting => "starting",
@@ -509,9 +596,10 @@ fn flush_audit_log(call: &Call) -> Result<pg_sys::Datum> {
         let latch = {
             let mut l = shared.lock();
             let s = l.slot(slot);
-            if s.database != database() || s.tail >= target {
+            if s.database != database() || (s.tail >= target && s.uses_written >= target) {
                 return Ok(fcall::datum(true));
             }
+            s.uses_wanted = s.uses_wanted.max(target);
             s.latch
         };
         if !latch.is_null() {

@@ -92,6 +92,13 @@ pub struct Slot {
     pub tail: u64,
     /// Times a reader found the ring full and waited.
     pub waits: u64,
+    /// Records whose counted uses (API keys) are in their keys' rows too: the
+    /// writer holds uses back up to `integrations.usage_write_interval`.
+    pub uses_written: u64,
+    /// Set by `flush_audit_log`: write the held-back uses up to here now.
+    pub uses_wanted: u64,
+    /// Key rows the writer has updated with uses (one per key per write).
+    pub use_row_updates: u64,
 }
 
 impl Slot {
@@ -149,6 +156,8 @@ impl Locked<'_> {
         s.writer = Writer::Absent;
         s.latch = std::ptr::null_mut();
         s.writer_pid = 0;
+        s.uses_written = s.tail;
+        s.uses_wanted = s.tail;
         Some(i)
     }
 

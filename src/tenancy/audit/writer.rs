@@ -10,8 +10,11 @@
 //! asynchronous commits). A crash loses at most the records of the last two
 //! intervals and of the batch being committed.
 //!
-//! It runs as the bootstrap superuser and runs no SQL: heap appends to
-//! `integrations.audit_log` only, which has no triggers, indexes or rules.
+//! It runs as the bootstrap superuser. Audit records are heap appends to
+//! `integrations.audit_log`, which has no triggers, indexes or rules; counted
+//! API-key uses are held up to `integrations.usage_write_interval` (1 s) and
+//! added to their keys' rows by one kept `UPDATE` (the usage sink), so a key
+//! in steady use costs one row version a second, not one per batch.
 
 use std::time::{Duration, Instant};
 
@@ -142,8 +145,27 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
             unflushed = unsafe { pg_sys::XactLastCommitEnd };
             shared.lock().advance(slot, batch.len());
             wrote += batch.len();
+            // a ring that never empties still gets its held uses written on time
+            if super::held_uses_due(false) {
+                unflushed = write_held_uses(shared, slot);
+            }
         }
         let leaving = stopping || (wrote == 0 && idle_since.elapsed() >= IDLE_EXIT);
+        // Counted uses go to their rows once per integrations.usage_write_interval, or
+        // now when a flush_audit_log() waits or the writer leaves.
+        let wanted = {
+            let mut l = shared.lock();
+            let s = l.slot(slot);
+            s.uses_wanted > s.uses_written
+        };
+        if super::held_uses_due(leaving || wanted) {
+            unflushed = write_held_uses(shared, slot);
+        }
+        if super::no_held_uses() {
+            let mut l = shared.lock();
+            let s = l.slot(slot);
+            s.uses_written = s.tail;
+        }
         if unflushed != 0
             && (leaving || flushed_at.elapsed() >= Duration::from_millis(interval as u64))
         {
@@ -154,6 +176,12 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
             flushed_at = Instant::now();
         }
         if stopping {
+            if !super::no_held_uses() {
+                log(format!(
+                    "pg_integrations: {} counted API-key uses not written at shutdown: their keys' rows were locked",
+                    super::held_uses_count()
+                ));
+            }
             return;
         }
         if wrote > 0 {
@@ -161,7 +189,8 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
         } else if idle_since.elapsed() >= IDLE_EXIT {
             let mut l = shared.lock();
             let s = l.slot(slot);
-            if s.head == s.tail {
+            // (not while uses wait for a locked row: they would be lost)
+            if s.head == s.tail && super::no_held_uses() {
                 s.writer = Writer::Absent;
                 s.writer_pid = 0;
                 s.latch = std::ptr::null_mut();
@@ -169,6 +198,15 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
             }
         }
     }
+}
+
+/// Add the held uses to their keys' rows in a transaction of their own; the
+/// end of its commit record, for the WAL flush.
+fn write_held_uses(shared: &queue::Shared, slot: usize) -> pg_sys::XLogRecPtr {
+    let rows = BackgroundWorker::transaction(super::write_held_uses);
+    shared.lock().slot(slot).use_row_updates += rows;
+    // SAFETY: set by this process's commit just above; read in the same process.
+    unsafe { pg_sys::XactLastCommitEnd }
 }
 
 /// # Safety
