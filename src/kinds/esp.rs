@@ -262,6 +262,12 @@ fn record_esp_sync(call: &Call) -> Result<pg_sys::Datum> {
     let status: String = call.required(1, "p_status")?;
     crate::core::validate::one_of("p_status", "sync status", &status, SYNC_STATUSES)
         .map_err(Error::InvalidArgument)?;
+    // a bound before parsing: redaction keeps a text's size within a small factor
+    if call.stored_size(2).is_some_and(|n| n > 8 * MAX_ERROR_BYTES) {
+        return Err(Error::InvalidArgument(format!(
+            "p_error must be at most {MAX_ERROR_BYTES} bytes"
+        )));
+    }
     let error = call.json(2);
     if error.is_some() && status != "error" {
         return Err(Error::InvalidArgument(

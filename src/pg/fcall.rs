@@ -111,6 +111,16 @@ impl Call {
         self.arg::<pgrx::JsonB>(n).map(|j| j.0)
     }
 
+    /// The size in bytes of varlena argument `n` as stored (uncompressed),
+    /// read from its header without detoasting; `None` for SQL NULL. For caps
+    /// checked before a large value is parsed.
+    pub fn stored_size(&self, n: usize) -> Option<usize> {
+        let d = self.datum(n)?;
+        // SAFETY: callers pass a varlena-typed argument (text, jsonb, bytea) of this call;
+        // toast_raw_datum_size reads the varlena or TOAST pointer header only.
+        Some(unsafe { pg_sys::toast_raw_datum_size(d) })
+    }
+
     /// Argument `n` as a raw datum; `None` for SQL NULL.
     pub fn datum(&self, n: usize) -> Option<pg_sys::Datum> {
         // SAFETY: `new`'s contract: fcinfo is valid and has argument n.

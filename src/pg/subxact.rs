@@ -9,7 +9,8 @@ use pgrx::PgTryBuilder;
 use crate::core::error::Result;
 
 /// Why a step failed: its message, and whether trying it again later may
-/// work (it lost a lock wait, a deadlock or a serialization conflict).
+/// work (it lost a lock wait, a deadlock or a serialization conflict, or was
+/// cancelled by a timeout).
 #[derive(Debug)]
 pub struct Failed {
     pub message: String,
@@ -78,6 +79,7 @@ pub fn run<F: FnOnce() -> Result<()>>(f: F) -> std::result::Result<(), Failed> {
                 ERRCODE_LOCK_NOT_AVAILABLE
                     | ERRCODE_T_R_DEADLOCK_DETECTED
                     | ERRCODE_T_R_SERIALIZATION_FAILURE
+                    | ERRCODE_QUERY_CANCELED
             ),
         })
     })

@@ -83,6 +83,8 @@ def test_api_key_calls_answer_with_postgrest_statuses(fresh_db):
         assert call(c, "revoke_api_key", {"p_api_key_id": revoked_id}, user=OWNER) is True
         expiring_id, expiring = create_key(c)
         c.execute("UPDATE api_keys SET expires_at = now() - interval '1 s' WHERE id = %s", [expiring_id])
+        e = refused(c, "rotate_api_key", {"p_api_key_id": expiring_id}, user=OWNER, returns_set=True, scalar=False)
+        assert (e.status, e.sqlstate) == (404, "PT404")
         for bad in [revoked, expiring]:
             e = refused(c, "verify_api_key", {"p_api_key": bad}, role="service_role", returns_set=True, scalar=False)
             answers.add((e.status, e.sqlstate, e.message, e.hint, e.detail))
@@ -177,6 +179,9 @@ def test_esp_calls_answer_with_postgrest_statuses(fresh_db):
         assert (e.status, e.sqlstate) == (400, "22023")
         e = refused(c, "record_esp_sync", {"p_integration_id": esp_id, "p_status": "done"}, role="service_role")
         assert (e.status, e.sqlstate) == (400, "22023")
+        e = refused(c, "record_esp_sync", {"p_integration_id": esp_id, "p_status": "error",
+                                           "p_error": {"detail": "x" * 200000}}, role="service_role")
+        assert (e.status, e.sqlstate) == (400, "22023") and "8192" in e.message
         e = refused(c, "record_esp_sync", {"p_integration_id": BIZ, "p_status": "success"}, role="service_role")
         assert (e.status, e.sqlstate) == (404, "PT404")
         e = refused(c, "record_esp_sync", {"p_integration_id": esp_id, "p_status": "success"}, user=STRANGER)

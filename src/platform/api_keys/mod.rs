@@ -113,14 +113,19 @@ fn invalid_key() -> Error {
     Error::NotAllowed("invalid API key: unknown, revoked or expired".into())
 }
 
-/// The business's active, unexpired keys, counted under a lock on the
-/// business (creations of one business take turns; nothing else waits).
-static ACTIVE_KEYS: Statement = Statement {
-    sql: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1::text, 1302)), \
-                 (SELECT count(*) FROM public.api_keys WHERE business_id = $1 AND is_active \
-                    AND (expires_at IS NULL OR expires_at > pg_catalog.now()))",
+/// Creations of one business's keys take turns (nothing else waits); the
+/// count after it, in a statement of its own, so its snapshot sees the key a
+/// creation just before it committed.
+static LOCK_BUSINESS_KEYS: Statement = Statement {
+    sql: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1::text, 1302))",
     args: &[BuiltinOid::UUIDOID],
     mutating: true,
+};
+static ACTIVE_KEYS: Statement = Statement {
+    sql: "SELECT count(*) FROM public.api_keys WHERE business_id = $1 AND is_active \
+            AND (expires_at IS NULL OR expires_at > pg_catalog.now())",
+    args: &[BuiltinOid::UUIDOID],
+    mutating: false,
 };
 static INSERT: Statement = Statement {
     sql: "INSERT INTO public.api_keys (business_id, key_hash, key_prefix, name, scopes, expires_at, rate_limit, created_by) \
@@ -194,10 +199,11 @@ static EXISTING: Statement = Statement {
 };
 
 /// The usage sink (`audit::set_usage_sink`), in the writer's transaction:
-/// the uses whose keys' rows were held by others, to try again later.
-fn write_uses(uses: &[Use]) -> Result<Vec<Use>> {
+/// how many rows it updated, and the uses whose keys' rows others held, to
+/// try again later.
+fn write_uses(uses: &[Use]) -> Result<(u64, Vec<Use>)> {
     if direct::relid(c"public", c"api_keys").is_err() {
-        return Ok(Vec::new()); // the extension is gone from this database
+        return Ok((0, Vec::new())); // the extension is gone from this database
     }
     // per key: uses, last use, latest hour, uses in that hour
     let mut per: std::collections::BTreeMap<[u8; 16], (i64, i64, i64, i32)> = Default::default();
@@ -206,14 +212,14 @@ fn write_uses(uses: &[Use]) -> Result<Vec<Use>> {
         let e = per
             .entry(*u.target.as_bytes())
             .or_insert((0, u.at, hour, 0));
-        e.0 += 1;
+        e.0 += i64::from(u.n);
         e.1 = e.1.max(u.at);
         if hour > e.2 {
             e.2 = hour;
             e.3 = 0;
         }
         if hour == e.2 {
-            e.3 += 1;
+            e.3 = e.3.saturating_add(u.n.min(i32::MAX as u32) as i32);
         }
     }
     let ids: Vec<Uuid> = per.keys().map(|k| Uuid::from_bytes(*k)).collect();
@@ -221,7 +227,14 @@ fn write_uses(uses: &[Use]) -> Result<Vec<Use>> {
     let last: Vec<i64> = per.values().map(|v| v.1).collect();
     let hours: Vec<i64> = per.values().map(|v| v.2).collect();
     let in_hour: Vec<i32> = per.values().map(|v| v.3).collect();
-    let skipped = Spi::connect_mut(|c| -> Result<Vec<Uuid>> {
+    let (updated, skipped) = Spi::connect_mut(|c| -> Result<(u64, Vec<Uuid>)> {
+        // a lock on the whole table (an index build, ALTER TABLE) must not stall the
+        // writer either: give up quickly and try again next interval
+        c.update(
+            "SELECT pg_catalog.set_config('lock_timeout', '50', true)",
+            None,
+            &[],
+        )?;
         let plan = plans::plan(c, &ADD_USES)?;
         let rows = c.update(
             plan,
@@ -244,8 +257,9 @@ fn write_uses(uses: &[Use]) -> Result<Vec<Use>> {
             .into_iter()
             .filter(|id| !done.contains(id.as_bytes()))
             .collect();
+        let updated = done.len() as u64;
         if missed.is_empty() {
-            return Ok(missed);
+            return Ok((updated, missed));
         }
         let plan = plans::plan(c, &EXISTING)?;
         let rows = c.select(plan, None, &[missed.into()])?;
@@ -255,13 +269,15 @@ fn write_uses(uses: &[Use]) -> Result<Vec<Use>> {
                 held.push(id);
             }
         }
-        Ok(held)
+        Ok((updated, held))
     })?;
-    Ok(uses
-        .iter()
-        .filter(|u| skipped.contains(&u.target))
-        .map(|u| Use { ..*u })
-        .collect())
+    Ok((
+        updated,
+        uses.iter()
+            .filter(|u| skipped.contains(&u.target))
+            .copied()
+            .collect(),
+    ))
 }
 
 sql_function!(pgi_create_api_key => create_api_key);
@@ -308,9 +324,11 @@ fn insert_key(
     }
     let (key, hash, prefix) = new_key()?;
     let id = Spi::connect_mut(|c| {
+        let plan = plans::plan(c, &LOCK_BUSINESS_KEYS)?;
+        c.update(plan, Some(1), &[(*business).into()])?;
         let plan = plans::plan(c, &ACTIVE_KEYS)?;
         let rows = c.update(plan, Some(1), &[(*business).into()])?;
-        let active = rows.first().get::<i64>(2)?.unwrap_or(0);
+        let active = rows.first().get::<i64>(1)?.unwrap_or(0);
         if active >= MAX_ACTIVE_KEYS {
             return Err(Error::TooMany(format!(
                 "business {business} already holds {MAX_ACTIVE_KEYS} active API keys, the most it may: revoke one first"
@@ -588,7 +606,10 @@ fn rotate_api_key(call: &Call) -> Result<pg_sys::Datum> {
     let Some((_, active, name, scopes, expires, limit)) = found else {
         return Err(not_found());
     };
-    if !active {
+    // SAFETY: reads the clock.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    // an expired key is not rotated: its successor would be born expired
+    if !active || expires.is_some_and(|e| i64::from(e) <= now) {
         return Err(not_found());
     }
     revoke(&id)?;

@@ -152,38 +152,55 @@ pub fn record(
     Ok(())
 }
 
-/// One counted use as the writer hands it on: the thing used (an API key's
-/// id), its business and when.
+/// Counted uses of one thing (an API key's id) within one clock hour, as the
+/// writer hands them on: how many, the last, and where the oldest of them
+/// stood in the queue.
+#[derive(Clone, Copy)]
 pub struct Use {
     pub target: Uuid,
     pub business: Uuid,
+    /// The last of them.
     pub at: pg_sys::TimestampTz,
+    pub n: u32,
+    /// The queue position of the oldest (what `flush_audit_log` waits for).
+    pub since: u64,
 }
+
+/// An hour in timestamp units: held uses merge per thing and clock hour.
+const HOUR_US: i64 = 3_600_000_000;
 
 /// Where queued uses go, in the writer's transaction: set by the part that
 /// counts them (the platform's API keys), which tenancy must not import.
-/// Returns the uses it could not write yet (their rows were locked).
-pub type UsageSink = fn(&[Use]) -> Result<Vec<Use>>;
+/// Returns how many rows it updated and the uses it could not write yet
+/// (their rows were locked by others).
+pub type UsageSink = fn(&[Use]) -> Result<(u64, Vec<Use>)>;
 
 static USAGE_SINK: std::sync::OnceLock<UsageSink> = std::sync::OnceLock::new();
 
+type Held = rustc_hash::FxHashMap<(Uuid, i64), Use>;
+
 thread_local! {
     /// In the writer: counted uses taken off the queue and not yet in their
-    /// rows, and when the oldest of them was taken.
-    static HELD: std::cell::RefCell<(Vec<Use>, Option<std::time::Instant>)> =
-        const { std::cell::RefCell::new((Vec::new(), None)) };
+    /// rows, merged per thing and hour (so memory grows with the keys in use,
+    /// not with the uses), and when the oldest of them was taken.
+    static HELD: std::cell::RefCell<(Held, Option<std::time::Instant>)> =
+        std::cell::RefCell::new((Held::default(), None));
 }
 
-/// Held uses written at once whatever the interval (~4 MB).
-const MAX_HELD: usize = 100_000;
-
-fn hold_uses(uses: Vec<Use>) {
+fn hold(u: Use) {
     HELD.with(|h| {
         let mut h = h.borrow_mut();
         if h.0.is_empty() {
             h.1 = Some(std::time::Instant::now());
         }
-        h.0.extend(uses);
+        let hour = u.at.div_euclid(HOUR_US);
+        h.0.entry((u.target, hour))
+            .and_modify(|e| {
+                e.n = e.n.saturating_add(u.n);
+                e.at = e.at.max(u.at);
+                e.since = e.since.min(u.since);
+            })
+            .or_insert(u);
     });
 }
 
@@ -193,66 +210,60 @@ pub fn held_uses_due(force: bool) -> bool {
     HELD.with(|h| {
         let h = h.borrow();
         let interval = std::time::Duration::from_millis(gucs::usage_write_interval_ms() as u64);
-        !h.0.is_empty()
-            && (force
-                || h.0.len() >= MAX_HELD
-                || h.1.is_some_and(|since| since.elapsed() >= interval))
+        !h.0.is_empty() && (force || h.1.is_some_and(|since| since.elapsed() >= interval))
     })
 }
 
-/// In the writer: whether no use is held.
-pub fn no_held_uses() -> bool {
-    held_uses_count() == 0
+/// In the writer: the queue position before which every use is in its row
+/// (`tail` when none is held).
+pub fn uses_written_up_to(tail: u64) -> u64 {
+    HELD.with(|h| h.borrow().0.values().map(|u| u.since).min().unwrap_or(tail))
 }
 
+/// In the writer: how many things' uses are held.
 pub fn held_uses_count() -> usize {
     HELD.with(|h| h.borrow().0.len())
 }
 
 /// In the writer's transaction: add the held uses to their rows (through the
-/// sink, in a subtransaction, so nothing of it stays if it fails). Uses that
-/// lost a lock wait or a deadlock (a gateway transaction holding a key's row)
+/// sink, in a subtransaction, so nothing of it stays if it fails). Uses whose
+/// rows others hold, or that lost to a lock timeout, a deadlock or a cancel,
 /// are held again for the next interval; any other failure is logged and the
-/// uses dropped, never retried into a double count. How many keys' rows it
-/// updated.
+/// uses dropped, never retried into a double count. How many rows it updated.
 pub fn write_held_uses() -> u64 {
-    let uses = HELD.with(|h| std::mem::take(&mut h.borrow_mut().0));
-    let keys: rustc_hash::FxHashSet<Uuid> = uses.iter().map(|u| u.target).collect();
+    let uses: Vec<Use> = HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        h.1 = None;
+        std::mem::take(&mut h.0).into_values().collect()
+    });
     let Some(sink) = USAGE_SINK.get() else {
         return 0;
     };
     if uses.is_empty() {
         return 0;
     }
-    let mut later = Vec::new();
+    let mut result = (0, Vec::new());
     let written = crate::pg::subxact::run(|| {
-        later = sink(&uses)?;
+        result = sink(&uses)?;
         Ok(())
     });
     match written {
         Ok(()) => {
-            let n = keys.len()
-                - later
-                    .iter()
-                    .map(|u| u.target)
-                    .collect::<rustc_hash::FxHashSet<_>>()
-                    .len();
-            if !later.is_empty() && later.len() < MAX_HELD {
-                hold_uses(later);
-            }
-            n as u64
+            let (rows, later) = result;
+            later.into_iter().for_each(hold);
+            rows
         }
-        Err(why) if why.transient && uses.len() < MAX_HELD => {
+        Err(why) if why.transient => {
             crate::core::error::log(format!(
-                "pg_integrations: {} queued uses wait for the next interval: {why}",
+                "pg_integrations: uses of {} API keys wait for the next interval: {why}",
                 uses.len()
             ));
-            hold_uses(uses);
+            uses.into_iter().for_each(hold);
             0
         }
         Err(why) => {
             crate::core::error::log(format!(
-                "pg_integrations: {} queued uses were not counted: {why}",
+                "pg_integrations: uses of {} API keys were not counted: {why}",
                 uses.len()
             ));
             0
@@ -454,22 +465,23 @@ fn enqueue(shared: &queue::Shared, e: &Entry) -> Result<bool> {
 
 /// Append queued records (in the writer's transaction). False if the audit
 /// log is gone from this database.
-pub fn append_queued(batch: &[Entry]) -> Result<bool> {
+pub fn append_queued(batch: &[Entry], base: u64) -> Result<bool> {
     let use_index = ACTIONS
         .iter()
         .position(|a| *a == Action::Use)
         .map(|i| i as u8);
     if batch.iter().any(|e| Some(e.action) == use_index) {
-        let uses: Vec<Use> = batch
-            .iter()
-            .filter(|e| Some(e.action) == use_index)
-            .map(|e| Use {
-                target: Uuid::from_bytes(e.target),
-                business: Uuid::from_bytes(e.business),
-                at: e.at,
-            })
-            .collect();
-        hold_uses(uses);
+        for (i, e) in batch.iter().enumerate() {
+            if Some(e.action) == use_index {
+                hold(Use {
+                    target: Uuid::from_bytes(e.target),
+                    business: Uuid::from_bytes(e.business),
+                    at: e.at,
+                    n: 1,
+                    since: base + i as u64,
+                });
+            }
+        }
         let rows: Vec<Entry> = batch
             .iter()
             .filter(|e| Some(e.action) != use_index)
@@ -610,5 +622,40 @@ fn flush_audit_log(call: &Call) -> Result<pg_sys::Datum> {
             return Ok(fcall::datum(false));
         }
         nap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(key: u8, at: i64, since: u64) -> Use {
+        Use {
+            target: Uuid::from_bytes([key; 16]),
+            business: Uuid::from_bytes([0; 16]),
+            at,
+            n: 1,
+            since,
+        }
+    }
+
+    #[test]
+    fn held_uses_merge_per_key_and_hour_and_remember_the_oldest_position() {
+        let hour = HOUR_US * 400_000;
+        for (i, at) in [hour + 5, hour + 9, hour + 7].into_iter().enumerate() {
+            hold(one(1, at, 100 + i as u64));
+        }
+        hold(one(2, hour + 1, 90));
+        hold(one(1, hour + HOUR_US + 1, 50)); // the next hour: apart
+        assert_eq!(held_uses_count(), 3);
+        assert_eq!(uses_written_up_to(500), 50);
+        let held: Vec<Use> = HELD.with(|h| h.borrow().0.values().copied().collect());
+        let first = held
+            .iter()
+            .find(|u| u.target == Uuid::from_bytes([1; 16]) && u.at < hour + HOUR_US)
+            .unwrap();
+        assert_eq!((first.n, first.at, first.since), (3, hour + 9, 100));
+        HELD.with(|h| h.borrow_mut().0.clear());
+        assert_eq!(uses_written_up_to(500), 500);
     }
 }

@@ -179,7 +179,8 @@ impl Locked<'_> {
 
     /// Copy up to `max` of the oldest records (not removed: `advance` does
     /// that once they are committed).
-    pub fn peek(&mut self, slot: usize, max: usize, out: &mut Vec<Entry>) {
+    /// Returns the queue position of the first.
+    pub fn peek(&mut self, slot: usize, max: usize, out: &mut Vec<Entry>) -> u64 {
         let (tail, n) = {
             let s = self.slot(slot);
             (s.tail, s.queued().min(max))
@@ -189,6 +190,7 @@ impl Locked<'_> {
         for k in 0..n as u64 {
             out.push(ring[((tail + k) % CAPACITY as u64) as usize]);
         }
+        tail
     }
 
     pub fn advance(&mut self, slot: usize, n: usize) {

@@ -91,6 +91,11 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
         if s.database != database {
             return; // the slot went to another database meanwhile
         }
+        if s.writer == Writer::Running && s.writer_pid != 0 {
+            // a writer registered again after a slow start found its predecessor
+            // running: two would write the same records twice
+            return;
+        }
         s.writer = Writer::Running;
         // SAFETY: MyProcPid and MyLatch are set for this process before its main function runs.
         unsafe {
@@ -136,11 +141,11 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
         let stopping = BackgroundWorker::sigterm_received();
         let mut wrote = 0;
         loop {
-            shared.lock().peek(slot, BATCH, &mut batch);
+            let base = shared.lock().peek(slot, BATCH, &mut batch);
             if batch.is_empty() {
                 break;
             }
-            write(&batch);
+            write(&batch, base);
             // SAFETY: set by this process's commit just above; read in the same process.
             unflushed = unsafe { pg_sys::XactLastCommitEnd };
             shared.lock().advance(slot, batch.len());
@@ -161,10 +166,10 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
         if super::held_uses_due(leaving || wanted) {
             unflushed = write_held_uses(shared, slot);
         }
-        if super::no_held_uses() {
+        {
             let mut l = shared.lock();
             let s = l.slot(slot);
-            s.uses_written = s.tail;
+            s.uses_written = super::uses_written_up_to(s.tail);
         }
         if unflushed != 0
             && (leaving || flushed_at.elapsed() >= Duration::from_millis(interval as u64))
@@ -176,9 +181,9 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
             flushed_at = Instant::now();
         }
         if stopping {
-            if !super::no_held_uses() {
+            if super::held_uses_count() > 0 {
                 log(format!(
-                    "pg_integrations: {} counted API-key uses not written at shutdown: their keys' rows were locked",
+                    "pg_integrations: the counted uses of {} API keys were not written at shutdown: their rows were locked",
                     super::held_uses_count()
                 ));
             }
@@ -190,7 +195,7 @@ pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {
             let mut l = shared.lock();
             let s = l.slot(slot);
             // (not while uses wait for a locked row: they would be lost)
-            if s.head == s.tail && super::no_held_uses() {
+            if s.head == s.tail && super::held_uses_count() == 0 {
                 s.writer = Writer::Absent;
                 s.writer_pid = 0;
                 s.latch = std::ptr::null_mut();
@@ -230,9 +235,9 @@ unsafe extern "C-unwind" fn on_exit(_code: std::ffi::c_int, arg: pg_sys::Datum) 
 /// Write one batch in its own transaction. If the extension is gone from the
 /// database (DROP EXTENSION with reads still queued), the records have no
 /// table to go to: the server log says how many were dropped.
-fn write(batch: &[Entry]) {
+fn write(batch: &[Entry], base: u64) {
     BackgroundWorker::transaction(|| {
-        match super::append_queued(batch) {
+        match super::append_queued(batch, base) {
         Ok(true) => {}
         Ok(false) => log(format!(
             "pg_integrations: {} queued audit records dropped: integrations.audit_log no longer exists in this database",
