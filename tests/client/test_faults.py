@@ -13,23 +13,10 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import CLUSTER_DIR, connect, reload, restored_copy, supabase_shape
+import clusters
+from conftest import CLUSTER_DIR, PORT, connect, reload, restored_copy, supabase_shape
 from fill import (B1, B2, EXTENSION_TABLES, VERIFIER, WEBHOOK_BODY, assert_every_table_filled, assert_secrets_open,
                   fill_every_table, table_digests, webhook_headers)
-
-
-def wait_for_server(timeout=90):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with connect("postgres") as c:
-                if not c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    return
-        except psycopg.OperationalError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the server did not come back")
-        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -43,7 +30,7 @@ def own_db():
         supabase_shape(c)
         c.execute("CREATE EXTENSION pg_integrations")
     yield name
-    wait_for_server()
+    clusters.wait_for_server(PORT)
     with connect("postgres") as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -88,7 +75,7 @@ def test_crash_during_reencryption_loses_nothing_and_resumes(own_db):
     worker.close()
     assert failure, f"the re-encryption finished before it could be killed ({len(committed_batches)} batches)"
     assert state[0] == "active" and "reencrypt_secrets" in state[1], state
-    wait_for_server()
+    clusters.wait_for_server(PORT)
 
     with connect(own_db) as c:
         status = dict(c.execute("SELECT key_id, secrets FROM integrations.keyring_status()").fetchall())
