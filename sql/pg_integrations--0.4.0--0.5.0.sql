@@ -104,14 +104,14 @@ RETURNS TABLE (api_key_id uuid, api_key text)
 LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp ROWS 1
 AS 'MODULE_PATHNAME', 'pgi_create_api_key';
 COMMENT ON FUNCTION public.create_api_key(uuid, text, text[], timestamptz, integer) IS
-    'Creates an API key for the business and returns it, once: pgi_ followed by 43 URL-safe characters (256 random bits). Only its SHA-256 is stored. p_scopes: 1 to 64 resource:action names (e.g. content:read); p_expires_at in the future or NULL (never); p_rate_limit verifications per hour (1 to 100000000). 22023 for a bad argument. Owners and admins of the business. Audited.';
+    'Creates an API key for the business and returns it, once: pgi_ followed by 43 URL-safe characters (256 random bits). Only its SHA-256 is stored. p_scopes: 1 to 64 resource:action names (e.g. content:read); p_expires_at in the future or NULL (never); p_rate_limit verifications per hour (1 to 100000000). 22023 for a bad argument; 23514 when the business already holds 100 active, unexpired keys. Owners and admins of the business. Audited.';
 
 CREATE FUNCTION public.verify_api_key(p_api_key text, p_scope text DEFAULT NULL)
 RETURNS TABLE (api_key_id uuid, business_id uuid, scopes text[])
 LANGUAGE c VOLATILE ROWS 1
 AS 'MODULE_PATHNAME', 'pgi_verify_api_key';
 COMMENT ON FUNCTION public.verify_api_key(text, text) IS
-    'Checks a presented API key (hash compared in constant time), that it is active and unexpired, has p_scope (when given) and is under its hourly rate limit, and counts the use (usage_count, last_used_at). Returns the key''s id, business and scopes. An unknown, revoked or expired key: 42501, one message for all three; a missing scope: 42501 naming it; over the limit: 53400 in the database, PT429 (HTTP 429) at the client. With the library preloaded the limit is exact across sessions and the count is written by the background writer (no write in the caller''s transaction); otherwise the use is counted in the caller''s transaction. Back-end roles (service_role, integrations_admin).';
+    'Checks a presented API key (hash compared in constant time), that it is active and unexpired, has p_scope (when given) and is under its hourly rate limit, and counts the use (usage_count, last_used_at). Returns the key''s id, business and scopes. An unknown, revoked or expired key: 42501, one message for all three; a missing scope: 42501 naming it; over the limit: 53400 in the database, PT429 (HTTP 429) at the client. With the library preloaded the limit is counted in shared memory, exact across sessions, and the background writer adds the uses to the key''s row once per integrations.usage_write_interval (no write in the caller''s transaction). Otherwise, and for keys beyond integrations.rate_limiter_keys in an hour, on a hot standby or when the audit queue cannot take the use, the use is counted in the key''s row in the caller''s transaction (25006 in a read-only one). Back-end roles (service_role, integrations_admin).';
 
 CREATE FUNCTION public.list_api_keys(p_business_id uuid)
 RETURNS TABLE (id uuid, name text, key_prefix text, scopes text[], rate_limit integer, usage_count bigint,
@@ -125,14 +125,14 @@ CREATE FUNCTION public.revoke_api_key(p_api_key_id uuid) RETURNS boolean
 LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_revoke_api_key';
 COMMENT ON FUNCTION public.revoke_api_key(uuid) IS
-    'Revokes an API key at once (verify_api_key refuses it from the next call); true if it was active, false if there is no such key or it was already revoked. Owners and admins of its business. Audited.';
+    'Revokes an API key at once (verify_api_key refuses it from the next call); true if it was active, false if there is no such key, it was already revoked or it belongs to a business the caller may not act on (one answer: no probing, no lock taken). Owners and admins of its business. Audited.';
 
 CREATE FUNCTION public.rotate_api_key(p_api_key_id uuid)
 RETURNS TABLE (api_key_id uuid, api_key text)
 LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp ROWS 1
 AS 'MODULE_PATHNAME', 'pgi_rotate_api_key';
 COMMENT ON FUNCTION public.rotate_api_key(uuid) IS
-    'Replaces an active API key with a new one of the same name, scopes, expiry and rate limit, revoking the old one in the same transaction; returns the new key, once. P0002 (PT404 at the client) if there is no active key of that id. Owners and admins of its business. Audited.';
+    'Replaces an active API key with a new one of the same name, scopes, expiry and rate limit, revoking the old one in the same transaction; returns the new key, once. P0002 (PT404 at the client) if there is no active, unexpired key of that id, or it belongs to a business the caller may not act on. Owners and admins of its business. Audited.';
 
 ----------------------------------------------------------------------------
 -- E-mail service providers (seed 004): credentials are one sealed secret.
@@ -210,7 +210,7 @@ CREATE FUNCTION public.record_esp_sync(p_integration_id uuid, p_status text, p_e
 LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_record_esp_sync';
 COMMENT ON FUNCTION public.record_esp_sync(uuid, text, jsonb) IS
-    'Records a sync of an e-mail service provider integration: p_status in_progress, success or error; success and error set last_sync_at; p_error (an error status only, redacted of anything credential-like, at most 8 kB) goes to error_log, which a success clears. P0002 (PT404) for an unknown integration. Any member of its business.';
+    'Records a sync of an e-mail service provider integration: p_status in_progress, success or error; success and error set last_sync_at; p_error (an error status only, redacted of anything credential-like, at most 8 kB) goes to error_log, which a success clears. P0002 (PT404) for an unknown integration or one of a business the caller may not act on. Any member of its business.';
 
 CREATE FUNCTION public.delete_esp_integration(p_business_id uuid, p_provider text) RETURNS boolean
 LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp

@@ -121,9 +121,9 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_MS,
     );
-    // Sizes shared memory: exists only in a preloading server (PostgreSQL refuses
-    // a PGC_POSTMASTER setting defined later).
     // SAFETY: reads a flag set by the postmaster while it loads the preloaded libraries.
+    // (The setting sizes shared memory: it exists only in a preloading server, as
+    // PostgreSQL refuses a PGC_POSTMASTER setting defined later.)
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         GucRegistry::define_int_guc(
             c"integrations.rate_limiter_keys",

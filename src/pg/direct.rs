@@ -277,9 +277,9 @@ fn scan<T>(
     mut f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: catalog OIDs (RelInfo) opened here, locks kept; slot and scan freed before them.
     // The scan keys borrow the caller's values (Key<'_>) for the whole scan; a PostgreSQL
     // error releases the slot, scan and relations at abort.
-    // SAFETY: catalog OIDs (RelInfo) opened here, locks kept; slot and scan freed before them.
     unsafe {
         let (heap, idx, mut scankeys) = open_with_keys(table, index, LOCK, keys)?;
         let scan = begin_scan(heap, idx, pg_sys::GetActiveSnapshot(), &mut scankeys);
@@ -442,9 +442,9 @@ pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
 /// delete fails with 40001, as `DELETE` does there.
 pub fn delete_unique(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key<'_>]) -> Result<bool> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    // SAFETY: catalog OIDs opened here, locks kept; `tid` is copied, deleted under RowExclusiveLock.
     // Each scan runs under the active snapshot (kept by the running statement) or the latest
     // one, valid until the next GetLatestSnapshot call (none while the scan runs).
-    // SAFETY: catalog OIDs opened here, locks kept; `tid` is copied, deleted under RowExclusiveLock.
     unsafe {
         pg_sys::PreventCommandIfReadOnly(c"DELETE".as_ptr());
         let xact_snapshot = pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32;
@@ -520,9 +520,9 @@ pub fn append_many(
     if n == 0 {
         return;
     }
+    // SAFETY: `table` from RelInfo, opened here with RowExclusiveLock; slots dropped before it.
     // Each value `fill` sets is a datum of its attribute's type (numbers from RelInfo::att,
     // checked against natts), valid until heap_multi_insert has copied it into the page.
-    // SAFETY: `table` from RelInfo, opened here with RowExclusiveLock; slots dropped before it.
     unsafe {
         pg_sys::PreventCommandIfReadOnly(c"INSERT".as_ptr());
         let rel = pg_sys::relation_open(table, LOCK);

@@ -147,6 +147,8 @@ impl<H, E> Map for Region<H, E> {
     fn len(&self) -> usize {
         (self.len)()
     }
+    /// # Safety
+    /// As the trait's: from the postmaster's `shmem_startup_hook` only.
     unsafe fn map(&self, base: NonNull<u8>, lock: *mut pg_sys::LWLock, len: usize) {
         // SAFETY: the caller is the startup hook: single-threaded, before backends fork.
         unsafe { *self.mapped.get() = Some(Mapped { base, lock, len }) };

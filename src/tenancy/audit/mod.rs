@@ -158,7 +158,6 @@ pub fn record(
 #[derive(Clone, Copy)]
 pub struct Use {
     pub target: Uuid,
-    pub business: Uuid,
     /// The last of them.
     pub at: pg_sys::TimestampTz,
     pub n: u32,
@@ -475,7 +474,6 @@ pub fn append_queued(batch: &[Entry], base: u64) -> Result<bool> {
             if Some(e.action) == use_index {
                 hold(Use {
                     target: Uuid::from_bytes(e.target),
-                    business: Uuid::from_bytes(e.business),
                     at: e.at,
                     n: 1,
                     since: base + i as u64,
@@ -632,7 +630,6 @@ mod tests {
     fn one(key: u8, at: i64, since: u64) -> Use {
         Use {
             target: Uuid::from_bytes([key; 16]),
-            business: Uuid::from_bytes([0; 16]),
             at,
             n: 1,
             since,
