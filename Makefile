@@ -24,7 +24,7 @@ ROOT        := $(CURDIR)
 PG_REGRESS   = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regress
 REGRESS     := $(sort $(basename $(notdir $(wildcard tests/pg_regress/sql/*.sql))))
 
-.PHONY: demo test test-pg18 cross-version setup install check-released bench-scale lint unit pgrx-test regress client bench stop clean-clusters
+.PHONY: demo test test-pg18 test-citus cross-version setup install check-released bench-scale lint unit pgrx-test regress client bench stop clean-clusters
 
 setup:
 	@bash scripts/setup.sh
@@ -53,12 +53,14 @@ demo: install
 
 stop:
 	@for c in demo test bench demo18 test18 bench18; do bash scripts/cluster.sh stop $$c; done
+	@bash scripts/citus.sh stop
 
 # Every test level on PostgreSQL 15, then again on 18; stops at the first
 # failing one.
-test: setup lint unit pgrx-test install regress client test-pg18
+test: setup lint unit pgrx-test install regress client test-citus test-pg18
 	@bash scripts/cluster.sh stop test
 	@bash scripts/cluster.sh stop test18
+	@bash scripts/citus.sh stop
 	@echo "All test levels passed on PostgreSQL 15 and 18."
 
 # The PostgreSQL 18 levels, then a database of the 15 test cluster (the
@@ -67,6 +69,12 @@ test-pg18: setup
 	@$(MAKE) --no-print-directory PG_MAJOR=18 lint pgrx-test install regress client
 	@$(MAKE) --no-print-directory PG_MAJOR=15 install
 	@$(MAKE) --no-print-directory cross-version
+
+# PostgreSQL 15 with Citus 13.2.2 (built from ../shared/vendor the first
+# time, ~4 minutes): a coordinator and two workers on loopback.
+test-citus: setup install
+	@bash scripts/citus.sh start
+	python3 -m pytest -q -s tests/citus
 
 # The test clusters of both versions, whatever PG_MAJOR says.
 cross-version:

@@ -111,6 +111,12 @@ extension_sql_file!(
     name = "release_0_5_0",
     requires = ["maintenance"]
 );
+// 0.6.0: keys that include business_id (Citus), the same way.
+extension_sql_file!(
+    "../sql/pg_integrations--0.5.0--0.6.0.sql",
+    name = "release_0_6_0",
+    requires = ["release_0_5_0"]
+);
 extension_sql_file!("../sql/ops/secret_store.sql", finalize);
 
 #[pg_guard]

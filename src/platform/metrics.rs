@@ -23,7 +23,7 @@ static OWNER: Statement = Statement {
 static METRIC: Statement = Statement {
     sql: "INSERT INTO public.integration_metrics_hourly AS m (integration_id, business_id, hour, calls, errors, total_latency_ms, max_latency_ms) \
           VALUES ($1, $2, pg_catalog.date_trunc('hour', pg_catalog.now()), 1, CASE WHEN $3 THEN 0 ELSE 1 END, COALESCE($4, 0), COALESCE($4, 0)) \
-          ON CONFLICT (integration_id, hour) DO UPDATE SET calls = m.calls + 1, errors = m.errors + EXCLUDED.errors, \
+          ON CONFLICT ON CONSTRAINT integration_metrics_hourly_pkey DO UPDATE SET calls = m.calls + 1, errors = m.errors + EXCLUDED.errors, \
               total_latency_ms = m.total_latency_ms + EXCLUDED.total_latency_ms, \
               max_latency_ms = GREATEST(m.max_latency_ms, EXCLUDED.max_latency_ms)",
     args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID, BuiltinOid::BOOLOID, BuiltinOid::INT4OID],

@@ -96,7 +96,7 @@ macro_rules! insert_event {
             $extra_column,
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8",
             $extra_value,
-            ") ON CONFLICT (config_id, provider_event_id) DO NOTHING RETURNING id"
+            ") ON CONFLICT ON CONSTRAINT unique_provider_event DO NOTHING RETURNING id"
         )
     };
 }
