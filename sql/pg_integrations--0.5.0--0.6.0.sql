@@ -81,3 +81,31 @@ ALTER TABLE public.integration_events ADD CONSTRAINT integration_events_config_i
     FOREIGN KEY (config_id, business_id) REFERENCES public.integration_webhook_configs (id, business_id) ON DELETE CASCADE;
 ALTER TABLE public.webhook_access_logs ADD CONSTRAINT webhook_access_logs_event_id_fkey
     FOREIGN KEY (event_id, business_id) REFERENCES public.integration_events (id, business_id) ON DELETE CASCADE;
+
+-- Scaling out on Citus: integrations.distribute() (src/ops/distribute.rs)
+-- moves these tables onto a cluster. On a table Citus distributes, the
+-- delete triggers are row triggers (shards cannot run statement triggers with
+-- transition tables): delete_row_secrets takes the secret columns as its
+-- arguments, and the connections' API call logs go by this function.
+COMMENT ON FUNCTION integrations.delete_row_secrets() IS
+    'AFTER DELETE trigger: deletes the secrets of the deleted rows, named by the columns given as the trigger''s arguments (secret_id without any). A statement trigger with REFERENCING OLD TABLE on a single node; a row trigger on a Citus-distributed table.';
+CREATE FUNCTION integrations.delete_row_logs() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM public.integration_api_logs WHERE business_id = OLD.business_id AND integration_id = OLD.id;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION integrations.delete_row_logs() IS
+    'AFTER DELETE row trigger on integration_connections once it is distributed by integrations.distribute(): deletes the API call logs of the deleted connection.';
+REVOKE ALL ON FUNCTION integrations.delete_row_logs() FROM PUBLIC, anon, authenticated, service_role;
+
+-- the default is looked up at each call (text, then regclass): a regclass
+-- literal would be resolved now, and the app's table may not exist yet
+CREATE FUNCTION integrations.distribute(p_tenant_table regclass DEFAULT 'public.businesses'::text::regclass,
+                                        p_dry_run boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pgi_distribute';
+COMMENT ON FUNCTION integrations.distribute(regclass, boolean) IS
+    'On a Citus coordinator, once p_tenant_table is distributed by its id: makes the provider registry, the data keys and the tenant-table record reference tables, distributes every per-business table by business_id co-located with p_tenant_table, and turns their delete triggers into row triggers. Returns the statements of its plan; p_dry_run only returns them. Idempotent: done steps are skipped. 55000 without Citus, off the coordinator, or with p_tenant_table not distributed. Superusers only.';
+REVOKE ALL ON FUNCTION integrations.distribute(regclass, boolean) FROM PUBLIC, anon, authenticated, service_role;

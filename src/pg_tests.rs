@@ -187,6 +187,21 @@ mod tests {
         Spi::run("SELECT integrations.reencrypt_secrets(0)").unwrap();
     }
 
+    #[pg_test(error = "Citus is not installed in this database: there is nothing to distribute")]
+    fn distribute_refuses_a_single_node() {
+        Spi::run("SELECT * FROM integrations.distribute('integrations.keys', true)").unwrap();
+    }
+
+    #[pg_test]
+    fn a_table_without_citus_is_read_directly() {
+        // the per-relation answer the direct reads take their path by
+        let relid = Spi::get_one::<pg_sys::Oid>("SELECT 'integrations.secrets'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        assert_eq!(crate::pg::sharded::is_citus_table(relid).ok(), Some(false));
+        create("still direct");
+    }
+
     #[pg_test]
     fn the_master_key_file_is_private_to_the_server() {
         create("x");

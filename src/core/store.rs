@@ -128,7 +128,19 @@ pub(crate) fn open(
 /// there is no such secret. With the data key cached (the common case) this
 /// runs no SQL at all.
 pub(crate) fn read(id: Uuid) -> Result<Option<(Zeroizing<String>, Uuid)>> {
-    let Some(row) = fetch(id)? else {
+    read_row(id, fetch(id, None)?)
+}
+
+/// [`read`] of a secret of `business`: one shard's lookup on Citus, and
+/// `None` for a secret of another business.
+pub(crate) fn read_of(id: Uuid, business: Uuid) -> Result<Option<Zeroizing<String>>> {
+    Ok(read_row(id, fetch(id, Some(business))?)?
+        .filter(|(_, b)| *b == business)
+        .map(|(v, _)| v))
+}
+
+fn read_row(id: Uuid, row: Option<SecretRow>) -> Result<Option<(Zeroizing<String>, Uuid)>> {
+    let Some(row) = row else {
         return Ok(None);
     };
     let cached = keyring::cached_data_key(row.key_id).and_then(|k| {
@@ -258,14 +270,18 @@ pub(crate) fn delete(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<Uuid
 /// Delete the secrets `ids` (those of deleted rows). Directly, not by SQL:
 /// nothing references or fires on `integrations.secrets`, and a `DELETE`
 /// statement's start-up was a third of a `delete_*` call.
-pub(crate) fn delete_all(ids: Vec<Uuid>) -> Result<()> {
+pub(crate) fn delete_all(ids: Vec<(Uuid, Uuid)>) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let rel = direct::rel("integrations", "secrets", SECRET_COLUMNS)?;
     let index = rel.index(c"integrations", c"secrets_pkey")?;
-    for id in ids {
-        direct::delete_unique(rel.relid, index, &[direct::uuid_key(1, &id)])?;
+    // (id, business_id) since 0.6.0; (id) in a database not yet updated
+    let by_business = direct::index_key_columns(index) >= 2;
+    for (id, business) in ids {
+        let keys = [direct::uuid_key(1, &id), direct::uuid_key(2, &business)];
+        let keys = if by_business { &keys[..] } else { &keys[..1] };
+        direct::delete_unique(rel.relid, index, keys)?;
     }
     Ok(())
 }
@@ -344,8 +360,9 @@ struct SecretRow {
 
 const SECRET_COLUMNS: &[&str] = &["business_id", "key_id", "nonce", "ciphertext"];
 
-/// The row of secret `id`, if any.
-fn fetch(id: pgrx::Uuid) -> Result<Option<SecretRow>> {
+/// The row of secret `id`, if any; looked up with its business when given
+/// (the whole primary key since 0.6.0).
+fn fetch(id: pgrx::Uuid, business: Option<pgrx::Uuid>) -> Result<Option<SecretRow>> {
     let rel = direct::rel("integrations", "secrets", SECRET_COLUMNS)?;
     let (b, k, n, c) = (
         rel.att("business_id")?,
@@ -353,12 +370,15 @@ fn fetch(id: pgrx::Uuid) -> Result<Option<SecretRow>> {
         rel.att("nonce")?,
         rel.att("ciphertext")?,
     );
-    direct::find_in(
-        c"integrations",
-        c"secrets_pkey",
-        &rel,
-        &[direct::uuid_key(1, &id)],
-        |row| match (row.get(b), row.get(k), row.get(n), row.get(c)) {
+    let index = rel.index(c"integrations", c"secrets_pkey")?;
+    let keys = match &business {
+        Some(b) if direct::index_key_columns(index) >= 2 => {
+            vec![direct::uuid_key(1, &id), direct::uuid_key(2, b)]
+        }
+        _ => vec![direct::uuid_key(1, &id)],
+    };
+    direct::find(rel.relid, index, &keys, |row| {
+        match (row.get(b), row.get(k), row.get(n), row.get(c)) {
             (Some(business_id), Some(key_id), Some(nonce), Some(ciphertext)) => {
                 Ok(Some(SecretRow {
                     business_id,
@@ -368,8 +388,8 @@ fn fetch(id: pgrx::Uuid) -> Result<Option<SecretRow>> {
                 }))
             }
             _ => Err(Error::Corrupted(format!("secret {id} has a NULL column"))),
-        },
-    )
+        }
+    })
 }
 
 /// The SQL of one statement that updates a row holding a secret id and, in

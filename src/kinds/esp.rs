@@ -222,7 +222,7 @@ fn get_esp_credentials(call: &Call) -> Result<pg_sys::Datum> {
     let Some((id, secret)) = row else {
         return Ok(call.null());
     };
-    let Some((text, _)) = store::read(secret)? else {
+    let Some(text) = store::read_of(secret, business)? else {
         return Ok(call.null());
     };
     let value: Value = serde_json::from_str(&text).map_err(|_| {

@@ -419,7 +419,7 @@ fn read_secret(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
     })?;
     let found = match row {
         Some((Some(id), Some(secret_id), provider)) => {
-            store::read(secret_id)?.map(|(v, _)| (id, provider, v))
+            store::read_of(secret_id, business)?.map(|v| (id, provider, v))
         }
         _ => None,
     };
@@ -462,13 +462,23 @@ pub fn delete(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
 }
 
 sql_function!(pgi_delete_row_secrets => delete_row_secrets);
-/// AFTER DELETE statement trigger `integrations.delete_row_secrets()` on the
-/// kinds' tables, declared in `sql/kinds/tables.sql`: the deleted rows' secrets
-/// go with them (a `delete_*` call, or a cascade from the tenant table), in
-/// one kept statement. Was PL/pgSQL: its call, planning over the transition
-/// table and search_path switch cost a delete_* call about 20 µs.
+/// AFTER DELETE trigger `integrations.delete_row_secrets([column, ...])`,
+/// declared in `sql/kinds/tables.sql`: the deleted rows' secrets (in the
+/// columns named by the trigger's arguments; `secret_id` without any) go with
+/// them — a `delete_*` call, or a cascade from the tenant table — each by its
+/// primary key, (id, business_id). A statement trigger with `REFERENCING OLD
+/// TABLE` on a single node; a row trigger on tables Citus distributes
+/// (integrations.distribute()), where the delete reaches the co-located shard
+/// of the secrets. Was PL/pgSQL: its call, planning over the transition table
+/// and search_path switch cost a delete_* call about 20 µs.
 fn delete_row_secrets(call: &Call) -> Result<pg_sys::Datum> {
-    let ids = crate::pg::triggers::old_table_uuids(call, c"secret_id")?;
+    let args = crate::pg::triggers::trigger_args(call);
+    let columns: Vec<&std::ffi::CStr> = if args.is_empty() {
+        vec![c"secret_id"]
+    } else {
+        args.iter().map(|a| a.as_c_str()).collect()
+    };
+    let ids = crate::pg::triggers::deleted_uuids(call, &columns)?;
     store::delete_all(ids)?;
     Ok(pg_sys::Datum::from(0))
 }

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use rustc_hash::FxHashMap as HashMap;
 
+use super::sharded;
 use crate::core::error::{Error, Result};
 
 /// A relation we read directly, with the attribute numbers it is read by.
@@ -46,11 +47,14 @@ impl RelInfo {
 }
 
 thread_local! {
+    /// Key columns per index OID (an index rebuilt with other columns gets a new OID).
+    static KEY_COLUMNS: RefCell<HashMap<pg_sys::Oid, i16>> = RefCell::new(HashMap::default());
     static RELS: RefCell<HashMap<(&'static str, &'static str), Rc<RelInfo>>> = RefCell::new(HashMap::default());
 }
 
 /// Forget cached relation info; registered as a relcache callback.
 pub fn forget_relation(relid: pg_sys::Oid) {
+    super::sharded::forget_relation(relid);
     RELS.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
             if relid == pg_sys::InvalidOid {
@@ -190,7 +194,10 @@ impl Row {
         // comes from RelInfo::att, a positive attribute number of that table, so index att - 1
         // is inside tts_values/tts_isnull once slot_getsomeattrs has filled them.
         unsafe {
-            pg_sys::slot_getsomeattrs_int(self.slot, att as i32);
+            // a virtual slot (a Citus table's row, `sharded`) holds every attribute already
+            if ((*self.slot).tts_nvalid as i32) < att as i32 {
+                pg_sys::slot_getsomeattrs_int(self.slot, att as i32);
+            }
             let i = (att - 1) as usize;
             if *(*self.slot).tts_isnull.add(i) {
                 None
@@ -265,9 +272,29 @@ pub fn find<T>(
     table: pg_sys::Oid,
     index: pg_sys::Oid,
     keys: &[Key<'_>],
-    f: impl FnMut(&Row) -> Result<Option<T>>,
+    mut f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
+    if sharded::is_citus_table(table)? {
+        return sharded::find(table, index, &leading_keys(keys)?, |slot| f(&Row { slot }));
+    }
     with_snapshot(|| scan(table, index, keys, f))
+}
+
+/// The datums of `keys`, which must be on the index's leading columns in
+/// order (as every caller gives them), for the SQL that reads Citus tables.
+fn leading_keys(keys: &[Key<'_>]) -> Result<Vec<pg_sys::Datum>> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            if k.index_column as usize == i + 1 {
+                Ok(k.value)
+            } else {
+                Err(Error::Internal(
+                    "keys not on the index's leading columns".into(),
+                ))
+            }
+        })
+        .collect()
 }
 
 fn scan<T>(
@@ -405,9 +432,12 @@ pub fn find_in<T>(
 /// Append a row to a table that has no indexes, triggers or constraints to run
 /// (the audit log), without the executor. `values` pairs attribute numbers with
 /// datums; other columns are NULL. Refused in a read-only transaction, as an
-/// INSERT would be.
-pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
+/// INSERT would be. A Citus table gets an INSERT.
+pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) -> Result<()> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    if sharded::is_citus_table(table)? {
+        return sharded::insert(table, &[values.to_vec()]);
+    }
     // SAFETY: `table` is the audit log's OID from RelInfo; `values` pairs valid attribute
     // numbers (from RelInfo::att) with datums of their columns' types, so the formed tuple
     // matches rd_att; the relation is closed with the lock it was opened with.
@@ -428,6 +458,7 @@ pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
         pg_sys::heap_freetuple(tuple);
         pg_sys::relation_close(rel, LOCK);
     }
+    Ok(())
 }
 
 /// Delete the row of `table` whose unique `index` matches `keys`, without
@@ -442,6 +473,9 @@ pub fn append(table: pg_sys::Oid, values: &[(i16, Option<pg_sys::Datum>)]) {
 /// delete fails with 40001, as `DELETE` does there.
 pub fn delete_unique(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key<'_>]) -> Result<bool> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    if sharded::is_citus_table(table)? {
+        return sharded::delete(table, index, &leading_keys(keys)?);
+    }
     // SAFETY: catalog OIDs opened here, locks kept; `tid` is copied, deleted under RowExclusiveLock.
     // Each scan runs under the active snapshot (kept by the running statement) or the latest
     // one, valid until the next GetLatestSnapshot call (none while the scan runs).
@@ -514,11 +548,21 @@ pub fn append_many(
     table: pg_sys::Oid,
     n: usize,
     mut fill: impl FnMut(usize, &mut dyn FnMut(i16, Option<pg_sys::Datum>)),
-) {
+) -> Result<()> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
     const CHUNK: usize = 1000;
     if n == 0 {
-        return;
+        return Ok(());
+    }
+    if sharded::is_citus_table(table)? {
+        let rows: Vec<Vec<(i16, Option<pg_sys::Datum>)>> = (0..n)
+            .map(|i| {
+                let mut row = Vec::new();
+                fill(i, &mut |att, d| row.push((att, d)));
+                row
+            })
+            .collect();
+        return sharded::insert(table, &rows);
     }
     // SAFETY: `table` from RelInfo, opened here with RowExclusiveLock; slots dropped before it.
     // Each value `fill` sets is a datum of its attribute's type (numbers from RelInfo::att,
@@ -565,6 +609,23 @@ pub fn append_many(
         }
         pg_sys::relation_close(rel, LOCK);
     }
+    Ok(())
+}
+
+/// How many key columns `index` has (looked up once per index).
+pub fn index_key_columns(index: pg_sys::Oid) -> i16 {
+    if let Some(n) = KEY_COLUMNS.with(|m| m.borrow().get(&index).copied()) {
+        return n;
+    }
+    // SAFETY: an index OID from RelInfo, opened and closed here with its lock kept.
+    let n = unsafe {
+        let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let n = (*(*idx).rd_index).indnkeyatts;
+        pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+        n
+    };
+    KEY_COLUMNS.with(|m| m.borrow_mut().insert(index, n));
+    n
 }
 
 /// Take an ACCESS SHARE lock on relation `relid` until the transaction ends:

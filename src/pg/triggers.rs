@@ -53,9 +53,12 @@ fn touch_updated_at(call: &Call) -> Result<pg_sys::Datum> {
     }
 }
 
-/// The non-NULL uuids of `column` in the OLD transition table of the AFTER
-/// statement trigger this call is (`REFERENCING OLD TABLE AS ...`).
-pub fn old_table_uuids(call: &Call, column: &CStr) -> Result<Vec<pgrx::Uuid>> {
+/// The deleted rows' non-NULL uuids in `columns`, each paired with the row's
+/// `business_id`: from the OLD transition table when this call is an AFTER
+/// statement trigger (`REFERENCING OLD TABLE AS ...`), from the OLD row when
+/// it is a row trigger (on a table Citus distributes, whose shards cannot
+/// run statement triggers with transition tables).
+pub fn deleted_uuids(call: &Call, columns: &[&CStr]) -> Result<Vec<(pgrx::Uuid, pgrx::Uuid)>> {
     // SAFETY: fcinfo is valid for this call; its context is checked to be a TriggerData node
     // before it is read as one.
     let trigdata = unsafe { (*call.fcinfo()).context } as *mut pg_sys::TriggerData;
@@ -63,44 +66,97 @@ pub fn old_table_uuids(call: &Call, column: &CStr) -> Result<Vec<pgrx::Uuid>> {
     if trigdata.is_null() || unsafe { (*trigdata).type_ } != pg_sys::NodeTag::T_TriggerData {
         return Err(Error::Internal("must be called as a trigger".into()));
     }
-    // SAFETY: trigdata is the executor's TriggerData for this firing: its relation and
-    // transition tuplestore stay valid until we return. The tuplestore is read through a read
-    // pointer of our own (as a scan of the transition table in SQL would), so other readers'
-    // positions are untouched; the slot is dropped before returning, and a PostgreSQL error
-    // in between frees it with the memory context.
+    // SAFETY: trigdata is the executor's TriggerData for this firing: its relation, OLD row
+    // and transition tuplestore stay valid until we return. The tuplestore is read through a
+    // read pointer of our own (as a scan of the transition table in SQL would), so other
+    // readers' positions are untouched; the slot is dropped before returning, and a
+    // PostgreSQL error in between frees it with the memory context.
     unsafe {
+        let tupdesc = (*(*trigdata).tg_relation).rd_att;
+        let mut atts = Vec::with_capacity(columns.len());
+        for column in columns.iter().chain(std::iter::once(&c"business_id")) {
+            let att = pg_sys::SPI_fnumber(tupdesc, column.as_ptr());
+            if att <= 0 {
+                return Err(Error::Internal(format!(
+                    "the table has no column {}",
+                    column.to_string_lossy()
+                )));
+            }
+            atts.push(att);
+        }
+        let business_att = atts.pop().expect("business_id");
+        let mut out = Vec::new();
+        let mut take = |slot: *mut pg_sys::TupleTableSlot| {
+            let max = atts
+                .iter()
+                .copied()
+                .chain([business_att])
+                .max()
+                .unwrap_or(1);
+            pg_sys::slot_getsomeattrs_int(slot, max);
+            let uuid = |att: i32| {
+                let i = (att - 1) as usize;
+                if *(*slot).tts_isnull.add(i) {
+                    None
+                } else {
+                    <pgrx::Uuid as pgrx::FromDatum>::from_datum(*(*slot).tts_values.add(i), false)
+                }
+            };
+            let Some(business) = uuid(business_att) else {
+                return;
+            };
+            for att in &atts {
+                if let Some(id) = uuid(*att) {
+                    out.push((id, business));
+                }
+            }
+        };
+        let event = (*trigdata).tg_event;
+        if event & pg_sys::TRIGGER_EVENT_ROW != 0 {
+            let row = (*trigdata).tg_trigtuple;
+            if row.is_null() {
+                return Err(Error::Internal(
+                    "an AFTER DELETE row trigger has no OLD row".into(),
+                ));
+            }
+            let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsHeapTuple);
+            pg_sys::ExecStoreHeapTuple(row, slot, false);
+            take(slot);
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            return Ok(out);
+        }
         let store = (*trigdata).tg_oldtable;
         if store.is_null() {
             return Err(Error::Internal(
-                "the trigger needs REFERENCING OLD TABLE".into(),
+                "the statement trigger needs REFERENCING OLD TABLE".into(),
             ));
-        }
-        let tupdesc = (*(*trigdata).tg_relation).rd_att;
-        let att = pg_sys::SPI_fnumber(tupdesc, column.as_ptr());
-        if att <= 0 {
-            return Err(Error::Internal(format!(
-                "the table has no column {}",
-                column.to_string_lossy()
-            )));
         }
         let ptr = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
         pg_sys::tuplestore_select_read_pointer(store, ptr);
         pg_sys::tuplestore_rescan(store);
         let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
-        let mut out = Vec::new();
         while pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
-            pg_sys::slot_getsomeattrs_int(slot, att);
-            let i = (att - 1) as usize;
-            if !*(*slot).tts_isnull.add(i) {
-                let d = *(*slot).tts_values.add(i);
-                if let Some(u) = <pgrx::Uuid as pgrx::FromDatum>::from_datum(d, false) {
-                    out.push(u);
-                }
-            }
+            take(slot);
         }
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::tuplestore_select_read_pointer(store, 0);
         Ok(out)
+    }
+}
+
+/// The trigger's arguments (`EXECUTE FUNCTION f('a', 'b')`) as C strings.
+pub fn trigger_args(call: &Call) -> Vec<std::ffi::CString> {
+    // SAFETY: as in `deleted_uuids`: the context is a TriggerData node (checked), whose
+    // trigger's tgargs holds tgnargs NUL-terminated strings.
+    unsafe {
+        let trigdata = (*call.fcinfo()).context as *mut pg_sys::TriggerData;
+        if trigdata.is_null() || (*trigdata).type_ != pg_sys::NodeTag::T_TriggerData {
+            return Vec::new();
+        }
+        let trigger = (*trigdata).tg_trigger;
+        (0..(*trigger).tgnargs as usize)
+            .map(|i| CStr::from_ptr(*(*trigger).tgargs.add(i)).to_owned())
+            .collect()
     }
 }
 

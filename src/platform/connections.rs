@@ -268,9 +268,11 @@ static OWNER: Statement = Statement {
 /// then by cascade and trigger its configuration and secrets). A write racing
 /// a delete then waits for it, or is waited for, instead of deadlocking; if
 /// the delete wins, the row is gone and the call answers not found.
+/// Locked by its whole key, (id, business_id): on Citus one shard's row
+/// (a lock by id alone would have to ask every shard, which Citus refuses).
 static OWNER_FOR_UPDATE: Statement = Statement {
-    sql: concat!(owner_sql!(), " FOR NO KEY UPDATE"),
-    args: &[BuiltinOid::UUIDOID],
+    sql: concat!(owner_sql!(), " AND business_id = $2 FOR NO KEY UPDATE"),
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID],
     mutating: true,
 };
 /// A connection as the read RPCs show it: every column but the secret ids,
@@ -326,18 +328,28 @@ static SYNC_STATS: Statement = Statement {
 };
 // A success clears the failure count and brings an errored connection back; the
 // third failure in a row puts it in error. Inactive and testing stay as they are.
+// The time is a parameter ($6, the transaction's start, as now()): Citus
+// refuses a non-immutable function inside CASE on a distributed table.
 static HEALTH: Statement = Statement {
-    sql: "UPDATE public.integration_connections SET last_tested_at = pg_catalog.now(), \
-              last_success_at = CASE WHEN $2 THEN pg_catalog.now() ELSE last_success_at END, \
-              last_error_at = CASE WHEN $2 THEN last_error_at ELSE pg_catalog.now() END, \
+    sql: "UPDATE public.integration_connections SET last_tested_at = $6, \
+              last_success_at = CASE WHEN $2 THEN $6 ELSE last_success_at END, \
+              last_error_at = CASE WHEN $2 THEN last_error_at ELSE $6 END, \
               error_message = CASE WHEN $2 THEN NULL ELSE $3 END, \
               last_response_time_ms = COALESCE($4, last_response_time_ms), \
               consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END, \
               status = CASE WHEN $2 AND status = 'error' THEN 'active' \
                             WHEN NOT $2 AND status = 'active' AND consecutive_failures + 1 >= $5 THEN 'error' \
                             ELSE status END \
-          WHERE id = $1",
-    args: &[BuiltinOid::UUIDOID, BuiltinOid::BOOLOID, BuiltinOid::TEXTOID, BuiltinOid::INT4OID, BuiltinOid::INT4OID],
+          WHERE id = $1 AND business_id = $7",
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::BOOLOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::INT4OID,
+        BuiltinOid::INT4OID,
+        BuiltinOid::TIMESTAMPTZOID,
+        BuiltinOid::UUIDOID,
+    ],
     mutating: true,
 };
 static SET_TOKENS: Statement = Statement {
@@ -402,11 +414,14 @@ fn owned_for_update(
     // Authorized first, on a plain read: a caller who may not act on the
     // connection never holds its row lock (which would tell it the row
     // exists, and block the owner's writes).
-    if owned(c, id, need)?.is_none() {
+    let Some(found) = owned(c, id, need)? else {
         return Ok(None);
-    }
+    };
     let plan = plans::plan(c, &OWNER_FOR_UPDATE)?;
-    owner_of(c.update(plan, Some(1), &[id.into()])?, need)
+    owner_of(
+        c.update(plan, Some(1), &[id.into(), found.business.into()])?,
+        need,
+    )
 }
 
 fn owner_of(rows: pgrx::spi::SpiTupleTable<'_>, need: Need) -> Result<Option<Owned>> {
@@ -913,6 +928,13 @@ fn update_integration_health(call: &Call) -> Result<pg_sys::Datum> {
                 message.as_deref().into(),
                 response_ms.into(),
                 FAILURES_BEFORE_ERROR.into(),
+                // SAFETY: reads the transaction's start time; no pointers involved.
+                pgrx::datum::TimestampWithTimeZone::try_from(unsafe {
+                    pg_sys::GetCurrentTransactionStartTimestamp()
+                })
+                .ok()
+                .into(),
+                o.business.into(),
             ],
         )?;
         // Health checks count in the hourly metrics too.

@@ -167,6 +167,20 @@ pub fn role_name(role: pg_sys::Oid) -> Rc<str> {
     name
 }
 
+/// Fail with 42501 unless the caller is a superuser (changes to the cluster's
+/// layout: the extension's tables belong to the superuser who created it).
+pub fn require_superuser(what: &str) -> Result<()> {
+    let role = caller();
+    if !restricted() && is_superuser(role) {
+        Ok(())
+    } else {
+        Err(Error::NotAllowed(format!(
+            "permission denied: {what} is for superusers, not {}",
+            role_name(role)
+        )))
+    }
+}
+
 /// Fail with 42501 unless the caller is privileged.
 pub fn require_privileged(what: &str) -> Result<()> {
     let role = caller();

@@ -474,8 +474,10 @@ fn attach(table: pg_sys::Oid, owner: &str) -> Result<()> {
             )));
         }
         c.update(
-            "INSERT INTO integrations.tenant_table (table_name, owner_column) VALUES ($1, $2) \
-             ON CONFLICT (singleton) DO UPDATE SET table_name = EXCLUDED.table_name, owner_column = EXCLUDED.owner_column, attached_at = now()",
+            // EXCLUDED's time, not now() in the update: Citus (a reference table) evaluates
+            // only immutable functions there
+            "INSERT INTO integrations.tenant_table (table_name, owner_column, attached_at) VALUES ($1, $2, pg_catalog.now()) \
+             ON CONFLICT (singleton) DO UPDATE SET table_name = EXCLUDED.table_name, owner_column = EXCLUDED.owner_column, attached_at = EXCLUDED.attached_at",
             None,
             &[table.into(), owner.into()],
         )?;

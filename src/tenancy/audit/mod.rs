@@ -148,8 +148,7 @@ pub fn record(
                 target.and_then(|t| (*t).into_datum()),
             ),
         ],
-    );
-    Ok(())
+    )
 }
 
 /// Counted uses of one thing (an API key's id) within one clock hour, as the
@@ -533,7 +532,7 @@ fn append_rows(batch: &[Entry]) -> Result<bool> {
                 .then(|| Uuid::from_bytes(e.target))
                 .and_then(|t| t.into_datum()),
         );
-    });
+    })?;
     Ok(true)
 }
 

@@ -1,0 +1,372 @@
+//! Tables whose rows are not in the relation itself: Citus tables
+//! (distributed, reference, or Citus-local). On a Citus coordinator, a
+//! distributed table is an empty shell and its rows are in shards on the
+//! workers; a worker's copy is a shell too. The point reads and appends of
+//! `direct` would see nothing there, silently, so for these tables they run
+//! as SQL through SPI instead, which Citus routes to the shard holding the
+//! row (on a worker inside a routed call: the local shard).
+//!
+//! Which relations are Citus tables is looked up once per relation and
+//! backend, and forgotten with the relation's other cached facts on any
+//! relcache invalidation (Citus sends one for a table it distributes).
+//! Without the citus extension in the database the answer is always no, at
+//! the cost of one hash lookup per read.
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::core::error::{Error, Result};
+
+thread_local! {
+    static CITUS_TABLES: RefCell<HashMap<pg_sys::Oid, bool>> = RefCell::new(HashMap::default());
+    /// SQL made for a (table, index, number of keys), or a table's INSERT.
+    static QUERIES: RefCell<HashMap<(pg_sys::Oid, pg_sys::Oid, usize), Rc<Query>>> = RefCell::new(HashMap::default());
+}
+
+/// Forget what is cached about `relid` (all relations for InvalidOid).
+pub fn forget_relation(relid: pg_sys::Oid) {
+    let _ = CITUS_TABLES.with(|m| {
+        m.try_borrow_mut().map(|mut m| {
+            if relid == pg_sys::InvalidOid {
+                m.clear()
+            } else {
+                m.remove(&relid);
+            }
+        })
+    });
+    let _ = QUERIES.with(|m| {
+        m.try_borrow_mut().map(|mut m| {
+            if relid == pg_sys::InvalidOid {
+                m.clear()
+            } else {
+                m.retain(|k, _| k.0 != relid && k.1 != relid)
+            }
+        })
+    });
+}
+
+/// Whether `relid` is a Citus table, so its rows are reached through SQL only.
+pub fn is_citus_table(relid: pg_sys::Oid) -> Result<bool> {
+    if let Some(known) = CITUS_TABLES.with(|m| m.borrow().get(&relid).copied()) {
+        return Ok(known);
+    }
+    // SAFETY: a catalog lookup by name; missing_ok returns InvalidOid.
+    let citus = unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) };
+    let known = citus != pg_sys::InvalidOid && in_citus_metadata(relid)?;
+    CITUS_TABLES.with(|m| m.borrow_mut().insert(relid, known));
+    Ok(known)
+}
+
+fn in_citus_metadata(relid: pg_sys::Oid) -> Result<bool> {
+    let sql = c"SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1";
+    let mut types = [pg_sys::REGCLASSOID];
+    let mut values = [pg_sys::Datum::from(relid)];
+    let nulls = [b' ' as std::ffi::c_char];
+    // SAFETY: one read-only statement with one regclass argument, in its own SPI connection;
+    // nothing of its result is used after SPI_finish but the row count.
+    unsafe {
+        connect()?;
+        let rc = pg_sys::SPI_execute_with_args(
+            sql.as_ptr(),
+            1,
+            types.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            true,
+            1,
+        );
+        let found = pg_sys::SPI_processed > 0;
+        pg_sys::SPI_finish();
+        check(rc, "looking up the Citus metadata")?;
+        Ok(found)
+    }
+}
+
+/// SQL for one table: the columns it reads (attribute numbers in table
+/// order), and the types of its parameters.
+struct Query {
+    sql: CString,
+    columns: Vec<i16>,
+    arg_types: Vec<pg_sys::Oid>,
+}
+
+/// `schema.table`, quoted.
+///
+/// # Safety
+/// `relid` is a relation OID that exists.
+unsafe fn qualified_name(relid: pg_sys::Oid) -> Result<String> {
+    // SAFETY: the caller's contract; both lookups return NULL for a missing relation (checked).
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if name.is_null() || ns.is_null() {
+            return Err(Error::Internal(format!("relation {relid:?} is missing")));
+        }
+        let q = pg_sys::quote_qualified_identifier(ns, name);
+        Ok(CStr::from_ptr(q).to_string_lossy().into_owned())
+    }
+}
+
+fn quote(name: &CStr) -> String {
+    // SAFETY: quote_identifier takes a NUL-terminated name and returns it or a palloc'd copy.
+    unsafe {
+        CStr::from_ptr(pg_sys::quote_identifier(name.as_ptr()))
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The live columns of `rel` as (attribute number, quoted name, type).
+///
+/// # Safety
+/// `rel` is open.
+unsafe fn live_columns(rel: pg_sys::Relation) -> Vec<(i16, String, pg_sys::Oid)> {
+    // SAFETY: the caller's contract: rd_att is the open relation's descriptor, which outlives
+    // this borrow (PgTupleDesc::from_pg_unchecked neither copies nor releases it); its layout
+    // differs between 15 and 18, which PgTupleDesc knows.
+    unsafe {
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+        desc.iter()
+            .filter(|a| !a.attisdropped)
+            .map(|a| {
+                (
+                    a.attnum,
+                    quote(CStr::from_ptr(a.attname.data.as_ptr())),
+                    a.atttypid,
+                )
+            })
+            .collect()
+    }
+}
+
+/// `SELECT <every live column> FROM table WHERE <index column i> = $i ...`
+/// for the first `nkeys` key columns of `index`.
+fn select_query(table: pg_sys::Oid, index: pg_sys::Oid, nkeys: usize) -> Result<Rc<Query>> {
+    if let Some(q) = QUERIES.with(|m| m.borrow().get(&(table, index, nkeys)).cloned()) {
+        return Ok(q);
+    }
+    const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: both OIDs come from RelInfo; opened and closed here, locks kept as a read's.
+    let q = unsafe {
+        let heap = pg_sys::relation_open(table, LOCK);
+        let idx = pg_sys::index_open(index, LOCK);
+        let columns = live_columns(heap);
+        let indkey = &(*(*idx).rd_index).indkey;
+        let key_atts = indkey.values.as_slice(indkey.dim1 as usize);
+        let mut conditions = Vec::new();
+        let mut arg_types = Vec::new();
+        for (i, att) in key_atts.iter().take(nkeys).enumerate() {
+            let Some((_, name, ty)) = columns.iter().find(|c| c.0 == *att) else {
+                pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+                pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+                return Err(Error::Internal("an index key is not a column".into()));
+            };
+            conditions.push(format!("{name} = ${}", i + 1));
+            arg_types.push(*ty);
+        }
+        let list: Vec<&str> = columns.iter().map(|c| c.1.as_str()).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            list.join(", "),
+            qualified_name(table)?,
+            conditions.join(" AND ")
+        );
+        pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        Query {
+            sql: CString::new(sql).expect("no NUL in quoted names"),
+            columns: columns.iter().map(|c| c.0).collect(),
+            arg_types,
+        }
+    };
+    let q = Rc::new(q);
+    QUERIES.with(|m| m.borrow_mut().insert((table, index, nkeys), q.clone()));
+    Ok(q)
+}
+
+/// # Safety
+/// Inside a transaction; balanced by `SPI_finish` on every path that returns.
+unsafe fn connect() -> Result<()> {
+    // SAFETY: the caller's contract.
+    let rc = unsafe { pg_sys::SPI_connect() };
+    check(rc, "connecting to SPI")
+}
+
+fn check(rc: i32, doing: &str) -> Result<()> {
+    if rc < 0 {
+        Err(Error::Internal(format!("SPI error {rc} {doing}")))
+    } else {
+        Ok(())
+    }
+}
+
+/// The rows of `table` whose `index` columns equal `keys` (datums of the
+/// columns' types), each given to `f` as a slot in the table's own layout
+/// (dropped columns NULL), until `f` returns `Some`.
+pub fn find<T>(
+    table: pg_sys::Oid,
+    index: pg_sys::Oid,
+    keys: &[pg_sys::Datum],
+    mut f: impl FnMut(*mut pg_sys::TupleTableSlot) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let q = select_query(table, index, keys.len())?;
+    let mut types = q.arg_types.clone();
+    let mut values = keys.to_vec();
+    let nulls = vec![b' ' as std::ffi::c_char; keys.len()];
+    // SAFETY: the statement takes the key datums as its parameters, of the types it was made
+    // with. The slot is made in the caller's memory context with the table's descriptor, and
+    // `f` runs in that context, so what it copies out outlives SPI_finish; the SPI rows it
+    // sees are read before SPI_finish frees them. On a PostgreSQL error the abort releases
+    // the SPI connection, the relation and the memory.
+    unsafe {
+        let heap = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let desc = (*heap).rd_att;
+        let natts = (*desc).natts as usize;
+        let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
+        let caller = pg_sys::CurrentMemoryContext;
+        if let Err(e) = connect() {
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+            return Err(e);
+        }
+        let rc = pg_sys::SPI_execute_with_args(
+            q.sql.as_ptr(),
+            values.len() as i32,
+            types.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            false,
+            0,
+        );
+        let mut out = check(rc, "reading a Citus table").map(|_| None);
+        if out.is_ok() {
+            let tt = pg_sys::SPI_tuptable;
+            let n = pg_sys::SPI_processed as usize;
+            for r in 0..n {
+                let tuple = *(*tt).vals.add(r);
+                pg_sys::ExecClearTuple(slot);
+                let vals = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+                let isnull = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+                isnull.fill(true);
+                for (j, att) in q.columns.iter().enumerate() {
+                    let mut null = false;
+                    let d = pg_sys::SPI_getbinval(tuple, (*tt).tupdesc, j as i32 + 1, &mut null);
+                    vals[(*att - 1) as usize] = d;
+                    isnull[(*att - 1) as usize] = null;
+                }
+                pg_sys::ExecStoreVirtualTuple(slot);
+                let spi = pg_sys::MemoryContextSwitchTo(caller);
+                let r = f(slot);
+                pg_sys::MemoryContextSwitchTo(spi);
+                match r {
+                    Ok(None) => continue,
+                    other => {
+                        out = other;
+                        break;
+                    }
+                }
+            }
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::SPI_finish();
+        pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        out
+    }
+}
+
+/// `INSERT INTO table (columns) VALUES (...)`, one row per `rows` entry,
+/// each pairing attribute numbers with datums of their types (absent: NULL).
+pub fn insert(table: pg_sys::Oid, rows: &[Vec<(i16, Option<pg_sys::Datum>)>]) -> Result<()> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let atts: Vec<i16> = first.iter().map(|(a, _)| *a).collect();
+    // SAFETY: the table is opened to read its columns' names and types, then closed with its
+    // lock kept; every row has the same attributes as the first (checked), given as datums of
+    // their types, and the statement runs in its own SPI connection.
+    unsafe {
+        let heap = pg_sys::relation_open(table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let columns = live_columns(heap);
+        pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let mut names = Vec::new();
+        let mut types = Vec::new();
+        for a in &atts {
+            let Some((_, name, ty)) = columns.iter().find(|c| c.0 == *a) else {
+                return Err(Error::Internal(format!("attribute {a} is not a column")));
+            };
+            names.push(name.clone());
+            types.push(*ty);
+        }
+        let params: Vec<String> = (1..=atts.len()).map(|i| format!("${i}")).collect();
+        let sql = CString::new(format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            qualified_name(table)?,
+            names.join(", "),
+            params.join(", ")
+        ))
+        .expect("no NUL in quoted names");
+        connect()?;
+        let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+        if plan.is_null() {
+            pg_sys::SPI_finish();
+            return Err(Error::Internal("could not prepare an INSERT".into()));
+        }
+        for row in rows {
+            if row.len() != atts.len() || row.iter().zip(&atts).any(|((a, _), b)| a != b) {
+                pg_sys::SPI_finish();
+                return Err(Error::Internal("rows of different columns".into()));
+            }
+            let mut values: Vec<pg_sys::Datum> = row
+                .iter()
+                .map(|(_, d)| d.unwrap_or(pg_sys::Datum::from(0)))
+                .collect();
+            let nulls: Vec<std::ffi::c_char> = row
+                .iter()
+                .map(|(_, d)| if d.is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+                .collect();
+            let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+            if let Err(e) = check(rc, "writing a Citus table") {
+                pg_sys::SPI_finish();
+                return Err(e);
+            }
+        }
+        pg_sys::SPI_finish();
+        Ok(())
+    }
+}
+
+/// `DELETE FROM table WHERE <index columns> = keys`; whether a row went.
+pub fn delete(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[pg_sys::Datum]) -> Result<bool> {
+    let q = select_query(table, index, keys.len())?;
+    // the SELECT's condition, reused
+    let sql = q.sql.to_string_lossy();
+    let Some(at) = sql.find(" WHERE ") else {
+        return Err(Error::Internal("a delete without a condition".into()));
+    };
+    // SAFETY: as in `find`, without rows to read.
+    unsafe {
+        let name = qualified_name(table)?;
+        let delete = CString::new(format!("DELETE FROM {name}{}", &sql[at..])).expect("no NUL");
+        let mut types = q.arg_types.clone();
+        let mut values = keys.to_vec();
+        let nulls = vec![b' ' as std::ffi::c_char; keys.len()];
+        connect()?;
+        let rc = pg_sys::SPI_execute_with_args(
+            delete.as_ptr(),
+            values.len() as i32,
+            types.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            false,
+            0,
+        );
+        let deleted = pg_sys::SPI_processed > 0;
+        pg_sys::SPI_finish();
+        check(rc, "deleting from a Citus table")?;
+        Ok(deleted)
+    }
+}
