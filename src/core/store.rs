@@ -43,12 +43,13 @@ static REPLACE_SECRET: Statement = Statement {
     mutating: true,
 };
 static REENCRYPT_ONE: Statement = Statement {
-    sql: "UPDATE integrations.secrets SET key_id = $2, nonce = $3, ciphertext = $4 WHERE id = $1",
+    sql: "UPDATE integrations.secrets SET key_id = $2, nonce = $3, ciphertext = $4 WHERE id = $1 AND business_id = $5",
     args: &[
         BuiltinOid::UUIDOID,
         BuiltinOid::INT4OID,
         BuiltinOid::BYTEAOID,
         BuiltinOid::BYTEAOID,
+        BuiltinOid::UUIDOID,
     ],
     mutating: true,
 };
@@ -70,6 +71,83 @@ static OLD_SECRETS: Statement = Statement {
     ],
     mutating: true,
 };
+
+// On Citus, which cannot lock rows across shards: the candidates unlocked,
+// then each locked by its whole key (one shard), skipped if busy or already
+// re-encrypted by another session.
+static OLD_SECRET_IDS: Statement = Statement {
+    sql: "SELECT id, business_id FROM integrations.secrets \
+          WHERE key_id < $1 AND id <> ALL ($3) ORDER BY key_id LIMIT $2",
+    args: &[
+        BuiltinOid::INT4OID,
+        BuiltinOid::INT8OID,
+        BuiltinOid::UUIDARRAYOID,
+    ],
+    mutating: false,
+};
+static OLD_SECRET: Statement = Statement {
+    sql: "SELECT id, business_id, key_id, nonce, ciphertext FROM integrations.secrets \
+          WHERE id = $1 AND business_id = $2 AND key_id < $3 FOR UPDATE SKIP LOCKED",
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::UUIDOID,
+        BuiltinOid::INT4OID,
+    ],
+    mutating: true,
+};
+
+type SealedRow = (Uuid, Uuid, i32, Vec<u8>, Vec<u8>);
+
+fn sealed_row(row: pgrx::spi::SpiHeapTupleData<'_>) -> Result<SealedRow> {
+    Ok((
+        required(row.get(1)?, "id")?,
+        required(row.get(2)?, "business_id")?,
+        required(row.get(3)?, "key_id")?,
+        required(row.get(4)?, "nonce")?,
+        required(row.get(5)?, "ciphertext")?,
+    ))
+}
+
+/// Up to `want` secrets under keys older than `active`, locked, but not `skipped`.
+fn old_secrets(
+    client: &mut SpiClient<'_>,
+    active: i32,
+    want: i64,
+    skipped: &[Uuid],
+) -> Result<Vec<SealedRow>> {
+    let mut rows = Vec::new();
+    let secrets = direct::rel("integrations", "secrets", SECRET_COLUMNS)?;
+    if !crate::pg::sharded::is_citus_table(secrets.relid)? {
+        let plan = plans::plan(client, &OLD_SECRETS)?;
+        for row in client.update(
+            plan,
+            None,
+            &[active.into(), want.into(), skipped.to_vec().into()],
+        )? {
+            rows.push(sealed_row(row)?);
+        }
+        return Ok(rows);
+    }
+    let plan = plans::plan(client, &OLD_SECRET_IDS)?;
+    let mut candidates = Vec::new();
+    for row in client.select(
+        plan,
+        None,
+        &[active.into(), want.into(), skipped.to_vec().into()],
+    )? {
+        candidates.push((
+            required::<Uuid>(row.get(1)?, "id")?,
+            required::<Uuid>(row.get(2)?, "business_id")?,
+        ));
+    }
+    let plan = plans::plan(client, &OLD_SECRET)?;
+    for (id, business) in candidates {
+        for row in client.update(plan, None, &[id.into(), business.into(), active.into()])? {
+            rows.push(sealed_row(row)?);
+        }
+    }
+    Ok(rows)
+}
 
 /// A secret argument as bytes: not NULL, at most [`MAX_SECRET_BYTES`].
 pub(crate) fn checked_secret(p_secret: Option<&str>) -> Result<Vec<u8>> {
@@ -297,21 +375,8 @@ pub(crate) fn reencrypt(client: &mut SpiClient<'_>, batch: i64) -> Result<i32> {
     let mut skipped: Vec<Uuid> = Vec::new();
     let mut n = 0;
     while i64::from(n) < batch {
-        let plan = plans::plan(client, &OLD_SECRETS)?;
         let want = batch - i64::from(n);
-        let mut rows = Vec::new();
-        for row in client.update(
-            plan,
-            None,
-            &[active.key_id.into(), want.into(), skipped.clone().into()],
-        )? {
-            let id: Uuid = required(row.get(1)?, "id")?;
-            let business: Uuid = required(row.get(2)?, "business_id")?;
-            let key_id: i32 = required(row.get(3)?, "key_id")?;
-            let nonce: Vec<u8> = required(row.get(4)?, "nonce")?;
-            let ciphertext: Vec<u8> = required(row.get(5)?, "ciphertext")?;
-            rows.push((id, business, key_id, nonce, ciphertext));
-        }
+        let rows = old_secrets(client, active.key_id, want, &skipped)?;
         if rows.is_empty() {
             break;
         }
@@ -342,6 +407,7 @@ pub(crate) fn reencrypt(client: &mut SpiClient<'_>, batch: i64) -> Result<i32> {
                     active.key_id.into(),
                     sealed.nonce.as_slice().into(),
                     sealed.ciphertext.as_slice().into(),
+                    business.into(),
                 ],
             )?;
             n += 1;

@@ -20,9 +20,17 @@
 //!   functions may then reach the co-located shard of the secrets from a
 //!   shard (`citus.allow_nested_distributed_execution`), as their owner.
 //!
-//! Each step is skipped when already done, so a second call (or a call after
-//! one that failed half-way: each Citus call commits on the workers by
-//! itself) finishes the job. `p_dry_run` returns the plan without running it.
+//! Each step is skipped when already done, so a second call finishes the job
+//! of one that failed half-way. The plan runs in the caller's transaction,
+//! but the steps run on the workers (`-- on every worker:`) commit there at
+//! once: dropping the registry keys, which a retry then finds gone, and
+//! setting the trigger functions, which a retry sets again. `p_dry_run`
+//! returns the plan without running it.
+//!
+//! The trigger functions' settings (SECURITY DEFINER, the Citus setting)
+//! are lost if an upgrade script replaces the functions: every call checks
+//! them, so calling `distribute()` again after `ALTER EXTENSION ... UPDATE`
+//! restores them.
 
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
@@ -102,7 +110,7 @@ sql_function!(pgi_distribute => distribute);
 fn distribute(call: &Call) -> Result<pg_sys::Datum> {
     caller::require_superuser("integrations.distribute")?;
     let tenant: pg_sys::Oid = call.required(0, "p_tenant_table")?;
-    let dry_run: bool = call.arg(1).unwrap_or(false);
+    let dry_run: bool = call.required(1, "p_dry_run")?;
     let steps = Spi::connect_mut(|c| -> Result<Vec<Step>> {
         let steps = plan(c, tenant)?;
         if !dry_run {
@@ -256,8 +264,12 @@ fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid) -> Result<Vec<Step>> {
     } else {
         strings(
             c,
-            "SELECT conrelid::regclass::text, quote_ident(conname), pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint \
-             WHERE contype = 'f' AND confrelid = 'public.integration_providers'::regclass ORDER BY 1, 2",
+            "SELECT f.conrelid::regclass::text, quote_ident(f.conname), pg_catalog.pg_get_constraintdef(f.oid) FROM pg_catalog.pg_constraint f \
+             WHERE f.contype = 'f' AND f.confrelid = 'public.integration_providers'::regclass \
+               AND EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
+                           WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = f.conrelid AND d.deptype = 'e' \
+                             AND e.extname = 'pg_integrations') \
+             ORDER BY 1, 2",
             &[],
         )?
     };
@@ -269,11 +281,17 @@ fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid) -> Result<Vec<Step>> {
         });
         steps.push(Step::here(drop));
     }
-    // 2. Published tables leave the coordinator's publication while they move.
+    // 2. Published tables leave the coordinator's publication while they move,
+    // and come back with the same column list and row filter (seed 004's
+    // esp_integrations is published without its credentials).
     let published = strings(
         c,
-        "SELECT quote_ident(pubname), format('%I.%I', schemaname, tablename) FROM pg_catalog.pg_publication_tables \
-         WHERE format('%I.%I', schemaname, tablename)::regclass::text = ANY ($1) ORDER BY 1, 2",
+        "SELECT quote_ident(p.pubname), r.prrelid::regclass::text, \
+                coalesce(' (' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a \
+                                  WHERE a.attrelid = r.prrelid AND a.attnum = ANY (r.prattrs::int2[])) || ')', ''), \
+                coalesce(' WHERE (' || pg_catalog.pg_get_expr(r.prqual, r.prrelid) || ')', '') \
+         FROM pg_catalog.pg_publication_rel r JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid \
+         WHERE r.prrelid::regclass::text = ANY ($1) ORDER BY 1, 2",
         &[to_distribute
             .iter()
             .map(|t| t.to_string())
@@ -286,8 +304,19 @@ fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid) -> Result<Vec<Step>> {
             p[0], p[1]
         )));
     }
-    if !to_distribute.is_empty() || REFERENCE_TABLES.iter().any(|t| !done(t)) {
-        // triggers come along (they are replaced below)
+    // 5's triggers, looked up now: creating one on a distributed table also
+    // needs the setting below
+    let triggers = strings(
+        c,
+        "SELECT t.tgrelid::regclass::text, quote_ident(t.tgname), t.tgfoid::regproc::text FROM pg_catalog.pg_trigger t \
+         WHERE t.tgoldtable IS NOT NULL AND t.tgrelid::regclass::text = ANY ($1) ORDER BY 1, 2",
+        &[per_business.clone().into()],
+    )?;
+    if !to_distribute.is_empty()
+        || !triggers.is_empty()
+        || REFERENCE_TABLES.iter().any(|t| !done(t))
+    {
+        // tables with triggers may be distributed (they are replaced below)
         steps.push(Step::here(
             "SELECT pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true)".into(),
         ));
@@ -319,8 +348,8 @@ fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid) -> Result<Vec<Step>> {
         ));
         for p in &published {
             steps.push(Step::here(format!(
-                "ALTER PUBLICATION {} ADD TABLE {}",
-                p[0], p[1]
+                "ALTER PUBLICATION {} ADD TABLE {}{}{}",
+                p[0], p[1], p[2], p[3]
             )));
         }
         steps.push(Step::here(
@@ -328,12 +357,6 @@ fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid) -> Result<Vec<Step>> {
         ));
     }
     // 5. Row triggers for statement triggers with transition tables.
-    let triggers = strings(
-        c,
-        "SELECT t.tgrelid::regclass::text, quote_ident(t.tgname), t.tgfoid::regproc::text FROM pg_catalog.pg_trigger t \
-         WHERE t.tgoldtable IS NOT NULL AND t.tgrelid::regclass::text = ANY ($1) ORDER BY 1, 2",
-        &[per_business.clone().into()],
-    )?;
     for t in &triggers {
         let Some((_, row_fn)) = ROW_TRIGGERS.iter().find(|(f, _)| *f == t[2]) else {
             return Err(Error::NotReady {
@@ -351,7 +374,21 @@ fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid) -> Result<Vec<Step>> {
             t[1], t[0], row_fn
         )));
     }
-    if !triggers.is_empty() {
+    // The trigger functions as their owner, reaching the co-located shard; checked on every
+    // call (an upgrade script that replaced them dropped both settings).
+    let unset = strings(
+        c,
+        "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p \
+         WHERE p.oid::regprocedure::text = ANY ($1) \
+           AND NOT (p.prosecdef AND 'citus.allow_nested_distributed_execution=on' = ANY (coalesce(p.proconfig, '{}'))) \
+         ORDER BY 1",
+        &[TRIGGER_FUNCTIONS
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .into()],
+    )?;
+    if !triggers.is_empty() || !unset.is_empty() {
         for f in TRIGGER_FUNCTIONS {
             let alter = format!(
                 "ALTER FUNCTION {f} SECURITY DEFINER SET citus.allow_nested_distributed_execution = on"

@@ -225,9 +225,13 @@ mod integrations {
             Spi::connect(|c| {
                 let mut out = Vec::new();
                 for row in c.select(
-                    "SELECT k.key_id, k.status, k.created_at, \
-                            (SELECT count(*) FROM integrations.secrets s WHERE s.key_id = k.key_id) \
-                     FROM integrations.keys k ORDER BY k.key_id",
+                    // counted in one pass and joined: Citus runs no correlated
+                    // subquery next to a reference table (the keys, once distributed)
+                    "SELECT k.key_id, k.status, k.created_at, COALESCE(n.secrets, 0) \
+                     FROM integrations.keys k \
+                     LEFT JOIN (SELECT key_id, count(*) AS secrets FROM integrations.secrets GROUP BY key_id) n \
+                       ON n.key_id = k.key_id \
+                     ORDER BY k.key_id",
                     None,
                     &[],
                 )? {

@@ -188,7 +188,8 @@ pub struct Row {
 
 impl Row {
     /// The raw datum of attribute `att` (None for NULL); points into a pinned
-    /// buffer, so it must be used or copied before the callback returns.
+    /// buffer (or, for a Citus table's row, SPI's memory), so it must be used
+    /// or copied before the callback returns.
     pub fn datum(&self, att: i16) -> Option<pg_sys::Datum> {
         // SAFETY: the slot is the scan's current tuple for the lifetime of this Row, and `att`
         // comes from RelInfo::att, a positive attribute number of that table, so index att - 1

@@ -219,6 +219,28 @@ impl Call {
         Ok(void())
     }
 
+    /// The rows `stmt` returns for each argument list in turn, as the result set.
+    pub fn return_rows_each(
+        &self,
+        stmt: &'static Statement,
+        arg_lists: &[Vec<pgrx::datum::DatumWithOid<'_>>],
+    ) -> Result<pg_sys::Datum> {
+        self.begin_rows();
+        Spi::connect_mut(|c| -> Result<()> {
+            let plan = plans::plan(c, stmt)?;
+            for args in arg_lists {
+                let rows = if stmt.mutating {
+                    c.update(plan, None, args)?
+                } else {
+                    c.select(plan, None, args)?
+                };
+                self.put_spi_rows(rows.len());
+            }
+            Ok(())
+        })?;
+        Ok(void())
+    }
+
     /// Add every row of the last SPI result to the result set (the rows must
     /// have the function's result type, e.g. `SELECT t.*` of its table).
     fn put_spi_rows(&self, n: usize) {

@@ -62,7 +62,11 @@ pub fn is_citus_table(relid: pg_sys::Oid) -> Result<bool> {
 }
 
 fn in_citus_metadata(relid: pg_sys::Oid) -> Result<bool> {
-    let sql = c"SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1";
+    super::spi::pinned(|| in_citus_metadata_pinned(relid))
+}
+
+fn in_citus_metadata_pinned(relid: pg_sys::Oid) -> Result<bool> {
+    let sql = c"SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass";
     let mut types = [pg_sys::REGCLASSOID];
     let mut values = [pg_sys::Datum::from(relid)];
     let nulls = [b' ' as std::ffi::c_char];
@@ -86,10 +90,13 @@ fn in_citus_metadata(relid: pg_sys::Oid) -> Result<bool> {
     }
 }
 
-/// SQL for one table: the columns it reads (attribute numbers in table
-/// order), and the types of its parameters.
+/// SQL for one table and index: the columns it reads (attribute numbers in
+/// table order), the condition on the index's leading key columns, and the
+/// types of its parameters.
 struct Query {
-    sql: CString,
+    table: String,
+    select: CString,
+    condition: String,
     columns: Vec<i16>,
     arg_types: Vec<pg_sys::Oid>,
 }
@@ -143,49 +150,60 @@ unsafe fn live_columns(rel: pg_sys::Relation) -> Vec<(i16, String, pg_sys::Oid)>
     }
 }
 
-/// `SELECT <every live column> FROM table WHERE <index column i> = $i ...`
-/// for the first `nkeys` key columns of `index`.
-fn select_query(table: pg_sys::Oid, index: pg_sys::Oid, nkeys: usize) -> Result<Rc<Query>> {
-    if let Some(q) = QUERIES.with(|m| m.borrow().get(&(table, index, nkeys)).cloned()) {
-        return Ok(q);
-    }
+/// The query on the first `nkeys` key columns of `index` (at most its key
+/// columns, never its INCLUDE ones), made once per backend.
+fn query(table: pg_sys::Oid, index: pg_sys::Oid, nkeys: usize) -> Result<Rc<Query>> {
     const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-    // SAFETY: both OIDs come from RelInfo; opened and closed here, locks kept as a read's.
-    let q = unsafe {
+    // SAFETY: both OIDs come from RelInfo; the name is looked up before anything is opened,
+    // both are opened with a read's lock (taken first, so a concurrent DDL's invalidation has
+    // already reached the cache below) and closed on every path, locks kept.
+    unsafe {
+        let name = qualified_name(table)?;
         let heap = pg_sys::relation_open(table, LOCK);
         let idx = pg_sys::index_open(index, LOCK);
-        let columns = live_columns(heap);
-        let indkey = &(*(*idx).rd_index).indkey;
-        let key_atts = indkey.values.as_slice(indkey.dim1 as usize);
-        let mut conditions = Vec::new();
-        let mut arg_types = Vec::new();
-        for (i, att) in key_atts.iter().take(nkeys).enumerate() {
-            let Some((_, name, ty)) = columns.iter().find(|c| c.0 == *att) else {
-                pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
-                pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
-                return Err(Error::Internal("an index key is not a column".into()));
-            };
-            conditions.push(format!("{name} = ${}", i + 1));
-            arg_types.push(*ty);
-        }
-        let list: Vec<&str> = columns.iter().map(|c| c.1.as_str()).collect();
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {}",
-            list.join(", "),
-            qualified_name(table)?,
-            conditions.join(" AND ")
-        );
+        let made = (|| {
+            if let Some(q) = QUERIES.with(|m| m.borrow().get(&(table, index, nkeys)).cloned()) {
+                return Ok(q);
+            }
+            let key_columns = (*(*idx).rd_index).indnkeyatts as usize;
+            if nkeys == 0 || nkeys > key_columns {
+                return Err(Error::Internal(format!(
+                    "{nkeys} keys on an index with {key_columns} key columns"
+                )));
+            }
+            let columns = live_columns(heap);
+            let indkey = &(*(*idx).rd_index).indkey;
+            let key_atts = indkey.values.as_slice(indkey.dim1 as usize);
+            let mut conditions = Vec::new();
+            let mut arg_types = Vec::new();
+            for (i, att) in key_atts.iter().take(nkeys).enumerate() {
+                let Some((_, column, ty)) = columns.iter().find(|c| c.0 == *att) else {
+                    return Err(Error::Internal("an index key is not a column".into()));
+                };
+                // qualified: the statement runs as the extension's owner
+                conditions.push(format!("{column} OPERATOR(pg_catalog.=) ${}", i + 1));
+                arg_types.push(*ty);
+            }
+            let list: Vec<&str> = columns.iter().map(|c| c.1.as_str()).collect();
+            let condition = conditions.join(" AND ");
+            let q = Rc::new(Query {
+                select: CString::new(format!(
+                    "SELECT {} FROM {name} WHERE {condition}",
+                    list.join(", ")
+                ))
+                .expect("no NUL in quoted names"),
+                table: name.clone(),
+                condition,
+                columns: columns.iter().map(|c| c.0).collect(),
+                arg_types,
+            });
+            QUERIES.with(|m| m.borrow_mut().insert((table, index, nkeys), q.clone()));
+            Ok(q)
+        })();
         pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
-        Query {
-            sql: CString::new(sql).expect("no NUL in quoted names"),
-            columns: columns.iter().map(|c| c.0).collect(),
-            arg_types,
-        }
-    };
-    let q = Rc::new(q);
-    QUERIES.with(|m| m.borrow_mut().insert((table, index, nkeys), q.clone()));
-    Ok(q)
+        made
+    }
 }
 
 /// # Safety
@@ -211,9 +229,19 @@ pub fn find<T>(
     table: pg_sys::Oid,
     index: pg_sys::Oid,
     keys: &[pg_sys::Datum],
+    f: impl FnMut(*mut pg_sys::TupleTableSlot) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    // the search path pinned: the statement runs as the extension's owner
+    super::spi::pinned(|| find_pinned(table, index, keys, f))
+}
+
+fn find_pinned<T>(
+    table: pg_sys::Oid,
+    index: pg_sys::Oid,
+    keys: &[pg_sys::Datum],
     mut f: impl FnMut(*mut pg_sys::TupleTableSlot) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
-    let q = select_query(table, index, keys.len())?;
+    let q = query(table, index, keys.len())?;
     let mut types = q.arg_types.clone();
     let mut values = keys.to_vec();
     let nulls = vec![b' ' as std::ffi::c_char; keys.len()];
@@ -234,7 +262,7 @@ pub fn find<T>(
             return Err(e);
         }
         let rc = pg_sys::SPI_execute_with_args(
-            q.sql.as_ptr(),
+            q.select.as_ptr(),
             values.len() as i32,
             types.as_mut_ptr(),
             values.as_mut_ptr(),
@@ -281,6 +309,11 @@ pub fn find<T>(
 /// `INSERT INTO table (columns) VALUES (...)`, one row per `rows` entry,
 /// each pairing attribute numbers with datums of their types (absent: NULL).
 pub fn insert(table: pg_sys::Oid, rows: &[Vec<(i16, Option<pg_sys::Datum>)>]) -> Result<()> {
+    // the search path pinned: the statement runs as the extension's owner
+    super::spi::pinned(|| insert_pinned(table, rows))
+}
+
+fn insert_pinned(table: pg_sys::Oid, rows: &[Vec<(i16, Option<pg_sys::Datum>)>]) -> Result<()> {
     let Some(first) = rows.first() else {
         return Ok(());
     };
@@ -341,32 +374,30 @@ pub fn insert(table: pg_sys::Oid, rows: &[Vec<(i16, Option<pg_sys::Datum>)>]) ->
 
 /// `DELETE FROM table WHERE <index columns> = keys`; whether a row went.
 pub fn delete(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[pg_sys::Datum]) -> Result<bool> {
-    let q = select_query(table, index, keys.len())?;
-    // the SELECT's condition, reused
-    let sql = q.sql.to_string_lossy();
-    let Some(at) = sql.find(" WHERE ") else {
-        return Err(Error::Internal("a delete without a condition".into()));
-    };
-    // SAFETY: as in `find`, without rows to read.
-    unsafe {
-        let name = qualified_name(table)?;
-        let delete = CString::new(format!("DELETE FROM {name}{}", &sql[at..])).expect("no NUL");
-        let mut types = q.arg_types.clone();
-        let mut values = keys.to_vec();
-        let nulls = vec![b' ' as std::ffi::c_char; keys.len()];
-        connect()?;
-        let rc = pg_sys::SPI_execute_with_args(
-            delete.as_ptr(),
-            values.len() as i32,
-            types.as_mut_ptr(),
-            values.as_mut_ptr(),
-            nulls.as_ptr(),
-            false,
-            0,
-        );
-        let deleted = pg_sys::SPI_processed > 0;
-        pg_sys::SPI_finish();
-        check(rc, "deleting from a Citus table")?;
-        Ok(deleted)
-    }
+    let q = query(table, index, keys.len())?;
+    let delete =
+        CString::new(format!("DELETE FROM {} WHERE {}", q.table, q.condition)).expect("no NUL");
+    let mut types = q.arg_types.clone();
+    let mut values = keys.to_vec();
+    let nulls = vec![b' ' as std::ffi::c_char; keys.len()];
+    super::spi::pinned(|| {
+        // SAFETY: one statement with the key datums as its parameters, of the types it was made
+        // with, in its own SPI connection; only the row count is read before SPI_finish.
+        unsafe {
+            connect()?;
+            let rc = pg_sys::SPI_execute_with_args(
+                delete.as_ptr(),
+                values.len() as i32,
+                types.as_mut_ptr(),
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                false,
+                0,
+            );
+            let deleted = pg_sys::SPI_processed > 0;
+            pg_sys::SPI_finish();
+            check(rc, "deleting from a Citus table")?;
+            Ok(deleted)
+        }
+    })
 }

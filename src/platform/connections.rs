@@ -795,8 +795,8 @@ fn get_integration_credentials(call: &Call) -> Result<pg_sys::Datum> {
     };
     let open = |s: Option<Uuid>| -> Result<Value> {
         Ok(match s {
-            Some(s) => store::read(s)?
-                .map(|(v, _)| Value::String(v.to_string()))
+            Some(s) => store::read_of(s, o.business)?
+                .map(|v| Value::String(v.to_string()))
                 .unwrap_or(Value::Null),
             None => Value::Null,
         })

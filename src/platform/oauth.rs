@@ -67,14 +67,24 @@ static INSERT_STATE: Statement = Statement {
     ],
     mutating: true,
 };
+// The business a state was made for: the statement below then works on that
+// business's rows only (on Citus, one shard: Citus refuses to lock rows
+// across shards).
+static STATE_BUSINESS: Statement = Statement {
+    sql: "SELECT business_id FROM public.integration_oauth_states WHERE state_hash = $1",
+    args: &[BuiltinOid::BYTEAOID],
+    mutating: false,
+};
 // Single use: only an unused, unexpired state is marked, in one statement.
+// The clock is a parameter ($3): Citus refuses volatile functions in the
+// statement.
 static CONSUME: Statement = Statement {
     sql: "WITH old AS (SELECT id, code_verifier_secret_id FROM public.integration_oauth_states \
-                     WHERE state_hash = $1 AND consumed_at IS NULL AND expires_at > pg_catalog.clock_timestamp() FOR UPDATE) \
-          UPDATE public.integration_oauth_states s SET consumed_at = pg_catalog.clock_timestamp(), code_verifier_secret_id = NULL \
-          FROM old WHERE s.id = old.id \
+                     WHERE state_hash = $1 AND business_id = $2 AND consumed_at IS NULL AND expires_at > $3 FOR UPDATE) \
+          UPDATE public.integration_oauth_states s SET consumed_at = $3, code_verifier_secret_id = NULL \
+          FROM old WHERE s.id = old.id AND s.business_id = $2 \
           RETURNING s.id, s.business_id, s.provider, s.redirect_uri, s.scopes, old.code_verifier_secret_id",
-    args: &[BuiltinOid::BYTEAOID],
+    args: &[BuiltinOid::BYTEAOID, BuiltinOid::UUIDOID, BuiltinOid::TIMESTAMPTZOID],
     mutating: true,
 };
 static WHY_NOT: Statement = Statement {
@@ -169,8 +179,27 @@ fn consume_oauth_state(call: &Call) -> Result<pg_sys::Datum> {
     let token: String = call.required(0, "p_state")?;
     let hash = token_hash(token.trim());
     let consumed = Spi::connect_mut(|c| -> Result<_> {
+        let plan = plans::plan(c, &STATE_BUSINESS)?;
+        let found = c.select(plan, Some(1), &[hash.as_slice().into()])?;
+        let business: Option<Uuid> = if found.is_empty() {
+            None
+        } else {
+            found.first().get(1)?
+        };
+        // SAFETY: reads the clock; no pointers involved.
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
         let plan = plans::plan(c, &CONSUME)?;
-        let rows = c.update(plan, None, &[hash.as_slice().into()])?;
+        let rows = c.update(
+            plan,
+            None,
+            &[
+                hash.as_slice().into(),
+                business.into(),
+                pgrx::datum::TimestampWithTimeZone::try_from(now)
+                    .ok()
+                    .into(),
+            ],
+        )?;
         if rows.is_empty() {
             let plan = plans::plan(c, &WHY_NOT)?;
             let why = c.select(plan, Some(1), &[hash.as_slice().into()])?;
@@ -200,7 +229,7 @@ fn consume_oauth_state(call: &Call) -> Result<pg_sys::Datum> {
     let caller = tenancy::authorize(&business)?;
     let verifier = match secret {
         Some(s) => {
-            let v = store::read(s)?.map(|(v, _)| v);
+            let v = store::read_of(s, business)?;
             Spi::connect_mut(|c| store::delete(c, s))?;
             v
         }

@@ -193,6 +193,72 @@ static EXISTING: Statement = Statement {
     args: &[BuiltinOid::UUIDARRAYOID],
     mutating: false,
 };
+/// On Citus: the keys' businesses, then one row per statement by its whole
+/// key (one shard each). Citus cannot lock rows across shards, so nothing
+/// is skipped: a row held elsewhere fails the batch after `lock_timeout`,
+/// and the uses are held for the next interval.
+static KEY_BUSINESSES: Statement = Statement {
+    sql: "SELECT id, business_id FROM public.api_keys WHERE id = ANY ($1)",
+    args: &[BuiltinOid::UUIDARRAYOID],
+    mutating: false,
+};
+static ADD_USES_ONE: Statement = Statement {
+    sql: "UPDATE public.api_keys k SET usage_count = k.usage_count + $3, \
+              last_used_at = GREATEST(k.last_used_at, $4), \
+              usage_hour_count = CASE WHEN k.usage_hour IS NULL OR k.usage_hour < $5 THEN $6 \
+                                      WHEN k.usage_hour = $5 THEN k.usage_hour_count + $6 \
+                                      ELSE k.usage_hour_count END, \
+              usage_hour = GREATEST(k.usage_hour, $5) \
+          WHERE k.id = $1 AND k.business_id = $2 RETURNING k.id",
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::UUIDOID,
+        BuiltinOid::INT8OID,
+        BuiltinOid::TIMESTAMPTZOID,
+        BuiltinOid::TIMESTAMPTZOID,
+        BuiltinOid::INT4OID,
+    ],
+    mutating: true,
+};
+
+/// `ADD_USES` for a table Citus distributes; the ids updated.
+fn add_uses_by_shard(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    per: &std::collections::BTreeMap<[u8; 16], (i64, i64, i64, i32)>,
+) -> Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = per.keys().map(|k| Uuid::from_bytes(*k)).collect();
+    let plan = plans::plan(c, &KEY_BUSINESSES)?;
+    let mut owners = Vec::new();
+    for r in c.select(plan, None, &[ids.into()])? {
+        if let (Some(id), Some(b)) = (r.get::<Uuid>(1)?, r.get::<Uuid>(2)?) {
+            owners.push((id, b));
+        }
+    }
+    let ts = |micros: i64| pgrx::datum::TimestampWithTimeZone::try_from(micros).ok();
+    let plan = plans::plan(c, &ADD_USES_ONE)?;
+    let mut done = Vec::new();
+    for (id, business) in owners {
+        let Some(&(n, last, hour, in_hour)) = per.get(id.as_bytes()) else {
+            continue;
+        };
+        let rows = c.update(
+            plan,
+            None,
+            &[
+                id.into(),
+                business.into(),
+                n.into(),
+                ts(last).into(),
+                ts(hour).into(),
+                in_hour.into(),
+            ],
+        )?;
+        if !rows.is_empty() {
+            done.push(id);
+        }
+    }
+    Ok(done)
+}
 
 /// The usage sink (`audit::set_usage_sink`), in the writer's transaction:
 /// how many rows it updated, and the uses whose keys' rows others held, to
@@ -231,22 +297,28 @@ fn write_uses(uses: &[Use]) -> Result<(u64, Vec<Use>)> {
             None,
             &[],
         )?;
-        let plan = plans::plan(c, &ADD_USES)?;
-        let rows = c.update(
-            plan,
-            None,
-            &[
-                ids.clone().into(),
-                n.into(),
-                last.into(),
-                hours.into(),
-                in_hour.into(),
-            ],
-        )?;
         let mut done = std::collections::BTreeSet::new();
-        for r in rows {
-            if let Some(id) = r.get::<Uuid>(1)? {
+        if crate::pg::sharded::is_citus_table(direct::relid(c"public", c"api_keys")?)? {
+            for id in add_uses_by_shard(c, &per)? {
                 done.insert(*id.as_bytes());
+            }
+        } else {
+            let plan = plans::plan(c, &ADD_USES)?;
+            let rows = c.update(
+                plan,
+                None,
+                &[
+                    ids.clone().into(),
+                    n.into(),
+                    last.into(),
+                    hours.into(),
+                    in_hour.into(),
+                ],
+            )?;
+            for r in rows {
+                if let Some(id) = r.get::<Uuid>(1)? {
+                    done.insert(*id.as_bytes());
+                }
             }
         }
         let missed: Vec<Uuid> = ids
@@ -503,14 +575,20 @@ static KEY_BUSINESS: Statement = Statement {
     args: &[BuiltinOid::UUIDOID],
     mutating: false,
 };
+// The row is locked and revoked by its whole key, (id, business_id): on
+// Citus, one shard (a lock by id alone would ask every shard, which Citus
+// refuses).
 static KEY_ROW: Statement = Statement {
-    sql: "SELECT business_id, is_active, name, scopes, expires_at, rate_limit FROM public.api_keys WHERE id = $1 FOR UPDATE",
-    args: &[BuiltinOid::UUIDOID],
+    sql:
+        "SELECT business_id, is_active, name, scopes, expires_at, rate_limit FROM public.api_keys \
+          WHERE id = $1 AND business_id = $2 FOR UPDATE",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID],
     mutating: true,
 };
 static REVOKE: Statement = Statement {
-    sql: "UPDATE public.api_keys SET is_active = false, revoked_at = pg_catalog.now() WHERE id = $1 AND is_active RETURNING id",
-    args: &[BuiltinOid::UUIDOID],
+    sql: "UPDATE public.api_keys SET is_active = false, revoked_at = pg_catalog.now() \
+          WHERE id = $1 AND business_id = $2 AND is_active RETURNING id",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID],
     mutating: true,
 };
 
@@ -547,10 +625,10 @@ fn managed(id: &Uuid) -> Result<Option<(Uuid, tenancy::Caller)>> {
 }
 
 /// The key's row, locked; `None` when there is no such key.
-fn lock_key(id: &Uuid) -> Result<Option<KeyRow>> {
+fn lock_key(id: &Uuid, business: &Uuid) -> Result<Option<KeyRow>> {
     Spi::connect_mut(|c| -> Result<Option<KeyRow>> {
         let plan = plans::plan(c, &KEY_ROW)?;
-        let rows = c.update(plan, Some(1), &[(*id).into()])?;
+        let rows = c.update(plan, Some(1), &[(*id).into(), (*business).into()])?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -569,8 +647,11 @@ fn lock_key(id: &Uuid) -> Result<Option<KeyRow>> {
     })
 }
 
-fn revoke(id: &Uuid) -> Result<bool> {
-    Ok(Spi::connect_mut(|c| plans::write_returning_id(c, &REVOKE, &[(*id).into()]))?.is_some())
+fn revoke(id: &Uuid, business: &Uuid) -> Result<bool> {
+    Ok(Spi::connect_mut(|c| {
+        plans::write_returning_id(c, &REVOKE, &[(*id).into(), (*business).into()])
+    })?
+    .is_some())
 }
 
 sql_function!(pgi_revoke_api_key => revoke_api_key);
@@ -580,10 +661,10 @@ fn revoke_api_key(call: &Call) -> Result<pg_sys::Datum> {
     let Some((business, caller)) = managed(&id)? else {
         return Ok(fcall::datum(false));
     };
-    if lock_key(&id)?.is_none() {
+    if lock_key(&id, &business)?.is_none() {
         return Ok(fcall::datum(false));
     }
-    let done = revoke(&id)?;
+    let done = revoke(&id, &business)?;
     if done {
         audit::record(&caller, Action::Revoke, KIND, &business, None, Some(&id))?;
     }
@@ -596,7 +677,7 @@ fn rotate_api_key(call: &Call) -> Result<pg_sys::Datum> {
     let id = call.required::<Uuid>(0, "p_api_key_id")?;
     let not_found = || Error::NotFound("no active API key with this id".into());
     let (business, caller) = managed(&id)?.ok_or_else(not_found)?;
-    let found = lock_key(&id)?;
+    let found = lock_key(&id, &business)?;
     let Some((_, active, name, scopes, expires, limit)) = found else {
         return Err(not_found());
     };
@@ -606,7 +687,7 @@ fn rotate_api_key(call: &Call) -> Result<pg_sys::Datum> {
     if !active || expires.is_some_and(|e| i64::from(e) <= now) {
         return Err(not_found());
     }
-    revoke(&id)?;
+    revoke(&id, &business)?;
     let (new_id, key) = insert_key(&business, &name, &scopes, expires, limit, caller.user_id)?;
     audit::record(&caller, Action::Revoke, KIND, &business, None, Some(&id))?;
     audit::record(

@@ -28,11 +28,24 @@ use signature::{kept_headers, verify};
 /// Attempts before an event is given up (`dead`).
 pub const MAX_ATTEMPTS: i32 = 5;
 
+// Rows are locked by their whole key, (id, business_id), the business looked
+// up first: on Citus one shard's row (Citus refuses to lock rows across
+// shards, and joins distributed tables on the distribution column only).
+static CONNECTION_BUSINESS: Statement = Statement {
+    sql: "SELECT business_id FROM public.integration_connections WHERE id = $1",
+    args: &[BuiltinOid::UUIDOID],
+    mutating: false,
+};
+static CONFIG_BUSINESS: Statement = Statement {
+    sql: "SELECT business_id FROM public.integration_webhook_configs WHERE id = $1",
+    args: &[BuiltinOid::UUIDOID],
+    mutating: false,
+};
 static CONFIG_FOR_CONNECTION: Statement = Statement {
     sql: "SELECT c.business_id, c.provider, p.webhook_signing, p.webhook_signature_header \
           FROM public.integration_connections c JOIN public.integration_providers p ON p.provider = c.provider \
-          WHERE c.id = $1 FOR NO KEY UPDATE OF c",
-    args: &[BuiltinOid::UUIDOID],
+          WHERE c.id = $1 AND c.business_id = $2 FOR NO KEY UPDATE OF c",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID],
     mutating: true,
 };
 static CONFIG_OF_CONNECTION: Statement = Statement {
@@ -68,11 +81,27 @@ static UPDATE_CONFIG: Statement = Statement {
 static CONFIG: Statement = Statement {
     sql: "SELECT w.integration_id, w.business_id, w.event_types, w.is_active, w.signing_secret_id, w.signing_scheme, \
                  w.signature_header \
-          FROM public.integration_webhook_configs w JOIN public.integration_connections c ON c.id = w.integration_id \
-          WHERE w.id = $1 FOR KEY SHARE OF c",
-    args: &[BuiltinOid::UUIDOID],
+          FROM public.integration_webhook_configs w \
+          JOIN public.integration_connections c ON c.id = w.integration_id AND c.business_id = w.business_id \
+          WHERE w.id = $1 AND w.business_id = $2 FOR KEY SHARE OF c",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID],
     mutating: true,
 };
+
+/// The business of the row `id` of the table `stmt` reads, if any.
+fn business_of(
+    c: &pgrx::spi::SpiClient<'_>,
+    stmt: &'static Statement,
+    id: Uuid,
+) -> Result<Option<Uuid>> {
+    let plan = plans::plan(c, stmt)?;
+    let rows = c.select(plan, Some(1), &[id.into()])?;
+    Ok(if rows.is_empty() {
+        None
+    } else {
+        rows.first().get::<Uuid>(1)?
+    })
+}
 // Replays: a token accepted once per configuration, and the same signed body
 // under another event id (the event id is ours, not covered by a signature).
 static SEEN_TOKEN: Statement = Statement {
@@ -159,8 +188,9 @@ fn set_webhook_config(call: &Call) -> Result<pg_sys::Datum> {
     let active: Option<bool> = call.arg(3);
     let (caller, business, provider, config_id) = Spi::connect_mut(
         |c| -> Result<(Caller, Uuid, String, Uuid)> {
+            let owner = business_of(c, &CONNECTION_BUSINESS, id)?;
             let plan = plans::plan(c, &CONFIG_FOR_CONNECTION)?;
-            let rows = c.update(plan, Some(1), &[id.into()])?;
+            let rows = c.update(plan, Some(1), &[id.into(), owner.into()])?;
             if rows.is_empty() {
                 return Err(Error::NotFound(format!("integration {id} does not exist")));
             }
@@ -366,8 +396,9 @@ fn record_webhook_event(call: &Call) -> Result<pg_sys::Datum> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let recorded = Spi::connect_mut(|c| -> Result<Option<(Uuid, Uuid, bool)>> {
+        let owner = business_of(c, &CONFIG_BUSINESS, config_id)?;
         let plan = plans::plan(c, &CONFIG)?;
-        let rows = c.update(plan, Some(1), &[config_id.into()])?;
+        let rows = c.update(plan, Some(1), &[config_id.into(), owner.into()])?;
         if rows.is_empty() {
             return Err(Error::NotFound(format!(
                 "webhook configuration {config_id} does not exist"
@@ -399,7 +430,7 @@ fn record_webhook_event(call: &Call) -> Result<pg_sys::Datum> {
             // Gone since the row was read: the configuration (or its
             // connection) was deleted by a transaction that committed
             // meanwhile, which is a not-found, not a fault.
-            Some(s) => store::read(s)?.map(|(v, _)| v).ok_or_else(|| {
+            Some(s) => store::read_of(s, business)?.ok_or_else(|| {
                 Error::NotFound(format!("webhook configuration {config_id} does not exist"))
             })?,
             None => {
@@ -499,17 +530,53 @@ static CLAIM: Statement = Statement {
     args: &[BuiltinOid::INT4OID],
     mutating: true,
 };
+/// On Citus: the due events, unlocked (Citus cannot lock rows across
+/// shards), then each claimed by its whole key if it is still due. A claimer
+/// waits for another that holds the same event, then finds it taken.
+static CLAIM_CANDIDATES: Statement = Statement {
+    sql: "SELECT id, business_id FROM public.integration_events \
+          WHERE status IN ('pending', 'failed') AND next_attempt_at <= $2 \
+          ORDER BY next_attempt_at, received_at LIMIT $1",
+    args: &[BuiltinOid::INT4OID, BuiltinOid::TIMESTAMPTZOID],
+    mutating: false,
+};
+static CLAIM_ONE: Statement = Statement {
+    sql: "UPDATE public.integration_events e SET status = 'processing', attempts = e.attempts + 1, claimed_at = $3 \
+          WHERE e.id = $1 AND e.business_id = $2 AND e.status IN ('pending', 'failed') AND e.next_attempt_at <= $3 \
+          RETURNING e.*",
+    args: &[BuiltinOid::UUIDOID, BuiltinOid::UUIDOID, BuiltinOid::TIMESTAMPTZOID],
+    mutating: true,
+};
+// The time is a parameter ($5, the transaction's start, as now(); $6 the same
+// in seconds since 1970 for the retry time, through the immutable
+// to_timestamp): Citus refuses non-immutable functions inside CASE.
 static COMPLETE: Statement = Statement {
     sql: "UPDATE public.integration_events SET \
               status = CASE WHEN $2 THEN 'done' WHEN attempts >= $4 THEN 'dead' ELSE 'failed' END, \
-              processed_at = CASE WHEN $2 THEN pg_catalog.now() ELSE processed_at END, \
+              processed_at = CASE WHEN $2 THEN $5 ELSE processed_at END, \
               last_error = CASE WHEN $2 THEN NULL ELSE $3 END, \
               next_attempt_at = CASE WHEN $2 THEN next_attempt_at \
-                                     ELSE pg_catalog.now() + pg_catalog.make_interval(mins => (2 ^ LEAST(attempts, 10))::int) END \
+                                     ELSE pg_catalog.to_timestamp($6 + 60 * (2 ^ LEAST(attempts, 10))) END \
           WHERE id = $1 AND status = 'processing' RETURNING id",
-    args: &[BuiltinOid::UUIDOID, BuiltinOid::BOOLOID, BuiltinOid::TEXTOID, BuiltinOid::INT4OID],
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::BOOLOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::INT4OID,
+        BuiltinOid::TIMESTAMPTZOID,
+        BuiltinOid::FLOAT8OID,
+    ],
     mutating: true,
 };
+
+/// The transaction's start time (now()) as a parameter.
+fn xact_start() -> Option<pgrx::datum::TimestampWithTimeZone> {
+    // SAFETY: reads the transaction's start time; no pointers involved.
+    pgrx::datum::TimestampWithTimeZone::try_from(unsafe {
+        pg_sys::GetCurrentTransactionStartTimestamp()
+    })
+    .ok()
+}
 static EVENT_BUSINESS: Statement = Statement {
     sql: "SELECT business_id, status FROM public.integration_events WHERE id = $1",
     args: &[BuiltinOid::UUIDOID],
@@ -532,7 +599,26 @@ fn claim_integration_events(call: &Call) -> Result<pg_sys::Datum> {
             "p_limit must be between 1 and 1000".into(),
         ));
     }
-    call.return_rows(&CLAIM, &[limit.into()])
+    let events = crate::pg::direct::relid(c"public", c"integration_events")?;
+    if !crate::pg::sharded::is_citus_table(events)? {
+        return call.return_rows(&CLAIM, &[limit.into()]);
+    }
+    let now = xact_start();
+    let due = Spi::connect(|c| -> Result<Vec<(Uuid, Uuid)>> {
+        let plan = plans::plan(c, &CLAIM_CANDIDATES)?;
+        let mut due = Vec::new();
+        for r in c.select(plan, None, &[limit.into(), now.into()])? {
+            if let (Some(id), Some(b)) = (r.get::<Uuid>(1)?, r.get::<Uuid>(2)?) {
+                due.push((id, b));
+            }
+        }
+        Ok(due)
+    })?;
+    let args: Vec<Vec<pgrx::datum::DatumWithOid<'_>>> = due
+        .into_iter()
+        .map(|(id, b)| vec![id.into(), b.into(), now.into()])
+        .collect();
+    call.return_rows_each(&CLAIM_ONE, &args)
 }
 
 sql_function!(pgi_complete_integration_event => complete_integration_event);
@@ -556,6 +642,11 @@ fn complete_integration_event(call: &Call) -> Result<pg_sys::Datum> {
                 success.into(),
                 error.as_deref().into(),
                 MAX_ATTEMPTS.into(),
+                xact_start().into(),
+                // seconds since 1970 of the same time (PostgreSQL counts microseconds since 2000)
+                xact_start()
+                    .map(|t| (pg_sys::TimestampTz::from(t) as f64) / 1e6 + 946_684_800.0)
+                    .into(),
             ],
         )?
         .is_none()
