@@ -102,10 +102,10 @@ REVOKE ALL ON FUNCTION integrations.delete_row_logs() FROM PUBLIC, anon, authent
 -- the default is looked up at each call (text, then regclass): a regclass
 -- literal would be resolved now, and the app's table may not exist yet
 CREATE FUNCTION integrations.distribute(p_tenant_table regclass DEFAULT 'public.businesses'::text::regclass,
-                                        p_dry_run boolean DEFAULT false)
+                                        p_dry_run boolean DEFAULT false, p_route_calls boolean DEFAULT false)
 RETURNS SETOF text
 LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'pgi_distribute';
-COMMENT ON FUNCTION integrations.distribute(regclass, boolean) IS
-    'On a Citus coordinator, once p_tenant_table is distributed by its id: makes the provider registry, the data keys and the tenant-table record reference tables, distributes every per-business table by business_id co-located with p_tenant_table, and turns their delete triggers into row triggers. Returns the statements of its plan; p_dry_run only returns them. Idempotent: done steps are skipped. 55000 without Citus, off the coordinator, or with p_tenant_table not distributed. Superusers only.';
-REVOKE ALL ON FUNCTION integrations.distribute(regclass, boolean) FROM PUBLIC, anon, authenticated, service_role;
+COMMENT ON FUNCTION integrations.distribute(regclass, boolean, boolean) IS
+    'On a Citus coordinator, once p_tenant_table is distributed by its id: makes the provider registry, the data keys and the tenant-table record reference tables, distributes every per-business table by business_id co-located with p_tenant_table, and turns their delete triggers into row triggers; with p_route_calls, makes the back-end secret reads (get_*_secret, get_esp_credentials) distributed functions, which Citus runs on the business''s worker when called as a bare SELECT outside a transaction block (the calling role must be able to log in to the workers, and every node needs the master key file). Returns the statements of its plan; p_dry_run only returns them. Idempotent: done steps are skipped. 55000 without Citus, off the coordinator, or with p_tenant_table not distributed. Superusers only.';
+REVOKE ALL ON FUNCTION integrations.distribute(regclass, boolean, boolean) FROM PUBLIC, anon, authenticated, service_role;

@@ -69,6 +69,18 @@ const ROW_TRIGGERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The back-end reads a direct SQL client calls by business: with
+/// `p_route_calls`, Citus runs each such call (a bare `SELECT f(...)` outside
+/// a transaction block) on the worker holding the business's shard, in one
+/// round trip. PostgREST's statements are not bare calls: they run on the
+/// coordinator, reaching the shard by SQL.
+const ROUTED_FUNCTIONS: &[&str] = &[
+    "public.get_ai_avatar_secret(uuid)",
+    "public.get_email_secret(uuid)",
+    "public.get_blog_secret(uuid)",
+    "public.get_esp_credentials(uuid,text)",
+];
+
 /// The functions row triggers on shards run: as their owner (the deleting
 /// role may not read the secrets), reaching the co-located shard.
 const TRIGGER_FUNCTIONS: &[&str] = &[
@@ -111,8 +123,9 @@ fn distribute(call: &Call) -> Result<pg_sys::Datum> {
     caller::require_superuser("integrations.distribute")?;
     let tenant: pg_sys::Oid = call.required(0, "p_tenant_table")?;
     let dry_run: bool = call.required(1, "p_dry_run")?;
+    let route: bool = call.required(2, "p_route_calls")?;
     let steps = Spi::connect_mut(|c| -> Result<Vec<Step>> {
-        let steps = plan(c, tenant)?;
+        let steps = plan(c, tenant, route)?;
         if !dry_run {
             for step in &steps {
                 run(c, step)?;
@@ -168,7 +181,7 @@ fn strings(
     Ok(out)
 }
 
-fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid) -> Result<Vec<Step>> {
+fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid, route: bool) -> Result<Vec<Step>> {
     let citus = c
         .select(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')",
@@ -398,6 +411,29 @@ fn plan(c: &SpiClient<'_>, tenant: pg_sys::Oid) -> Result<Vec<Step>> {
                 on_workers: true,
             });
             steps.push(Step::here(alter));
+        }
+    }
+    // 6. Calls routed to the business's worker.
+    if route {
+        let unrouted = strings(
+            c,
+            "SELECT f FROM unnest($1::text[]) f \
+             WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_object o \
+                               WHERE o.classid = 'pg_catalog.pg_proc'::regclass AND o.objid = f::regprocedure \
+                                 AND o.distribution_argument_index IS NOT NULL) \
+             ORDER BY 1",
+            &[ROUTED_FUNCTIONS
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .into()],
+        )?;
+        for f in unrouted {
+            steps.push(Step::here(format!(
+                "SELECT pg_catalog.create_distributed_function({}, 'p_business_id', colocate_with => {})",
+                quote_literal(&f[0]),
+                quote_literal(&tenant_name)
+            )));
         }
     }
     // nothing but the session setting: all done

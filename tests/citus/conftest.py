@@ -71,11 +71,24 @@ def citus_db(cluster):
     drop_database(name)
 
 
+def share_master_key(db):
+    """The coordinator's master key file on every worker, as an operator copies
+    it: a call routed to a worker opens the secrets there. The first data key
+    is made first (on an empty keyring, it makes the key file)."""
+    with connect(COORDINATOR, db) as c:
+        c.execute("SELECT integrations.rotate_data_key()")
+    source = os.path.join(ROOT, "target/clusters/citus_coordinator/data/pg_integrations.key")
+    for worker in ("citus_worker1", "citus_worker2"):
+        target = os.path.join(ROOT, f"target/clusters/{worker}/data/pg_integrations.key")
+        subprocess.run(["install", "-o", "postgres", "-g", "postgres", "-m", "600", source, target], check=True)
+
+
 @pytest.fixture(scope="module")
 def distributed_db(cluster):
     """citus_database() after integrations.distribute() and
     attach_tenant_table(): what an operator has once scaled out."""
     name = citus_database("pgi_citus_")
+    share_master_key(name)
     with connect(COORDINATOR, name) as c:
         c.execute("SELECT integrations.distribute()")
         c.execute("SELECT integrations.attach_tenant_table('public.businesses', 'profile_id')")
