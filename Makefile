@@ -24,7 +24,7 @@ ROOT        := $(CURDIR)
 PG_REGRESS   = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regress
 REGRESS     := $(sort $(basename $(notdir $(wildcard tests/pg_regress/sql/*.sql))))
 
-.PHONY: demo test test-pg18 test-citus cross-version setup install check-released bench-scale lint unit pgrx-test regress client bench stop clean-clusters
+.PHONY: demo test test-pg18 test-citus bench-citus cross-version setup install check-released bench-scale lint unit pgrx-test regress client bench stop clean-clusters
 
 setup:
 	@bash scripts/setup.sh
@@ -118,6 +118,14 @@ bench: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 	@bash scripts/cluster.sh start bench$(SUFFIX) $(BENCH_PORT)
 	@bash bench/run.sh $(BENCH_PORT)
+
+# The secret read on the local Citus cluster: routed to its worker, or read
+# through the coordinator, next to a router SELECT; CPU per call per node.
+bench-citus: setup
+	@bash scripts/citus.sh stop
+	cargo pgrx install --release --pg-config $(PG15_CONFIG)
+	@bash scripts/install_released.sh $(PG15_CONFIG)
+	@bash bench/citus.sh
 
 # 1,000 vs 1,000,000 businesses, re-encryption rate, pgbench throughput (~15 min).
 bench-scale: setup

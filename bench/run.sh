@@ -15,7 +15,7 @@ for script in "$here"/*.sql; do
   "${psql[@]}" -q -d postgres -c "DROP DATABASE $db"
 done
 for script in "$here"/*.sh; do
-  case "$(basename "$script")" in run.sh|scale.sh) continue ;; esac  # scale.sh: make bench-scale
+  case "$(basename "$script")" in run.sh|scale.sh|citus.sh) continue ;; esac  # make bench-scale, make bench-citus
   echo
   echo "== $(basename "$script")"
   bash "$script" "$port"

@@ -79,3 +79,24 @@ def test_a_routed_read_is_audited_on_its_worker(routed_db):
         while admin.execute(audited, [b]).fetchone()[0] < before + 1:
             assert time.monotonic() < deadline, "the routed read was not audited"
             time.sleep(0.2)
+
+
+def test_a_data_key_rotation_on_the_coordinator_reaches_routed_reads(routed_db):
+    with psycopg.connect(f"host=127.0.0.1 port={COORDINATOR} dbname={routed_db} user=pgi_backend",
+                         autocommit=True) as c:
+        # every worker backend of this connection caches the current data key now
+        for b in BUSINESSES:
+            assert c.execute("SELECT get_ai_avatar_secret(%s::uuid)", [b]).fetchone()[0] == "hg_" + b[:2]
+        with connect(COORDINATOR, routed_db) as admin:
+            new_key = admin.execute("SELECT integrations.rotate_data_key()").fetchone()[0]
+            admin.execute("SELECT integrations.reencrypt_secrets(1000)")
+            assert admin.execute("SELECT count(*) FROM integrations.secrets WHERE key_id <> %s",
+                                 [new_key]).fetchone()[0] == 0
+        # the workers open the re-sealed secrets with the new key, read from their copy of the keyring
+        for b in BUSINESSES:
+            assert c.execute("SELECT get_ai_avatar_secret(%s::uuid)", [b]).fetchone()[0] == "hg_" + b[:2]
+        # and a new secret sealed on the coordinator under the new key opens on its worker
+        with connect(COORDINATOR, routed_db) as admin:
+            admin.execute("SELECT public.set_ai_avatar_integration(%s::uuid, 'heygen', 'hg_after_rotation')",
+                          [BUSINESSES[2]])
+        assert c.execute("SELECT get_ai_avatar_secret(%s::uuid)", [BUSINESSES[2]]).fetchone()[0] == "hg_after_rotation"
