@@ -205,25 +205,14 @@ impl Call {
         stmt: &'static Statement,
         args: &[pgrx::datum::DatumWithOid<'_>],
     ) -> Result<pg_sys::Datum> {
-        self.begin_rows();
-        Spi::connect_mut(|c| -> Result<()> {
-            let plan = plans::plan(c, stmt)?;
-            let rows = if stmt.mutating {
-                c.update(plan, None, args)?
-            } else {
-                c.select(plan, None, args)?
-            };
-            self.put_spi_rows(rows.len());
-            Ok(())
-        })?;
-        Ok(void())
+        self.return_rows_each(stmt, std::iter::once(args))
     }
 
-    /// The rows `stmt` returns for each argument list in turn, as the result set.
-    pub fn return_rows_each(
+    /// [`Call::return_rows`] of the statement run once per argument list, in turn.
+    pub fn return_rows_each<'a, 'd: 'a>(
         &self,
         stmt: &'static Statement,
-        arg_lists: &[Vec<pgrx::datum::DatumWithOid<'_>>],
+        arg_lists: impl IntoIterator<Item = &'a [pgrx::datum::DatumWithOid<'d>]>,
     ) -> Result<pg_sys::Datum> {
         self.begin_rows();
         Spi::connect_mut(|c| -> Result<()> {

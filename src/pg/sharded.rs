@@ -99,6 +99,11 @@ struct Query {
     condition: String,
     columns: Vec<i16>,
     arg_types: Vec<pg_sys::Oid>,
+    /// The SELECT's plan, prepared on first use and kept for the backend's
+    /// life (a query made again after DDL on the table leaves its old plan
+    /// behind, a few kilobytes, rather than free it from an invalidation
+    /// callback or at exit).
+    kept: std::cell::Cell<pg_sys::SPIPlanPtr>,
 }
 
 /// `schema.table`, quoted.
@@ -196,6 +201,7 @@ fn query(table: pg_sys::Oid, index: pg_sys::Oid, nkeys: usize) -> Result<Rc<Quer
                 condition,
                 columns: columns.iter().map(|c| c.0).collect(),
                 arg_types,
+                kept: std::cell::Cell::new(std::ptr::null_mut()),
             });
             QUERIES.with(|m| m.borrow_mut().insert((table, index, nkeys), q.clone()));
             Ok(q)
@@ -246,7 +252,7 @@ fn find_pinned<T>(
     let mut values = keys.to_vec();
     let nulls = vec![b' ' as std::ffi::c_char; keys.len()];
     // SAFETY: the statement takes the key datums as its parameters, of the types it was made
-    // with. The slot is made in the caller's memory context with the table's descriptor, and
+    // with; its plan is kept (SPI_keepplan) by the Query, never freed. The slot is made in the caller's memory context with the table's descriptor, and
     // `f` runs in that context, so what it copies out outlives SPI_finish; the SPI rows it
     // sees are read before SPI_finish frees them. On a PostgreSQL error the abort releases
     // the SPI connection, the relation and the memory.
@@ -261,15 +267,20 @@ fn find_pinned<T>(
             pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
             return Err(e);
         }
-        let rc = pg_sys::SPI_execute_with_args(
-            q.select.as_ptr(),
-            values.len() as i32,
-            types.as_mut_ptr(),
-            values.as_mut_ptr(),
-            nulls.as_ptr(),
-            false,
-            0,
-        );
+        let mut plan = q.kept.get();
+        if plan.is_null() {
+            plan = pg_sys::SPI_prepare(q.select.as_ptr(), types.len() as i32, types.as_mut_ptr());
+            if plan.is_null() || pg_sys::SPI_keepplan(plan) != 0 {
+                pg_sys::SPI_finish();
+                pg_sys::ExecDropSingleTupleTableSlot(slot);
+                pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+                return Err(Error::Internal(
+                    "could not prepare a read of a Citus table".into(),
+                ));
+            }
+            q.kept.set(plan);
+        }
+        let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
         let mut out = check(rc, "reading a Citus table").map(|_| None);
         if out.is_ok() {
             let tt = pg_sys::SPI_tuptable;

@@ -618,7 +618,7 @@ fn claim_integration_events(call: &Call) -> Result<pg_sys::Datum> {
         .into_iter()
         .map(|(id, b)| vec![id.into(), b.into(), now.into()])
         .collect();
-    call.return_rows_each(&CLAIM_ONE, &args)
+    call.return_rows_each(&CLAIM_ONE, args.iter().map(|a| a.as_slice()))
 }
 
 sql_function!(pgi_complete_integration_event => complete_integration_event);
