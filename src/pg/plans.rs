@@ -64,3 +64,16 @@ pub fn write_returning_id(
     }
     Ok(rows.first().get::<pgrx::Uuid>(1)?)
 }
+
+/// A timestamp parameter: PostgreSQL's microseconds since 2000 (`None` out of range). The
+/// statements that Citus may run take their times as parameters: it refuses non-immutable
+/// functions such as now() inside CASE, or over a column, in an UPDATE.
+pub fn timestamp(micros: i64) -> Option<pgrx::datum::TimestampWithTimeZone> {
+    pgrx::datum::TimestampWithTimeZone::try_from(micros).ok()
+}
+
+/// [`timestamp`] of the transaction's start: the value of now().
+pub fn transaction_start() -> Option<pgrx::datum::TimestampWithTimeZone> {
+    // SAFETY: reads the transaction's start time, a backend global; no pointers involved.
+    timestamp(unsafe { pgrx::pg_sys::GetCurrentTransactionStartTimestamp() })
+}

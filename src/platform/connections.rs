@@ -928,12 +928,7 @@ fn update_integration_health(call: &Call) -> Result<pg_sys::Datum> {
                 message.as_deref().into(),
                 response_ms.into(),
                 FAILURES_BEFORE_ERROR.into(),
-                // SAFETY: reads the transaction's start time; no pointers involved.
-                pgrx::datum::TimestampWithTimeZone::try_from(unsafe {
-                    pg_sys::GetCurrentTransactionStartTimestamp()
-                })
-                .ok()
-                .into(),
+                plans::transaction_start().into(),
                 o.business.into(),
             ],
         )?;

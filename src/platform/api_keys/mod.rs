@@ -234,7 +234,6 @@ fn add_uses_by_shard(
             owners.push((id, b));
         }
     }
-    let ts = |micros: i64| pgrx::datum::TimestampWithTimeZone::try_from(micros).ok();
     let plan = plans::plan(c, &ADD_USES_ONE)?;
     let mut done = Vec::new();
     for (id, business) in owners {
@@ -248,8 +247,8 @@ fn add_uses_by_shard(
                 id.into(),
                 business.into(),
                 n.into(),
-                ts(last).into(),
-                ts(hour).into(),
+                plans::timestamp(last).into(),
+                plans::timestamp(hour).into(),
                 in_hour.into(),
             ],
         )?;

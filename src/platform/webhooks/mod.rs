@@ -569,14 +569,6 @@ static COMPLETE: Statement = Statement {
     mutating: true,
 };
 
-/// The transaction's start time (now()) as a parameter.
-fn xact_start() -> Option<pgrx::datum::TimestampWithTimeZone> {
-    // SAFETY: reads the transaction's start time; no pointers involved.
-    pgrx::datum::TimestampWithTimeZone::try_from(unsafe {
-        pg_sys::GetCurrentTransactionStartTimestamp()
-    })
-    .ok()
-}
 static EVENT_BUSINESS: Statement = Statement {
     sql: "SELECT business_id, status FROM public.integration_events WHERE id = $1",
     args: &[BuiltinOid::UUIDOID],
@@ -603,7 +595,7 @@ fn claim_integration_events(call: &Call) -> Result<pg_sys::Datum> {
     if !crate::pg::sharded::is_citus_table(events)? {
         return call.return_rows(&CLAIM, &[limit.into()]);
     }
-    let now = xact_start();
+    let now = plans::transaction_start();
     let due = Spi::connect(|c| -> Result<Vec<(Uuid, Uuid)>> {
         let plan = plans::plan(c, &CLAIM_CANDIDATES)?;
         let mut due = Vec::new();
@@ -642,9 +634,9 @@ fn complete_integration_event(call: &Call) -> Result<pg_sys::Datum> {
                 success.into(),
                 error.as_deref().into(),
                 MAX_ATTEMPTS.into(),
-                xact_start().into(),
+                plans::transaction_start().into(),
                 // seconds since 1970 of the same time (PostgreSQL counts microseconds since 2000)
-                xact_start()
+                plans::transaction_start()
                     .map(|t| (pg_sys::TimestampTz::from(t) as f64) / 1e6 + 946_684_800.0)
                     .into(),
             ],
