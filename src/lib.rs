@@ -117,6 +117,12 @@ extension_sql_file!(
     name = "release_0_6_0",
     requires = ["release_0_5_0"]
 );
+// 0.7.0: calls routed to the node that holds their business (Citus).
+extension_sql_file!(
+    "../sql/pg_integrations--0.6.0--0.7.0.sql",
+    name = "release_0_7_0",
+    requires = ["release_0_6_0"]
+);
 extension_sql_file!("../sql/ops/secret_store.sql", finalize);
 
 #[pg_guard]
@@ -134,6 +140,7 @@ pub extern "C-unwind" fn _PG_init() {
     core::keyring::init();
     pg::direct::init();
     tenancy::init();
+    tenancy::route::init();
     tenancy::audit::queue::init();
     platform::api_keys::init();
 }

@@ -11,6 +11,12 @@
 //! Data keys are wrapped by the master key with AES-256-GCM as well:
 //! `nonce || ciphertext || tag` (60 bytes), associated data
 //! `"pg_integrations/data-key" || format || key_id`.
+//!
+//! Routed calls (a call a Citus coordinator sends to the worker holding its
+//! business) travel sealed by the active data key, so their arguments never
+//! appear in the worker's statement text or log: `key_id (4, big-endian) ||
+//! nonce || ciphertext || tag`, associated data `"pg_integrations/routed-call"
+//! || format || key_id || context` (the called function's signature).
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
@@ -26,6 +32,7 @@ pub const WRAPPED_KEY_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 
 const SECRET_AAD_TAG: &[u8] = b"pg_integrations/secret";
 const DATA_KEY_AAD_TAG: &[u8] = b"pg_integrations/data-key";
+const CALL_AAD_TAG: &[u8] = b"pg_integrations/routed-call";
 const FINGERPRINT_TAG: &[u8] = b"pg_integrations/master-key-fingerprint";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -173,6 +180,27 @@ fn fingerprint(key: &KeyBytes) -> String {
     hex::encode(&digest[..8])
 }
 
+/// The data key a sealed routed call names.
+pub fn call_key_id(sealed: &[u8]) -> Result<i32, CryptoError> {
+    let id: [u8; 4] =
+        sealed
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(CryptoError::Malformed(
+                "a routed call starts with its key id",
+            ))?;
+    Ok(i32::from_be_bytes(id))
+}
+
+fn call_aad(key_id: i32, context: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(CALL_AAD_TAG.len() + 5 + context.len());
+    aad.extend_from_slice(CALL_AAD_TAG);
+    aad.push(FORMAT_V1);
+    aad.extend_from_slice(&key_id.to_be_bytes());
+    aad.extend_from_slice(context);
+    aad
+}
+
 fn data_key_aad(key_id: i32) -> Vec<u8> {
     let mut aad = Vec::with_capacity(DATA_KEY_AAD_TAG.len() + 5);
     aad.extend_from_slice(DATA_KEY_AAD_TAG);
@@ -221,6 +249,61 @@ impl DataKey {
             key_id,
             cipher: key.cipher(),
         }
+    }
+
+    /// Seal a routed call's message, bound to `context` (the function's
+    /// signature): `key_id || nonce || ciphertext || tag`.
+    pub fn seal_call(&self, context: &[u8], mut message: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        let tag = match self.cipher.encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &call_aad(self.key_id, context),
+            &mut message,
+        ) {
+            Ok(tag) => tag,
+            Err(_) => {
+                message.zeroize();
+                return Err(CryptoError::Authentication);
+            }
+        };
+        let mut out = Vec::with_capacity(4 + NONCE_LEN + message.len() + TAG_LEN);
+        out.extend_from_slice(&self.key_id.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&message);
+        out.extend_from_slice(&tag);
+        message.zeroize();
+        Ok(out)
+    }
+
+    /// Open what [`DataKey::seal_call`] sealed for the same `context`; the key
+    /// must be the one [`call_key_id`] names.
+    pub fn open_call(
+        &self,
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if call_key_id(sealed)? != self.key_id {
+            return Err(CryptoError::Malformed(
+                "a routed call sealed by another key",
+            ));
+        }
+        let body = &sealed[4..];
+        if body.len() < NONCE_LEN + TAG_LEN {
+            return Err(CryptoError::Malformed("a routed call is at least 32 bytes"));
+        }
+        let (nonce, rest) = body.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut buf = Zeroizing::new(ct.to_vec());
+        self.cipher
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                &call_aad(self.key_id, context),
+                buf.as_mut_slice(),
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| CryptoError::Authentication)?;
+        Ok(buf)
     }
 
     /// Encrypt `plaintext` in place (the buffer becomes the ciphertext, so no
@@ -329,6 +412,41 @@ mod tests {
 
     fn key(id: i32) -> DataKey {
         DataKey::new(id, &KeyBytes::generate().unwrap())
+    }
+
+    #[test]
+    fn routed_calls_open_only_for_their_key_and_context() {
+        let k = key(7);
+        let sealed = k
+            .seal_call(b"public.f(uuid)", b"MARKER-ARGUMENT".to_vec())
+            .unwrap();
+        assert_eq!(call_key_id(&sealed).unwrap(), 7);
+        assert!(!sealed.windows(15).any(|w| w == b"MARKER-ARGUMENT"));
+        assert_eq!(
+            k.open_call(b"public.f(uuid)", &sealed).unwrap().as_slice(),
+            b"MARKER-ARGUMENT"
+        );
+        // another function, another key, a changed byte, a cut message
+        assert_eq!(
+            k.open_call(b"public.g(uuid)", &sealed).err(),
+            Some(CryptoError::Authentication)
+        );
+        assert!(key(7).open_call(b"public.f(uuid)", &sealed).is_err());
+        assert!(key(8).open_call(b"public.f(uuid)", &sealed).is_err());
+        for i in 4..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(k.open_call(b"public.f(uuid)", &bad).is_err(), "byte {i}");
+        }
+        assert!(k.open_call(b"public.f(uuid)", &sealed[..20]).is_err());
+        assert!(call_key_id(&sealed[..3]).is_err());
+        // never accepted as a stored secret, nor a secret as a call
+        let s = k.seal(SID, BID, b"x".to_vec()).unwrap();
+        let mut as_call = 7i32.to_be_bytes().to_vec();
+        as_call.extend_from_slice(&s.nonce);
+        as_call.extend_from_slice(&s.ciphertext);
+        assert!(k.open_call(b"", &as_call).is_err());
+        assert!(k.open(SID, BID, &sealed[4..16], &sealed[16..]).is_err());
     }
 
     #[test]

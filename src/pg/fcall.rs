@@ -23,6 +23,23 @@ use crate::pg::spi::Spi;
 #[macro_export]
 macro_rules! sql_function {
     ($symbol:ident => $body:path) => {
+        $crate::sql_function!(@export $symbol, |call| {
+            // Runs the body as the function's owner, knowing who called; a
+            // call routed to the node that holds its business runs there.
+            let _as_owner = $crate::pg::definer::enter(call.fn_oid());
+            match $crate::pg::fcall::route(call) {
+                Ok(Some(d)) => Ok(d),
+                Ok(None) => $body(call),
+                Err(e) => Err(e),
+            }
+        });
+    };
+    // As the role that calls it, never routed: for a function that acts as
+    // a role it is told of (a routed call arriving on a worker).
+    ($symbol:ident => $body:path, as_invoker) => {
+        $crate::sql_function!(@export $symbol, |call| $body(call));
+    };
+    (@export $symbol:ident, $run:expr) => {
         ::paste::paste! {
             #[no_mangle]
             #[doc(hidden)]
@@ -37,22 +54,21 @@ macro_rules! sql_function {
             /// # Safety
             /// Called by PostgreSQL's function manager only, for a function
             /// declared `LANGUAGE c AS 'MODULE_PATHNAME', '<symbol>'` whose
-            /// argument types are the ones `$body` reads.
+            /// argument types are the ones its body reads.
             pub unsafe extern "C-unwind" fn $symbol(
                 fcinfo: ::pgrx::pg_sys::FunctionCallInfo,
             ) -> ::pgrx::pg_sys::Datum {
                 // SAFETY: PostgreSQL passes a valid FunctionCallInfo for this
                 // call, and the SQL declaration of `$symbol` gives the argument
-                // types `$body` reads (the contract of `Call::new`).
+                // types its body reads (the contract of `Call::new`).
                 let call = unsafe { $crate::pg::fcall::Call::new(fcinfo) };
                 // SAFETY: the guard is what #[pg_guard] wraps every extern
                 // function in: it turns Rust panics (our raised errors among
                 // them) into PostgreSQL errors at this FFI boundary.
                 unsafe {
                     ::pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(move || {
-                        // Runs the body as the function's owner, knowing who called.
-                        let _as_owner = $crate::pg::definer::enter(call.fn_oid());
-                        match $body(&call) {
+                        let run: fn(&$crate::pg::fcall::Call) -> $crate::core::error::Result<::pgrx::pg_sys::Datum> = $run;
+                        match run(&call) {
                             Ok(d) => d,
                             Err(e) => e.raise(),
                         }
@@ -61,6 +77,25 @@ macro_rules! sql_function {
             }
         }
     };
+}
+
+/// Where a call runs instead of here, if anywhere: set once at load by the
+/// layer that knows (tenancy's routing by business); `None` runs it here.
+pub type Router = fn(&Call) -> Result<Option<pg_sys::Datum>>;
+
+static ROUTER: std::sync::OnceLock<Router> = std::sync::OnceLock::new();
+
+/// Install the router (from `_PG_init`).
+pub fn set_router(router: Router) {
+    let _ = ROUTER.set(router);
+}
+
+/// The call's result from where the router sent it, or `None` to run it here.
+pub fn route(call: &Call) -> Result<Option<pg_sys::Datum>> {
+    match ROUTER.get() {
+        Some(router) => router(call),
+        None => Ok(None),
+    }
 }
 
 /// One call of a function declared in `sql/`: its arguments and result.
@@ -198,6 +233,23 @@ impl Call {
         }
     }
 
+    /// [`Call::put_row`] of the values of the result type's live columns, in
+    /// order: a table's row type may have dropped columns, which the result
+    /// set's descriptor keeps (as NULLs).
+    pub fn put_live_row(&self, values: &[pg_sys::Datum], nulls: &[bool]) {
+        // SAFETY: begin_rows set up setDesc, the result type's descriptor, read through
+        // PgTupleDesc (its layout differs between 15 and 18) without copying or releasing it.
+        let live: Vec<bool> = unsafe {
+            let rsinfo = (*self.fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+            pgrx::PgTupleDesc::from_pg_unchecked((*rsinfo).setDesc)
+                .iter()
+                .map(|a| !a.attisdropped)
+                .collect()
+        };
+        let (mut all_values, mut all_nulls) = spread_over_live(&live, values, nulls);
+        self.put_row(&mut all_values, &mut all_nulls);
+    }
+
     /// The rows of a kept statement as this call's result set (they must have
     /// the function's result type); a writing statement runs as an update.
     pub fn return_rows(
@@ -232,7 +284,7 @@ impl Call {
 
     /// Add every row of the last SPI result to the result set (the rows must
     /// have the function's result type, e.g. `SELECT t.*` of its table).
-    fn put_spi_rows(&self, n: usize) {
+    pub fn put_spi_rows(&self, n: usize) {
         // SAFETY: begin_rows set up setResult; SPI_tuptable holds the last
         // SPI result, which has at least n rows (the caller passes its count).
         unsafe {
@@ -243,6 +295,23 @@ impl Call {
             }
         }
     }
+}
+
+/// Values of the live columns, spread over every column of a descriptor
+/// (`live[i]`: column i is not dropped); dropped columns and any missing
+/// value are NULL.
+pub fn spread_over_live(
+    live: &[bool],
+    values: &[pg_sys::Datum],
+    nulls: &[bool],
+) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    let mut given = values.iter().zip(nulls);
+    live.iter()
+        .map(|l| match (l, if *l { given.next() } else { None }) {
+            (true, Some((v, n))) => (*v, *n),
+            _ => (pg_sys::Datum::from(0), true),
+        })
+        .unzip()
 }
 
 /// The error for a NULL where a value is required.

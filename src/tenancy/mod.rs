@@ -18,6 +18,7 @@ use pgrx::Uuid;
 
 pub mod audit;
 pub mod caller;
+pub mod route;
 
 use crate::core::error::{Error, Result};
 use crate::pg::direct;
@@ -229,6 +230,11 @@ fn load_tenant_table() -> Result<Option<TenantTable>> {
             }),
         }
     })
+}
+
+/// The attached tenant table and its unique id index, if one is attached.
+pub(crate) fn tenant_relation() -> Result<Option<(pg_sys::Oid, pg_sys::Oid)>> {
+    Ok(tenant_table()?.map(|t| (t.relid, t.index)))
 }
 
 fn tenant_table() -> Result<Option<TenantTable>> {

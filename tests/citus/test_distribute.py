@@ -5,10 +5,13 @@ co-located with the businesses (0.6.0's keys: none rewritten), the registries
 become reference tables, the foreign keys between them hold per shard, and a
 second call finds nothing to do."""
 
+import os
+import re
+
 import psycopg
 import pytest
 
-from conftest import COORDINATOR, NODES, connect
+from conftest import COORDINATOR, NODES, ROOT, connect
 
 OWNER = "a0000000-0000-4000-8000-00000000000a"
 
@@ -23,9 +26,12 @@ def per_business(c):
 
 
 def test_the_extension_reaches_every_worker(citus_db):
-    for port in NODES[1:]:
-        with connect(port, citus_db) as w:
-            assert w.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_integrations'").fetchone()[0] == "0.6.0"
+    version = "SELECT extversion FROM pg_extension WHERE extname = 'pg_integrations'"
+    with open(os.path.join(ROOT, "Cargo.toml")) as f:
+        current = re.search(r'^version = "(.*)"', f.read(), re.M).group(1)
+    for port in NODES:
+        with connect(port, citus_db) as n:
+            assert n.execute(version).fetchone()[0] == current
 
 
 def test_refusals_before_anything_moves(citus_db, cluster):

@@ -55,11 +55,15 @@ def test_a_bare_call_runs_on_the_business_worker_in_one_round_trip(routed_db):
             message, detail = remote[0]
             assert "get_ai_avatar_secret" in message
             assert detail.startswith(f"on server pgi_backend@127.0.0.1:{placement[b]} "), detail
-        # inside a transaction block Citus does not delegate: the coordinator reads the shard
+        # inside a transaction block Citus does not delegate; the call routes itself, through
+        # the tenant table's row on the same worker (test_routed_calls.py)
         notices.clear()
         with c.transaction():
             assert c.execute("SELECT get_ai_avatar_secret(%s::uuid)", [BUSINESSES[0]]).fetchone()[0] == "hg_b1"
-        assert not any("get_ai_avatar_secret" in m for m, _ in notices)
+        routed = [(m, d) for m, d in notices if m.startswith("issuing ") and "route_call" in m]
+        assert len(routed) == 1 and f"127.0.0.1:{placement[BUSINESSES[0]]} " in routed[0][1], notices
+        assert not any(m.startswith("issuing ") and "get_ai_avatar_secret" in m and "route_call" not in m
+                       for m, _ in notices)
 
 
 def test_a_routed_read_is_audited_on_its_worker(routed_db):

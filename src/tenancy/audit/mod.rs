@@ -590,14 +590,27 @@ fn flush_audit_log(call: &Call) -> Result<pg_sys::Datum> {
             "p_timeout_ms must be between 0 and 600000".into(),
         ));
     }
+    let here = flush_here(timeout)?;
+    // On a Citus cluster the reads routed to the workers queue their records there.
+    if crate::tenancy::route::coordinates_workers()? {
+        let workers = crate::tenancy::route::on_every_worker(&format!(
+            "SELECT integrations.flush_audit_log({timeout})"
+        ))?;
+        return Ok(fcall::datum(here && workers));
+    }
+    Ok(fcall::datum(here))
+}
+
+/// Wait for this node's queue: whether it was written in time.
+fn flush_here(timeout: i32) -> Result<bool> {
     let Some(shared) = queue::shared() else {
-        return Ok(fcall::datum(true));
+        return Ok(true);
     };
     let (slot, target) = {
         let mut l = shared.lock();
         match (0..queue::SLOTS).find(|i| l.slot(*i).database == database()) {
             Some(i) => (i, l.slot(i).head),
-            None => return Ok(fcall::datum(true)),
+            None => return Ok(true),
         }
     };
     let deadline = now() + i64::from(timeout) * 1000;
@@ -606,7 +619,7 @@ fn flush_audit_log(call: &Call) -> Result<pg_sys::Datum> {
             let mut l = shared.lock();
             let s = l.slot(slot);
             if s.database != database() || (s.tail >= target && s.uses_written >= target) {
-                return Ok(fcall::datum(true));
+                return Ok(true);
             }
             s.uses_wanted = s.uses_wanted.max(target);
             s.latch
@@ -616,7 +629,7 @@ fn flush_audit_log(call: &Call) -> Result<pg_sys::Datum> {
             unsafe { pg_sys::SetLatch(latch) };
         }
         if now() > deadline || !ensure_writer(shared, slot) {
-            return Ok(fcall::datum(false));
+            return Ok(false);
         }
         nap();
     }
