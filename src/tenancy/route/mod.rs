@@ -141,12 +141,20 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
     if in_citus_task() || caller::restricted() {
         return Ok(None);
     }
-    let Some((tenant, tenant_index)) = super::tenant_relation()? else {
+    // Until distribute() has moved the extension's tables, their rows are
+    // here (a distributed tenant table alone is not enough). One cached
+    // lookup on a single node.
+    let Ok(secrets) = secrets_relid() else {
         return Ok(None);
     };
-    // the tenant table alone distributed is not enough: until distribute()
-    // has moved the extension's tables, their rows are here
-    if !sharded::is_citus_table(tenant)? || !sharded::is_citus_table(secrets_relid()?)? {
+    if !sharded::is_citus_table(secrets)? {
+        return Ok(None);
+    }
+    // a tenant table that is not as it should be: the call runs here and says so
+    let Ok(Some((tenant, tenant_index))) = super::tenant_relation() else {
+        return Ok(None);
+    };
+    if !sharded::is_citus_table(tenant)? {
         return Ok(None);
     }
     let Some(route) = route_of(call.fn_oid())? else {
