@@ -2,9 +2,10 @@
 # The secret read on the local Citus cluster (scripts/citus.sh: a coordinator
 # and two workers on this machine), at default durability, 2,000 businesses
 # with one AI-avatar integration each, distributed with p_route_calls:
-# - the remote commands Citus issues for one call, routed (a bare SELECT in
-#   autocommit) and not (the same call inside a transaction block, as
-#   PostgREST's statements are);
+# - the remote commands Citus issues for one call: delegated by Citus (a bare
+#   SELECT in autocommit by a login role) and routed by the call itself (the
+#   same call inside a transaction block, as PostgREST's statements are: one
+#   statement, integrations.route_call, on the business's worker);
 # - pgbench, 1 and 2 clients, prepared as a back end's driver would send it
 #   (simple protocol here, so the business id reaches Citus as a constant),
 #   next to the floor: the router SELECT of the row's secret id.
@@ -58,15 +59,16 @@ echo "== remote commands for one call, routed (autocommit):"
   -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" \
   -c "SELECT get_ai_avatar_secret($biz)" 2>&1 | grep -E "^(NOTICE|DETAIL)" | sed 's/connectionId.*//'
 echo "   (a bare SELECT f(...): Citus delegates nothing else, not even SELECT f(...) IS NOT NULL)"
-echo "== the same call inside a transaction block (not delegated: the coordinator reads the shard):"
+echo "== the same call inside a transaction block (Citus does not delegate; the call routes itself):"
 "$bin/psql" -X -q -h 127.0.0.1 -p "$coordinator" -U pgi_bench_backend -d "$db" \
   -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" \
   -c "BEGIN" -c "SELECT get_ai_avatar_secret($biz)" -c "COMMIT" 2>&1 \
   | grep -E "^(NOTICE|DETAIL)" | sed 's/connectionId.*//'
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-printf '\\set i random(100000000001, %s)\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\n' $((100000000000 + n)) > "$dir/routed.sql"
-printf '\\set i random(100000000001, %s)\nBEGIN;\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\nCOMMIT;\n' $((100000000000 + n)) > "$dir/coordinator.sql"
+printf '\\set i random(100000000001, %s)\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\n' $((100000000000 + n)) > "$dir/delegated.sql"
+printf '\\set i random(100000000001, %s)\nBEGIN;\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\nCOMMIT;\n' $((100000000000 + n)) > "$dir/routed.sql"
+printf '\\set i random(100000000001, %s)\nBEGIN;\nSET LOCAL ROLE service_role;\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\nCOMMIT;\n' $((100000000000 + n)) > "$dir/nologin.sql"
 printf '\\set i random(100000000001, %s)\nSELECT secret_id FROM ai_avatar_integrations WHERE business_id = '"'"'00000000-0000-4000-8000-:i'"'"';\n' $((100000000000 + n)) > "$dir/floor.sql"
 tps() { "$bin/pgbench" -n -M simple -c "$2" -j "$2" -T "$seconds" -h 127.0.0.1 -p "$coordinator" -U pgi_bench_backend \
           -f "$dir/$1.sql" "$db" 2>/dev/null | awk '/^tps = /{print $3}'; }
@@ -87,7 +89,7 @@ print(total / hz)"
 echo "== pgbench, default durability, ${seconds}s each: tps at 1 and 2 clients; µs per call at 1 client;"
 echo "   CPU µs per call (2 clients) spent by the coordinator's and the workers' server processes"
 printf '%-44s %9s %9s %9s %11s %9s\n' "" "1 client" "µs/call" "2 clients" "coord CPU" "workers"
-for k in routed coordinator floor; do
+for k in delegated routed nologin floor; do
   one=$(tps "$k" 1)
   before=$(for c in citus_coordinator citus_worker1 citus_worker2; do cpu $c; done | tr '\n' ' ')
   out=$("$bin/pgbench" -n -M simple -c 2 -j 2 -T "$seconds" -h 127.0.0.1 -p "$coordinator" -U pgi_bench_backend \
@@ -96,8 +98,9 @@ for k in routed coordinator floor; do
   two=$(awk '/^tps = /{print $3}' <<< "$out"); calls=$(awk '/number of transactions actually processed/{print $NF}' <<< "$out")
   calls=${calls%%/*}
   label=$k
-  [ "$k" = routed ] && label="get_ai_avatar_secret, routed to its worker"
-  [ "$k" = coordinator ] && label="get_ai_avatar_secret, in a transaction block"
+  [ "$k" = delegated ] && label="get_ai_avatar_secret, delegated by Citus"
+  [ "$k" = routed ] && label="the same in a transaction block: routed"
+  [ "$k" = nologin ] && label="the same as service_role (SET LOCAL ROLE)"
   [ "$k" = floor ] && label="floor: router SELECT of the secret id"
   python3 -c "
 b = [float(x) for x in '$before'.split()]; a = [float(x) for x in '$after'.split()]

@@ -233,21 +233,15 @@ impl Call {
         }
     }
 
-    /// [`Call::put_row`] of the values of the result type's live columns, in
-    /// order: a table's row type may have dropped columns, which the result
-    /// set's descriptor keeps (as NULLs).
-    pub fn put_live_row(&self, values: &[pg_sys::Datum], nulls: &[bool]) {
-        // SAFETY: begin_rows set up setDesc, the result type's descriptor, read through
-        // PgTupleDesc (its layout differs between 15 and 18) without copying or releasing it.
-        let live: Vec<bool> = unsafe {
+    /// The descriptor of the result set [`Call::begin_rows`] started: a
+    /// table's row type keeps its dropped columns there.
+    pub fn result_desc(&self) -> pg_sys::TupleDesc {
+        // SAFETY: begin_rows set resultinfo's setDesc (InitMaterializedSRF raises an error
+        // otherwise); the pointer stays valid for the rest of the call.
+        unsafe {
             let rsinfo = (*self.fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
-            pgrx::PgTupleDesc::from_pg_unchecked((*rsinfo).setDesc)
-                .iter()
-                .map(|a| !a.attisdropped)
-                .collect()
-        };
-        let (mut all_values, mut all_nulls) = spread_over_live(&live, values, nulls);
-        self.put_row(&mut all_values, &mut all_nulls);
+            (*rsinfo).setDesc
+        }
     }
 
     /// The rows of a kept statement as this call's result set (they must have

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use rustc_hash::FxHashMap as HashMap;
 
+use super::spi::{check, connect};
 use crate::core::error::{Error, Result};
 
 thread_local! {
@@ -47,6 +48,106 @@ pub fn forget_relation(relid: pg_sys::Oid) {
             }
         })
     });
+}
+
+/// Citus's `SubXactContext` (13.2, `distributed/transaction_management.h`):
+/// the SET LOCAL commands of an enclosing (sub)transaction.
+#[repr(C)]
+struct SubXactContext {
+    sub_id: pg_sys::SubTransactionId,
+    set_local_cmds: pg_sys::StringInfo,
+    propagated_objects: *mut std::ffi::c_void,
+}
+
+/// Where Citus keeps the SET LOCAL commands it replays on every connection it
+/// opens to a worker in this transaction: its `activeSetStmts` and
+/// `ActiveSubXactContexts()`, found in the loaded citus library.
+#[derive(Clone, Copy)]
+struct PropagatedSets {
+    active: *const pg_sys::StringInfo,
+    enclosing: unsafe extern "C-unwind" fn() -> *mut pg_sys::List,
+}
+
+thread_local! {
+    static PROPAGATED_SETS: std::cell::Cell<Option<PropagatedSets>> = const { std::cell::Cell::new(None) };
+}
+
+/// Fail unless Citus would open this transaction's connections to the workers
+/// with the session's settings untouched.
+///
+/// With `citus.propagate_set_commands = 'local'` (any role may set it), every
+/// SET LOCAL of a transaction block is replayed on every connection Citus
+/// opens to a worker in that transaction, the owner's too: a `search_path`
+/// naming the caller's schema first would let a type or operator of theirs
+/// shadow the ones in the statements the extension's owner sends (Citus writes
+/// `'…'::uuid` and `=` unqualified), and run their code as the owner there.
+pub fn refuse_propagated_settings() -> Result<()> {
+    let sets = match PROPAGATED_SETS.with(std::cell::Cell::get) {
+        Some(s) => s,
+        None => {
+            // SAFETY: looks two symbols up in the already loaded citus library (NULL when
+            // absent, checked); neither is called or read here.
+            let (active, enclosing) = unsafe {
+                let lib = c"citus";
+                (
+                    pg_sys::load_external_function(
+                        lib.as_ptr(),
+                        c"activeSetStmts".as_ptr(),
+                        false,
+                        std::ptr::null_mut(),
+                    ),
+                    pg_sys::load_external_function(
+                        lib.as_ptr(),
+                        c"ActiveSubXactContexts".as_ptr(),
+                        false,
+                        std::ptr::null_mut(),
+                    ),
+                )
+            };
+            if active.is_null() || enclosing.is_null() {
+                return Err(Error::NotReady {
+                    message: "this build of Citus does not show which SET commands it propagates to the workers".into(),
+                    hint: "pg_integrations is tested with Citus 13.2; it refuses to run on a cluster it cannot check.".into(),
+                });
+            }
+            let s = PropagatedSets {
+                active: active as *const pg_sys::StringInfo,
+                // SAFETY: Citus declares ActiveSubXactContexts as `List *(void)`.
+                enclosing: unsafe {
+                    std::mem::transmute::<
+                        *mut std::ffi::c_void,
+                        unsafe extern "C-unwind" fn() -> *mut pg_sys::List,
+                    >(enclosing)
+                },
+            };
+            PROPAGATED_SETS.with(|c| c.set(Some(s)));
+            s
+        }
+    };
+    // SAFETY: `active` is the address of Citus's StringInfo variable (NULL or a live
+    // StringInfo of this transaction); ActiveSubXactContexts returns Citus's list of
+    // SubXactContext pointers (NIL outside subtransactions), read as Citus 13.2 lays them out.
+    let propagated = unsafe {
+        let pending = |si: pg_sys::StringInfo| !si.is_null() && (*si).len > 0;
+        pending(*sets.active) || {
+            let list = (sets.enclosing)();
+            let n = if list.is_null() {
+                0
+            } else {
+                (*list).length as usize
+            };
+            (0..n).any(|i| {
+                let ctx = (*(*list).elements.add(i)).ptr_value as *const SubXactContext;
+                !ctx.is_null() && pending((*ctx).set_local_cmds)
+            })
+        }
+    };
+    if propagated {
+        return Err(Error::NotAllowed(
+            "permission denied: this transaction propagates SET LOCAL commands to the Citus workers (citus.propagate_set_commands), which the extension's own statements there would run under; call it in a transaction without them".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `relid` is a Citus table, so its rows are reached through SQL only.
@@ -209,22 +310,6 @@ fn query(table: pg_sys::Oid, index: pg_sys::Oid, nkeys: usize) -> Result<Rc<Quer
         pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         made
-    }
-}
-
-/// # Safety
-/// Inside a transaction; balanced by `SPI_finish` on every path that returns.
-unsafe fn connect() -> Result<()> {
-    // SAFETY: the caller's contract.
-    let rc = unsafe { pg_sys::SPI_connect() };
-    check(rc, "connecting to SPI")
-}
-
-fn check(rc: i32, doing: &str) -> Result<()> {
-    if rc < 0 {
-        Err(Error::Internal(format!("SPI error {rc} {doing}")))
-    } else {
-        Ok(())
     }
 }
 

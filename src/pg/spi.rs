@@ -17,6 +17,8 @@ use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
 use pgrx::pg_sys;
 use pgrx::spi::{SpiClient, SpiResult};
 
+use crate::core::error::{Error, Result};
+
 const PINNED: &CStr = c"pg_catalog, pg_temp";
 
 /// Run `f` with the search path pinned (set for `f` only, unless it is
@@ -49,6 +51,25 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: closes the nest level opened above.
     unsafe { pg_sys::AtEOXact_GUC(true, level) };
     r
+}
+
+/// `SPI_connect` for code that uses the raw SPI interface (kept plans, slots).
+///
+/// # Safety
+/// Inside a transaction; balanced by `SPI_finish` on every path that returns.
+pub unsafe fn connect() -> Result<()> {
+    // SAFETY: the caller's contract.
+    let rc = unsafe { pg_sys::SPI_connect() };
+    check(rc, "connecting to SPI")
+}
+
+/// An SPI return code as a result.
+pub fn check(rc: i32, doing: &str) -> Result<()> {
+    if rc < 0 {
+        Err(Error::Internal(format!("SPI error {rc} {doing}")))
+    } else {
+        Ok(())
+    }
 }
 
 /// pgrx's `Spi`, pinned: same names and signatures.

@@ -170,6 +170,7 @@ pub fn role_name(role: pg_sys::Oid) -> Rc<str> {
 /// Fail with 42501 unless the caller is a superuser (changes to the cluster's
 /// layout: the extension's tables belong to the superuser who created it).
 pub fn require_superuser(what: &str) -> Result<()> {
+    super::route::refuse_propagated_settings()?;
     let role = caller();
     if !restricted() && is_superuser(role) {
         Ok(())
@@ -183,6 +184,7 @@ pub fn require_superuser(what: &str) -> Result<()> {
 
 /// Fail with 42501 unless the caller is privileged.
 pub fn require_privileged(what: &str) -> Result<()> {
+    super::route::refuse_propagated_settings()?;
     let role = caller();
     if restricted() {
         return Err(Error::NotAllowed(format!(

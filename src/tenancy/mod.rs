@@ -86,6 +86,12 @@ fn with_setting<R>(name: &CStr, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
 /// `request.jwt.claim.sub` first, then `request.jwt.claims`, like `auth.uid()`).
 /// A `sub` that is not a UUID counts as no user.
 pub fn current_user_id() -> Option<Uuid> {
+    // Inside a routed call the coordinator's word is the only one: the
+    // session's settings on a worker are whatever the caller's transaction
+    // propagated there (citus.propagate_set_commands).
+    if let Some(user) = route::carried_user() {
+        return user;
+    }
     if !caller::session_may_carry_claims() {
         return None;
     }

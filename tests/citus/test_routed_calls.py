@@ -169,3 +169,60 @@ def test_routed_failures_keep_their_sqlstate_and_keep_keys_out_of_logs(db):
     for name in ("citus_coordinator", "citus_worker1", "citus_worker2"):
         with open(os.path.join(ROOT, f"target/clusters/{name}/server.log"), errors="replace") as f:
             assert marker not in f.read(), name
+
+
+def test_calls_made_on_a_worker_route_too(db):
+    """A client connected to a worker (Citus syncs the metadata there): a
+    business whose shard is on that worker runs in place (Citus's local
+    execution brings the routed statement back to the calling backend), one
+    on the other worker is routed there."""
+    with connect(COORDINATOR, db) as c:
+        placement = {b: worker_of(c, b) for b in BUSINESSES}
+        for b in BUSINESSES:
+            c.execute("SELECT public.set_ai_avatar_integration(%s::uuid, 'heygen', %s)", [b, "hg_w_" + b[:2]])
+    for port in NODES[1:]:
+        with connect(port, db) as w:
+            remote = RemoteCommands(w)
+            w.execute("SET ROLE service_role")
+            for b in BUSINESSES:
+                remote.clear()
+                assert w.execute("SELECT public.get_ai_avatar_secret(%s::uuid)", [b]).fetchone()[0] == "hg_w_" + b[:2]
+                rows = w.execute("SELECT provider FROM public.get_ai_avatar_integration(%s::uuid)", [b]).fetchall()
+                assert rows == [("heygen",)]
+                sent = [d for cmd, d in remote.work() if "route_call" in cmd]
+                if placement[b] == port:
+                    assert all(f":{port} " in d or "local" in d for d in sent), sent
+                else:
+                    assert sent and all(f":{placement[b]} " in d for d in sent), sent
+            w.execute("RESET ROLE")
+
+
+def test_settings_propagated_to_the_workers_are_refused(db):
+    """citus.propagate_set_commands replays a transaction's SET LOCALs on every
+    connection Citus opens to a worker, the owner's too: a search path or
+    claims of the caller's choosing would reach the owner's statements there.
+    The extension refuses to run in such a transaction."""
+    b = BUSINESSES[4]
+    with connect(COORDINATOR, db) as c:
+        c.execute("SELECT public.set_ai_avatar_integration(%s::uuid, 'heygen', 'hg_prop')", [b])
+        for settings in (["SET LOCAL search_path = public, pg_catalog"],
+                         ["SET LOCAL ROLE authenticated",
+                          f"""SET LOCAL request.jwt.claims = '{{"sub": "{OWNER}"}}'"""]):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:
+                with c.transaction():
+                    c.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+                    for s in settings:
+                        c.execute(s)
+                    c.execute("SELECT count(*) FROM public.get_ai_avatar_integration(%s::uuid)", [b])
+            assert "propagates SET LOCAL" in str(e.value)
+        # inside a savepoint, after the SET: still refused; without propagation: fine
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with c.transaction():
+                c.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+                c.execute("SET LOCAL search_path = public")
+                c.execute("SET LOCAL citus.propagate_set_commands = 'none'")
+                with c.transaction():
+                    c.execute("SELECT integrations.read_secret(gen_random_uuid())")
+        with c.transaction():
+            c.execute("SET LOCAL search_path = public")
+            assert c.execute("SELECT count(*) FROM public.get_ai_avatar_integration(%s::uuid)", [b]).fetchone()[0] == 1

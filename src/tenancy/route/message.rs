@@ -5,9 +5,11 @@
 //! owner_can_read_secrets (0 or 1) || values`. The worker's reply, not sealed
 //! (results travel as the rows of any query do): `values` of each row, after
 //! a u32 row count. `values` is a u16 count, then each value as an i32 length
-//! (-1: NULL) and its bytes, in the binary form of its type (`typsend`), so no
-//! setting of either node (DateStyle, TimeZone, extra_float_digits) changes
-//! what arrives.
+//! (-1: NULL) and its bytes: numbers, times, booleans and UUIDs in their
+//! binary form (`typsend`: no DateStyle, TimeZone or extra_float_digits of
+//! either end changes them), everything else as its output function's text
+//! in the server's encoding (binary strings are in each session's
+//! client_encoding).
 
 use std::fmt;
 

@@ -48,6 +48,7 @@ use crate::core::keyring;
 use crate::pg::fcall::{self, Call};
 use crate::pg::sharded;
 use crate::pg::spi::{self, Spi};
+use crate::pg::spi::{check, connect};
 use crate::sql_function;
 use crate::tenancy::caller;
 
@@ -74,20 +75,29 @@ struct Route {
     forward: RefCell<Option<(pg_sys::Oid, pg_sys::SPIPlanPtr)>>,
 }
 
-/// A type's binary I/O functions.
+/// How values of a type travel: its output and input functions, text or binary.
 #[derive(Clone, Copy)]
 struct TypeIo {
     oid: pg_sys::Oid,
-    send: pg_sys::Oid,
-    receive: pg_sys::Oid,
+    text: bool,
+    output: pg_sys::Oid,
+    input: pg_sys::Oid,
     ioparam: pg_sys::Oid,
 }
 
 thread_local! {
     /// By function OID; `None` for a function that is not routed.
-    static ROUTES: RefCell<HashMap<pg_sys::Oid, Option<Rc<Route>>>> = RefCell::new(HashMap::default());
+    /// With the hash of the function's pg_proc entry, which invalidations name.
+    static ROUTES: RefCell<HashMap<pg_sys::Oid, (u32, Option<Rc<Route>>)>> = RefCell::new(HashMap::default());
     /// Routed calls running in this backend: calls inside them stay here.
     static ROUTED_HERE: Cell<u32> = const { Cell::new(0) };
+    /// The signed-in user of the routed call running here (`Some(None)`: none).
+    static CARRIED_USER: Cell<Option<Option<[u8; 16]>>> = const { Cell::new(None) };
+    /// This backend is sending a routed call: one that arrives back here (the
+    /// business's shard is local) runs in the calling function instead.
+    static SENDING: Cell<bool> = const { Cell::new(false) };
+    /// Function OIDs by the signature a routed call names (forgotten with ROUTES).
+    static SIGNATURES: RefCell<HashMap<String, pg_sys::Oid>> = RefCell::new(HashMap::default());
     /// `integrations.secrets`, once looked up (forgotten with ROUTES).
     static SECRETS: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
@@ -108,14 +118,32 @@ fn secrets_relid() -> Result<pg_sys::Oid> {
 /// Called by PostgreSQL only, as the syscache invalidation callback registered in `init`, with
 /// arguments PostgreSQL owns for the duration of the call; it touches no catalog.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, hash: u32) {
+    // Only the functions named (0: all): any role can change pg_proc, with a
+    // function of its own, and each forgotten route leaves its kept plans
+    // behind (a few kilobytes; our functions change on upgrades only).
+    let mut forgotten = Vec::new();
     ROUTES.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
-            // the kept plans are left behind (a few kilobytes, on DDL only)
-            r.clear();
+            r.retain(|oid, (h, _)| {
+                let keep = hash != 0 && *h != hash;
+                if !keep {
+                    forgotten.push(*oid);
+                }
+                keep
+            });
         }
     });
+    if forgotten.is_empty() {
+        return;
+    }
+    // our functions changed: the extension may have been dropped and made again
     SECRETS.with(|s| s.set(pg_sys::InvalidOid));
+    SIGNATURES.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.retain(|_, oid| !forgotten.contains(oid));
+        }
+    });
 }
 
 pub fn init() {
@@ -138,7 +166,7 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
         return Ok(None);
     }
     // first what needs no catalog: a trigger on a shard may not read a table
-    if in_citus_task() || caller::restricted() {
+    if in_citus_task() {
         return Ok(None);
     }
     // Until distribute() has moved the extension's tables, their rows are
@@ -148,6 +176,11 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
         return Ok(None);
     };
     if !sharded::is_citus_table(secrets)? {
+        return Ok(None);
+    }
+    // routed or not, the call's statements reach the workers as the owner
+    sharded::refuse_propagated_settings()?;
+    if caller::restricted() {
         return Ok(None);
     }
     // a tenant table that is not as it should be: the call runs here and says so
@@ -180,16 +213,30 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
     let sealed = key
         .seal_call(route.signature.as_bytes(), std::mem::take(&mut plain))
         .map_err(|e| Error::Internal(format!("sealing a routed call failed: {e}")))?;
-    let Some(reply) = spi::pinned(|| run_forward(&route, tenant, tenant_index, &sealed, business))?
-    else {
+    struct Sent;
+    impl Drop for Sent {
+        fn drop(&mut self) {
+            SENDING.with(|s| s.set(false));
+        }
+    }
+    SENDING.with(|s| s.set(true));
+    let sent = Sent;
+    let reply = spi::pinned(|| run_forward(&route, tenant, tenant_index, &sealed, business));
+    drop(sent);
+    let Some(reply) = reply? else {
         return Ok(None);
     };
     let rows = message::decode_rows(&reply).map_err(|e| Error::Internal(e.to_string()))?;
     if route.retset {
         call.begin_rows();
+        let desc = call.result_desc();
+        // SAFETY: the result set's descriptor, valid for the rest of the call.
+        let (live, types) = unsafe { live_columns(desc) };
+        let io = io_for(&types, &route.results);
         for row in rows {
-            let (values, nulls) = receive_row(&route.results, row)?;
-            call.put_live_row(&values, &nulls);
+            let (values, nulls) = receive_row(&io, row)?;
+            let (mut values, mut nulls) = fcall::spread_over_live(&live, &values, &nulls);
+            call.put_row(&mut values, &mut nulls);
         }
         return Ok(Some(fcall::void()));
     }
@@ -202,8 +249,7 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
         if row.iter().all(Option::is_none) {
             return Ok(Some(call.null()));
         }
-        let (values, nulls) = receive_row(&route.results, row)?;
-        return Ok(Some(form_row(row_type, &values, &nulls)));
+        return Ok(Some(form_row(row_type, row, &route.results)?));
     }
     let Some(result) = route.results.first() else {
         return Ok(Some(fcall::void()));
@@ -213,6 +259,31 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
         Some(None) => Ok(Some(call.null())),
         None => Err(Error::Internal("a routed call answered no value".into())),
     }
+}
+
+/// On a distributed database, outside Citus's own backends: fail if this
+/// transaction propagates SET commands to the workers, under which the
+/// owner's statements there would run ([`sharded::refuse_propagated_settings`]).
+/// For the privileged calls that do not route.
+pub fn refuse_propagated_settings() -> Result<()> {
+    if ROUTED_HERE.with(Cell::get) > 0 || in_citus_task() {
+        return Ok(());
+    }
+    let Ok(secrets) = secrets_relid() else {
+        return Ok(());
+    };
+    if !sharded::is_citus_table(secrets)? {
+        return Ok(());
+    }
+    sharded::refuse_propagated_settings()
+}
+
+/// The signed-in user of the routed call running in this backend, if one is:
+/// `Some(None)` for a call without one.
+pub fn carried_user() -> Option<Option<pgrx::Uuid>> {
+    CARRIED_USER
+        .with(Cell::get)
+        .map(|u| u.map(pgrx::Uuid::from_bytes))
 }
 
 /// Whether the extension's tables are distributed and this backend is not
@@ -274,11 +345,21 @@ fn in_citus_task() -> bool {
 /// `public` RPCs implemented here that take a `uuid` `p_business_id` among
 /// their leading input arguments.
 fn route_of(fn_oid: pg_sys::Oid) -> Result<Option<Rc<Route>>> {
-    if let Some(known) = ROUTES.with(|r| r.borrow().get(&fn_oid).cloned()) {
+    if let Some((_, known)) = ROUTES.with(|r| r.borrow().get(&fn_oid).cloned()) {
         return Ok(known);
     }
     let route = spi::pinned(|| load_route(fn_oid))?.map(Rc::new);
-    ROUTES.with(|r| r.borrow_mut().insert(fn_oid, route.clone()));
+    // SAFETY: hashes the OID as the syscache does for this cache's invalidations; no lookup.
+    let hash = unsafe {
+        pg_sys::GetSysCacheHashValue(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            pg_sys::Datum::from(fn_oid),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        )
+    };
+    ROUTES.with(|r| r.borrow_mut().insert(fn_oid, (hash, route.clone())));
     Ok(route)
 }
 
@@ -294,6 +375,9 @@ SELECT p.oid::regprocedure::text, quote_ident(n.nspname) || '.' || quote_ident(p
             ELSE ARRAY[p.prorettype] END, \
        n.nspname = 'public' AND l.lanname = 'c' AND p.prorettype <> 'trigger'::regtype \
          AND (p.proretset OR p.prorettype <> 'record'::regtype) \
+         AND EXISTS (SELECT FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e' \
+                        AND e.extname = 'pg_integrations') \
          AND (p.proargmodes IS NULL OR NOT EXISTS (SELECT FROM unnest(p.proargmodes[1:p.pronargs]) m WHERE m <> 'i')) \
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
   JOIN pg_type t ON t.oid = p.prorettype JOIN pg_language l ON l.oid = p.prolang \
@@ -369,26 +453,54 @@ fn load_route(fn_oid: pg_sys::Oid) -> Result<Option<Route>> {
 fn type_io(oid: pg_sys::Oid) -> TypeIo {
     let mut io = TypeIo {
         oid,
-        send: pg_sys::InvalidOid,
-        receive: pg_sys::InvalidOid,
+        text: false,
+        output: pg_sys::InvalidOid,
+        input: pg_sys::InvalidOid,
         ioparam: pg_sys::InvalidOid,
     };
-    let mut varlena = false;
-    // SAFETY: catalog lookups by type OID that write into the locals; a type without binary
-    // I/O raises an error (none of the RPCs' types lacks it).
+    // SAFETY: catalog lookups by type OID that write into the locals; a type without the I/O
+    // functions asked for raises an error (none of the RPCs' types lacks them).
     unsafe {
-        pg_sys::getTypeBinaryOutputInfo(oid, &mut io.send, &mut varlena);
-        pg_sys::getTypeBinaryInputInfo(oid, &mut io.receive, &mut io.ioparam);
+        let element = pg_sys::get_element_type(oid);
+        let base = if element == pg_sys::InvalidOid {
+            oid
+        } else {
+            element
+        };
+        let mut category: std::ffi::c_char = 0;
+        let mut preferred = false;
+        pg_sys::get_type_category_preferred(base, &mut category, &mut preferred);
+        // Binary forms of strings (text, JSON, enums, and arrays or rows of them)
+        // are in the session's client_encoding, which each end sets as it likes;
+        // text forms of times and numbers depend on DateStyle, TimeZone and
+        // extra_float_digits. So: numbers, times, booleans and UUIDs travel in
+        // binary, everything else as the server-encoded text of its output function.
+        io.text = !(matches!(category as u8, b'B' | b'D' | b'N' | b'T') || base == pg_sys::UUIDOID);
+        let mut varlena = false;
+        if io.text {
+            pg_sys::getTypeOutputInfo(oid, &mut io.output, &mut varlena);
+            pg_sys::getTypeInputInfo(oid, &mut io.input, &mut io.ioparam);
+        } else {
+            pg_sys::getTypeBinaryOutputInfo(oid, &mut io.output, &mut varlena);
+            pg_sys::getTypeBinaryInputInfo(oid, &mut io.input, &mut io.ioparam);
+        }
     }
     io
 }
 
-/// The binary form of `datum` (of type `t`).
+/// `datum` (of type `t`) as it travels: see [`type_io`].
 fn send(t: &TypeIo, datum: pg_sys::Datum) -> Vec<u8> {
     // SAFETY: datum is a value of type t (an argument of the declared type, or a column of
-    // that type); the send function returns a palloc'd bytea, read and freed here.
+    // that type); the output function returns a palloc'd C string, the send function a
+    // palloc'd bytea, each read and freed here.
     unsafe {
-        let b = pg_sys::OidSendFunctionCall(t.send, datum);
+        if t.text {
+            let c = pg_sys::OidOutputFunctionCall(t.output, datum);
+            let bytes = CStr::from_ptr(c).to_bytes().to_vec();
+            pg_sys::pfree(c.cast());
+            return bytes;
+        }
+        let b = pg_sys::OidSendFunctionCall(t.output, datum);
         let bytes = varlena_bytes(b.cast());
         pg_sys::pfree(b.cast());
         bytes
@@ -405,36 +517,86 @@ unsafe fn varlena_bytes(v: *const pg_sys::varlena) -> Vec<u8> {
     }
 }
 
-/// A value of type `t` from its binary form, in the current memory context.
+/// A value of type `t` from what [`send`] made, in the current memory context.
 fn receive(t: &TypeIo, bytes: &[u8]) -> Result<pg_sys::Datum> {
+    if t.text {
+        let text = CString::new(bytes)
+            .map_err(|_| Error::Internal("a routed value with a NUL byte".into()))?;
+        // SAFETY: a NUL-terminated string for the type's input function, which raises an
+        // error for a malformed value.
+        return Ok(unsafe {
+            pg_sys::OidInputFunctionCall(t.input, text.as_ptr().cast_mut(), t.ioparam, -1)
+        });
+    }
     // SAFETY: the buffer is a StringInfo PostgreSQL allocates and NUL-terminates; the receive
-    // function reads it whole (an error if not: "incorrect binary data format").
+    // function reads from it, and what it leaves unread is refused below.
     unsafe {
         let mut buf: pg_sys::StringInfoData = std::mem::zeroed();
         pg_sys::initStringInfo(&mut buf);
         pg_sys::appendBinaryStringInfo(&mut buf, bytes.as_ptr().cast(), bytes.len() as i32);
-        let d = pg_sys::OidReceiveFunctionCall(t.receive, &mut buf, t.ioparam, -1);
+        let d = pg_sys::OidReceiveFunctionCall(t.input, &mut buf, t.ioparam, -1);
+        let whole = buf.cursor == buf.len;
         pg_sys::pfree(buf.data.cast());
+        if !whole {
+            return Err(Error::Internal(
+                "a routed value with bytes left over".into(),
+            ));
+        }
         Ok(d)
     }
 }
 
+/// Which columns of `desc` are live, and their types.
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor.
+unsafe fn live_columns(desc: pg_sys::TupleDesc) -> (Vec<bool>, Vec<pg_sys::Oid>) {
+    // SAFETY: the caller's contract; read through PgTupleDesc (its layout differs between 15
+    // and 18) without copying or releasing it.
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) };
+    let live = desc.iter().map(|a| !a.attisdropped).collect();
+    let types = desc
+        .iter()
+        .filter(|a| !a.attisdropped)
+        .map(|a| a.atttypid)
+        .collect();
+    (live, types)
+}
+
+/// The I/O of `types`: the cached one when the types are still those it was
+/// made for (an ALTER TABLE changes a row type without touching pg_proc).
+fn io_for<'a>(types: &[pg_sys::Oid], cached: &'a [TypeIo]) -> std::borrow::Cow<'a, [TypeIo]> {
+    if types.len() == cached.len() && types.iter().zip(cached).all(|(t, c)| *t == c.oid) {
+        std::borrow::Cow::Borrowed(cached)
+    } else {
+        std::borrow::Cow::Owned(types.iter().map(|t| type_io(*t)).collect())
+    }
+}
+
 /// A datum of row type `row_type` from the values of its live columns.
-fn form_row(row_type: pg_sys::Oid, values: &[pg_sys::Datum], nulls: &[bool]) -> pg_sys::Datum {
-    // SAFETY: lookup_rowtype_tupdesc pins the type's descriptor until ReleaseTupleDesc; the
-    // values are of its live columns' types, in order (receive_row checked the count), spread
-    // over every column; the tuple is copied into a datum in the current memory context.
+fn form_row(
+    row_type: pg_sys::Oid,
+    row: Vec<Option<Vec<u8>>>,
+    cached: &[TypeIo],
+) -> Result<pg_sys::Datum> {
+    // SAFETY: lookup_rowtype_tupdesc pins the type's descriptor, released on every path; the
+    // values are received as its live columns' current types, in order (receive_row checks
+    // the count), spread over every column; the tuple is copied into a datum in the current
+    // memory context.
     unsafe {
         let desc = pg_sys::lookup_rowtype_tupdesc(row_type, -1);
-        let live: Vec<bool> = pgrx::PgTupleDesc::from_pg_unchecked(desc)
-            .iter()
-            .map(|a| !a.attisdropped)
-            .collect();
-        let (mut all_values, mut all_nulls) = fcall::spread_over_live(&live, values, nulls);
-        let tuple = pg_sys::heap_form_tuple(desc, all_values.as_mut_ptr(), all_nulls.as_mut_ptr());
-        let d = pg_sys::heap_copy_tuple_as_datum(tuple, desc);
-        pg_sys::DecrTupleDescRefCount(desc);
-        d
+        let (live, types) = live_columns(desc);
+        let received = receive_row(&io_for(&types, cached), row);
+        let out = received.map(|(values, nulls)| {
+            let (mut all_values, mut all_nulls) = fcall::spread_over_live(&live, &values, &nulls);
+            let tuple =
+                pg_sys::heap_form_tuple(desc, all_values.as_mut_ptr(), all_nulls.as_mut_ptr());
+            pg_sys::heap_copy_tuple_as_datum(tuple, desc)
+        });
+        if (*desc).tdrefcount >= 0 {
+            pg_sys::DecrTupleDescRefCount(desc);
+        }
+        out
     }
 }
 
@@ -494,7 +656,8 @@ fn run_forward(
             let mut null = false;
             let d = pg_sys::SPI_getbinval(*(*tt).vals, (*tt).tupdesc, 1, &mut null);
             if null {
-                return Some(Vec::new());
+                // the call came back to this backend (see SENDING): run it here
+                return None;
             }
             let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
             Some(varlena_bytes(v))
@@ -555,45 +718,44 @@ fn forward_plan(
     Ok(plan)
 }
 
-/// # Safety
-/// Inside a transaction; balanced by `SPI_finish` on every path that returns.
-unsafe fn connect() -> Result<()> {
-    // SAFETY: the caller's contract.
-    let rc = unsafe { pg_sys::SPI_connect() };
-    check(rc, "connecting to SPI")
-}
-
-fn check(rc: i32, doing: &str) -> Result<()> {
-    if rc < 0 {
-        Err(Error::Internal(format!("SPI error {rc} {doing}")))
-    } else {
-        Ok(())
-    }
-}
-
 sql_function!(pgi_route_call => route_call, as_invoker);
 /// `integrations.route_call(p_function text, p_call bytea)`: a routed call,
 /// run on the node that received it (see the module's notes). Superusers only:
 /// it acts as the role the sealed call names.
 fn route_call(call: &Call) -> Result<pg_sys::Datum> {
+    // Sent by this very backend: the business's shard is on this node, and
+    // Citus ran the statement here, inside the calling function, whose caller
+    // is still in force. NULL tells it to run the call itself.
+    if SENDING.with(Cell::get) {
+        return Ok(call.null());
+    }
     caller::require_superuser("integrations.route_call")?;
     let signature: String = call.required(0, "p_function")?;
     let sealed: Vec<u8> = call.required(1, "p_call")?;
-    let oid = spi::pinned(|| {
-        Spi::connect(|c| -> Result<Option<pg_sys::Oid>> {
-            let rows = c.select(
-                "SELECT to_regprocedure($1)::oid",
-                Some(1),
-                &[signature.as_str().into()],
-            )?;
-            Ok(rows
-                .into_iter()
-                .next()
-                .map(|r| r.get(1))
-                .transpose()?
-                .flatten())
-        })
-    })?;
+    let oid = match SIGNATURES.with(|m| m.borrow().get(&signature).copied()) {
+        Some(oid) => Some(oid),
+        None => {
+            let oid = spi::pinned(|| {
+                Spi::connect(|c| -> Result<Option<pg_sys::Oid>> {
+                    let rows = c.select(
+                        "SELECT to_regprocedure($1)::oid",
+                        Some(1),
+                        &[signature.as_str().into()],
+                    )?;
+                    Ok(rows
+                        .into_iter()
+                        .next()
+                        .map(|r| r.get(1))
+                        .transpose()?
+                        .flatten())
+                })
+            })?;
+            if let Some(oid) = oid {
+                SIGNATURES.with(|m| m.borrow_mut().insert(signature.clone(), oid));
+            }
+            oid
+        }
+    };
     let route = match oid {
         Some(oid) => route_of(oid)?.filter(|r| r.signature == signature),
         None => None,
@@ -651,7 +813,7 @@ fn route_call(call: &Call) -> Result<pg_sys::Datum> {
         .user
         .map(|u| pgrx::Uuid::from_bytes(u).to_string())
         .unwrap_or_default();
-    let settings: [(&CStr, CString); 3] = [
+    let settings: [(&CStr, CString); 4] = [
         // the caller, as PostgREST makes it: SET LOCAL ROLE, then the claims
         (
             c"role",
@@ -662,6 +824,9 @@ fn route_call(call: &Call) -> Result<pg_sys::Datum> {
             c"request.jwt.claim.sub",
             CString::new(user).expect("a UUID"),
         ),
+        // what the caller's transaction may have propagated here: never read
+        // for the user (carried_user), cleared for anything else that looks
+        (c"request.jwt.claims", CString::default()),
         (
             c"integrations.owner_can_read_secrets",
             CString::new(if message.owner_reads { "on" } else { "off" }).expect("no NUL"),
@@ -673,13 +838,15 @@ fn route_call(call: &Call) -> Result<pg_sys::Datum> {
         unsafe { set(name, value) };
     }
     ROUTED_HERE.with(|d| d.set(d.get() + 1));
-    struct Leave;
+    let outer_user = CARRIED_USER.with(|u| u.replace(Some(message.user)));
+    struct Leave(Option<Option<[u8; 16]>>);
     impl Drop for Leave {
         fn drop(&mut self) {
             ROUTED_HERE.with(|d| d.set(d.get().saturating_sub(1)));
+            CARRIED_USER.with(|u| u.set(self.0));
         }
     }
-    let leave = Leave;
+    let leave = Leave(outer_user);
     let rows = run_local(&route, &mut values, &nulls);
     drop(leave);
     // SAFETY: closes the nest level opened above, restoring the role and settings.
