@@ -85,10 +85,14 @@ struct TypeIo {
     ioparam: pg_sys::Oid,
 }
 
+/// What is known of a function: the hash of its pg_proc entry (which
+/// invalidations name) and its route, if it has one.
+type Known = (u32, Option<Rc<Route>>);
+
 thread_local! {
     /// By function OID; `None` for a function that is not routed.
     /// With the hash of the function's pg_proc entry, which invalidations name.
-    static ROUTES: RefCell<HashMap<pg_sys::Oid, (u32, Option<Rc<Route>>)>> = RefCell::new(HashMap::default());
+    static ROUTES: RefCell<HashMap<pg_sys::Oid, Known>> = RefCell::new(HashMap::default());
     /// Routed calls running in this backend: calls inside them stay here.
     static ROUTED_HERE: Cell<u32> = const { Cell::new(0) };
     /// The signed-in user of the routed call running here (`Some(None)`: none).
