@@ -226,3 +226,35 @@ def test_settings_propagated_to_the_workers_are_refused(db):
         with c.transaction():
             c.execute("SET LOCAL search_path = public")
             assert c.execute("SELECT count(*) FROM public.get_ai_avatar_integration(%s::uuid)", [b]).fetchone()[0] == 1
+
+
+def test_a_routed_write_is_a_write_to_citus(db):
+    """In a read-write transaction block a routed set_* goes as a statement
+    Citus counts as a write on the business's shard: the transaction's later
+    statements see it whichever connection they take, and writes through two
+    workers commit in two phases."""
+    with connect(COORDINATOR, db) as c:
+        placement = {b: worker_of(c, b) for b in BUSINESSES}
+        b1 = BUSINESSES[0]
+        b2 = next(b for b in BUSINESSES if placement[b] != placement[b1])
+        remote = RemoteCommands(c)
+        with c.transaction():
+            c.execute("SET LOCAL ROLE service_role")
+            for b in (b1, b2):
+                c.execute("SELECT public.set_ai_avatar_integration(%s::uuid, 'heygen', %s)", [b, "hg_tx_" + b[:2]])
+            count = """SELECT count(*) FROM public.ai_avatar_integrations
+                       WHERE business_id IN (%s, %s) AND updated_at = now()"""
+            # Citus knows the shards were written (by the owner's connections): a read as
+            # another role in the same transaction is refused, not answered without the writes
+            with pytest.raises(psycopg.errors.ActiveSqlTransaction):
+                with c.transaction():
+                    c.execute(count, [b1, b2])
+            # as the owner, a multi-shard read sees both writes
+            c.execute("RESET ROLE")
+            assert c.execute(count, [b1, b2]).fetchone()[0] == 2
+        commands = [m for m, _ in remote.seen if m.startswith("issuing ")]
+        assert any("integrations.routed_writes" in m and "route_call" in m for m in commands), commands
+        assert any(m.startswith("issuing PREPARE TRANSACTION") for m in commands), commands
+        for b in (b1, b2):
+            assert c.execute("SELECT public.get_ai_avatar_secret(%s::uuid)", [b]).fetchone()[0] == "hg_tx_" + b[:2]
+        assert c.execute("SELECT count(*) FROM integrations.routed_writes").fetchone()[0] == 0

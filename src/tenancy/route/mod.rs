@@ -70,9 +70,12 @@ struct Route {
     /// `SELECT * FROM f($1, ...)` or `SELECT f($1, ...)`: the call on the worker.
     local_call: CString,
     kept_local: Cell<pg_sys::SPIPlanPtr>,
-    /// The coordinator's statement for a tenant table (its OID), prepared and
-    /// kept on first use (a new tenant table leaves the old plan behind).
-    forward: RefCell<Option<(pg_sys::Oid, pg_sys::SPIPlanPtr)>>,
+    /// VOLATILE: the call may write.
+    volatile: bool,
+    /// The coordinator's statements for a tenant table (its OID), plain and
+    /// counted as a write on the shard ([`counted_as_write`]), each prepared
+    /// and kept on first use (a new tenant table leaves the old plans behind).
+    forward: RefCell<[Option<(pg_sys::Oid, pg_sys::SPIPlanPtr)>; 2]>,
 }
 
 /// How values of a type travel: its output and input functions, text or binary.
@@ -102,6 +105,8 @@ thread_local! {
     static SENDING: Cell<bool> = const { Cell::new(false) };
     /// Function OIDs by the signature a routed call names (forgotten with ROUTES).
     static SIGNATURES: RefCell<HashMap<String, pg_sys::Oid>> = RefCell::new(HashMap::default());
+    /// `integrations.routed_writes` (InvalidOid before 0.7.0), once looked up.
+    static ROUTED_WRITES: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
     /// `integrations.secrets`, once looked up (forgotten with ROUTES).
     static SECRETS: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
@@ -143,6 +148,7 @@ unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, ha
     }
     // our functions changed: the extension may have been dropped and made again
     SECRETS.with(|s| s.set(pg_sys::InvalidOid));
+    ROUTED_WRITES.with(|s| s.set(None));
     SIGNATURES.with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
             m.retain(|_, oid| !forgotten.contains(oid));
@@ -370,7 +376,7 @@ fn route_of(fn_oid: pg_sys::Oid) -> Result<Option<Rc<Route>>> {
 const ROUTE_SQL: &str = "\
 SELECT p.oid::regprocedure::text, quote_ident(n.nspname) || '.' || quote_ident(p.proname), \
        (SELECT x.o - 1 FROM unnest(p.proargnames) WITH ORDINALITY x(name, o) WHERE x.name = 'p_business_id')::int4, \
-       p.proargtypes::oid[], p.proretset, CASE WHEN t.typrelid <> 0 THEN p.prorettype END, \
+       p.proargtypes::oid[], p.proretset, CASE WHEN t.typrelid <> 0 THEN p.prorettype END, p.provolatile = 'v', \
        CASE WHEN p.proallargtypes IS NOT NULL THEN \
               (SELECT array_agg(x.t ORDER BY x.o) FROM unnest(p.proallargtypes, p.proargmodes::text[]) WITH ORDINALITY x(t, m, o) WHERE x.m IN ('o', 'b', 't')) \
             WHEN t.typrelid <> 0 THEN \
@@ -395,6 +401,7 @@ fn load_route(fn_oid: pg_sys::Oid) -> Result<Option<Route>> {
         Option<Vec<pg_sys::Oid>>,
         Option<bool>,
         Option<pg_sys::Oid>,
+        Option<bool>,
         Option<Vec<pg_sys::Oid>>,
         Option<bool>,
     );
@@ -412,6 +419,7 @@ fn load_route(fn_oid: pg_sys::Oid) -> Result<Option<Route>> {
             r.get(6)?,
             r.get(7)?,
             r.get(8)?,
+            r.get(9)?,
         )))
     })?;
     let Some((
@@ -421,6 +429,7 @@ fn load_route(fn_oid: pg_sys::Oid) -> Result<Option<Route>> {
         Some(arg_types),
         Some(retset),
         row_type,
+        Some(volatile),
         results,
         Some(true),
     )) = row
@@ -450,7 +459,8 @@ fn load_route(fn_oid: pg_sys::Oid) -> Result<Option<Route>> {
             .collect(),
         local_call: CString::new(local_call).expect("no NUL in quoted names"),
         kept_local: Cell::new(std::ptr::null_mut()),
-        forward: RefCell::new(None),
+        volatile,
+        forward: RefCell::new([None, None]),
     }))
 }
 
@@ -641,7 +651,7 @@ fn run_forward(
     sealed: &[u8],
     business: pg_sys::Datum,
 ) -> Result<Option<Vec<u8>>> {
-    let plan = forward_plan(route, tenant, tenant_index)?;
+    let plan = forward_plan(route, tenant, tenant_index, counted_as_write(route)?)?;
     let signature = route.signature.as_str().into_datum().expect("text");
     let call = sealed.into_datum().expect("bytea");
     let mut values = [signature, call, business];
@@ -671,13 +681,37 @@ fn run_forward(
     }
 }
 
+/// Whether the call goes as a statement Citus counts as a write on the
+/// business's shard (see `integrations.routed_writes`): a function that may
+/// write, in a read-write transaction block (in autocommit no later statement
+/// shares the transaction), once the table is distributed (after an upgrade,
+/// from the next `distribute()`).
+fn counted_as_write(route: &Route) -> Result<bool> {
+    // SAFETY: reads two backend globals.
+    let (block, read_only) = unsafe { (pg_sys::IsTransactionBlock(), pg_sys::XactReadOnly) };
+    if !route.volatile || !block || read_only {
+        return Ok(false);
+    }
+    let relid = match ROUTED_WRITES.with(Cell::get) {
+        Some(r) => r,
+        None => {
+            let r = crate::pg::direct::relid(c"integrations", c"routed_writes")
+                .unwrap_or(pg_sys::InvalidOid);
+            ROUTED_WRITES.with(|c| c.set(Some(r)));
+            r
+        }
+    };
+    Ok(relid != pg_sys::InvalidOid && sharded::is_citus_table(relid)?)
+}
+
 /// The coordinator's statement for the tenant table, prepared once.
 fn forward_plan(
     route: &Route,
     tenant: pg_sys::Oid,
     tenant_index: pg_sys::Oid,
+    write: bool,
 ) -> Result<pg_sys::SPIPlanPtr> {
-    if let Some((t, plan)) = *route.forward.borrow() {
+    if let Some((t, plan)) = route.forward.borrow()[write as usize] {
         if t == tenant {
             return Ok(plan);
         }
@@ -701,8 +735,14 @@ fn forward_plan(
             "the tenant table's id index is missing".into(),
         ));
     };
+    let written = if write {
+        "WITH written AS (DELETE FROM integrations.routed_writes \
+           WHERE business_id OPERATOR(pg_catalog.=) $3 RETURNING 1) "
+    } else {
+        ""
+    };
     let sql = CString::new(format!(
-        "SELECT integrations.route_call($1, $2) FROM {table} WHERE {key} OPERATOR(pg_catalog.=) $3"
+        "{written}SELECT integrations.route_call($1, $2) FROM {table} WHERE {key} OPERATOR(pg_catalog.=) $3"
     ))
     .expect("no NUL in quoted names");
     let mut types = [pg_sys::TEXTOID, pg_sys::BYTEAOID, pg_sys::UUIDOID];
@@ -718,7 +758,7 @@ fn forward_plan(
         }
         plan
     };
-    *route.forward.borrow_mut() = Some((tenant, plan));
+    route.forward.borrow_mut()[write as usize] = Some((tenant, plan));
     Ok(plan)
 }
 
