@@ -68,6 +68,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 printf '\\set i random(100000000001, %s)\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\n' $((100000000000 + n)) > "$dir/delegated.sql"
 printf '\\set i random(100000000001, %s)\nBEGIN;\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\nCOMMIT;\n' $((100000000000 + n)) > "$dir/routed.sql"
+printf '\\set i random(100000000001, %s)\nBEGIN READ ONLY;\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\nCOMMIT;\n' $((100000000000 + n)) > "$dir/readonly.sql"
 printf '\\set i random(100000000001, %s)\nBEGIN;\nSET LOCAL ROLE service_role;\nSELECT get_ai_avatar_secret('"'"'00000000-0000-4000-8000-:i'"'"');\nCOMMIT;\n' $((100000000000 + n)) > "$dir/nologin.sql"
 printf '\\set i random(100000000001, %s)\nSELECT secret_id FROM ai_avatar_integrations WHERE business_id = '"'"'00000000-0000-4000-8000-:i'"'"';\n' $((100000000000 + n)) > "$dir/floor.sql"
 tps() { "$bin/pgbench" -n -M simple -c "$2" -j "$2" -T "$seconds" -h 127.0.0.1 -p "$coordinator" -U pgi_bench_backend \
@@ -89,7 +90,7 @@ print(total / hz)"
 echo "== pgbench, default durability, ${seconds}s each: tps at 1 and 2 clients; µs per call at 1 client;"
 echo "   CPU µs per call (2 clients) spent by the coordinator's and the workers' server processes"
 printf '%-44s %9s %9s %9s %11s %9s\n' "" "1 client" "µs/call" "2 clients" "coord CPU" "workers"
-for k in delegated routed nologin floor; do
+for k in delegated routed readonly nologin floor; do
   one=$(tps "$k" 1)
   before=$(for c in citus_coordinator citus_worker1 citus_worker2; do cpu $c; done | tr '\n' ' ')
   out=$("$bin/pgbench" -n -M simple -c 2 -j 2 -T "$seconds" -h 127.0.0.1 -p "$coordinator" -U pgi_bench_backend \
@@ -100,6 +101,7 @@ for k in delegated routed nologin floor; do
   label=$k
   [ "$k" = delegated ] && label="get_ai_avatar_secret, delegated by Citus"
   [ "$k" = routed ] && label="the same in a transaction block: routed"
+  [ "$k" = readonly ] && label="the same in a READ ONLY block (a GET)"
   [ "$k" = nologin ] && label="the same as service_role (SET LOCAL ROLE)"
   [ "$k" = floor ] && label="floor: router SELECT of the secret id"
   python3 -c "
