@@ -65,8 +65,15 @@ struct SubXactContext {
 #[derive(Clone, Copy)]
 struct PropagatedSets {
     active: *const pg_sys::StringInfo,
-    enclosing: unsafe extern "C-unwind" fn() -> *mut pg_sys::List,
+    enclosing: SubXactContexts,
 }
+
+/// Citus's `List *ActiveSubXactContexts(void)`.
+///
+/// # Safety
+/// Call it only inside a transaction of a backend that loaded Citus 13.2; the list
+/// belongs to Citus and is only read.
+type SubXactContexts = unsafe extern "C-unwind" fn() -> *mut pg_sys::List;
 
 thread_local! {
     static PROPAGATED_SETS: std::cell::Cell<Option<PropagatedSets>> = const { std::cell::Cell::new(None) };
@@ -114,10 +121,7 @@ pub fn refuse_propagated_settings() -> Result<()> {
                 active: active as *const pg_sys::StringInfo,
                 // SAFETY: Citus declares ActiveSubXactContexts as `List *(void)`.
                 enclosing: unsafe {
-                    std::mem::transmute::<
-                        *mut std::ffi::c_void,
-                        unsafe extern "C-unwind" fn() -> *mut pg_sys::List,
-                    >(enclosing)
+                    std::mem::transmute::<*mut std::ffi::c_void, SubXactContexts>(enclosing)
                 },
             };
             PROPAGATED_SETS.with(|c| c.set(Some(s)));

@@ -809,18 +809,17 @@ fn route_call(call: &Call) -> Result<pg_sys::Datum> {
     // undoes at the end; on error, the (sub)transaction's abort undoes them (as for a
     // function's SET clause).
     let level = unsafe { pg_sys::NewGUCNestLevel() };
-    // This runs inside Citus's task on a shard: the call's statements (the
-    // keyring's too) reach their tables through Citus again.
     // SAFETY: GetConfigOption returns NULL for a setting that does not exist (no Citus).
-    if !unsafe {
+    let nested = unsafe {
         pg_sys::GetConfigOption(
             c"citus.allow_nested_distributed_execution".as_ptr(),
             true,
             false,
         )
-    }
-    .is_null()
-    {
+    };
+    // This runs inside Citus's task on a shard: the call's statements (the
+    // keyring's too) reach their tables through Citus again.
+    if !nested.is_null() {
         // SAFETY: inside the nest level opened above.
         unsafe { set(c"citus.allow_nested_distributed_execution", c"on") };
     }
