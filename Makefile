@@ -71,10 +71,15 @@ test-pg18: setup
 	@$(MAKE) --no-print-directory cross-version
 
 # PostgreSQL 15 with Citus 13.2.2 (built from ../shared/vendor the first
-# time, ~4 minutes): a coordinator and two workers on loopback.
+# time, ~4 minutes): a coordinator and two workers on loopback. The Citus
+# level, then the client suite's RPC cases against the coordinator, each
+# database scaled out (PGI_CITUS=1; its single_node tests are left out).
+CITUS_CLIENT := test_seed_integrations test_platform test_secret_store test_api_keys_esp test_hostile \
+                test_fuzz test_privileges test_adopt
 test-citus: setup install
 	@bash scripts/citus.sh start
 	python3 -m pytest -q -s tests/citus
+	PGI_CITUS=1 FUZZ_EXAMPLES=20 python3 -m pytest -q $(patsubst %,tests/client/%.py,$(CITUS_CLIENT))
 
 # The test clusters of both versions, whatever PG_MAJOR says.
 cross-version:

@@ -481,12 +481,17 @@ fn select_active(client: &SpiClient<'_>) -> Result<Option<Rc<DataKey>>> {
     Ok(Some(key))
 }
 
-/// The data key new secrets are sealed with; the first one is made on first use.
-pub fn active_key(client: &mut SpiClient<'_>) -> Result<Rc<DataKey>> {
-    if let Some(k) = CACHE.with(|c| {
+/// The active data key if this backend has it cached: no SPI connection needed.
+pub fn cached_active_key() -> Option<Rc<DataKey>> {
+    CACHE.with(|c| {
         let c = c.borrow();
         c.active.and_then(|id| c.data_keys.get(&id).cloned())
-    }) {
+    })
+}
+
+/// The data key new secrets are sealed with; the first one is made on first use.
+pub fn active_key(client: &mut SpiClient<'_>) -> Result<Rc<DataKey>> {
+    if let Some(k) = cached_active_key() {
         return Ok(k);
     }
     if let Some(k) = select_active(client)? {

@@ -246,10 +246,15 @@ static BUSINESS_OF: Statement = Statement {
 };
 static RECORD_SYNC: Statement = Statement {
     sql: "UPDATE public.esp_integrations SET sync_status = $2, \
-              last_sync_at = CASE WHEN $2 IN ('success', 'error') THEN pg_catalog.now() ELSE last_sync_at END, \
+              last_sync_at = COALESCE($4, last_sync_at), \
               error_log = CASE WHEN $2 = 'success' THEN NULL WHEN $2 = 'error' THEN $3 ELSE error_log END \
           WHERE id = $1 RETURNING id",
-    args: &[BuiltinOid::UUIDOID, BuiltinOid::TEXTOID, BuiltinOid::JSONBOID],
+    args: &[
+        BuiltinOid::UUIDOID,
+        BuiltinOid::TEXTOID,
+        BuiltinOid::JSONBOID,
+        BuiltinOid::TIMESTAMPTZOID,
+    ],
     mutating: true,
 };
 
@@ -307,6 +312,11 @@ fn record_esp_sync(call: &Call) -> Result<pg_sys::Datum> {
                 id.into(),
                 status.as_str().into(),
                 error.map(pgrx::JsonB).into(),
+                // a finished sync's time, the transaction's now(); passed rather than
+                // written as CASE ... now(), which Citus refuses on a distributed table
+                matches!(status.as_str(), "success" | "error")
+                    .then(pgrx::datetime::now)
+                    .into(),
             ],
         )
     })?;

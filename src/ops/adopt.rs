@@ -300,8 +300,7 @@ fn adopt_kind(
     let insert = format!(
         "INSERT INTO public.{t} (id, business_id, provider, secret_id, {c1}, {c2}, provider_config, status, \
                                  validated_at, last_synced_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), $7, $8, $9, $10, COALESCE($11, pg_catalog.now()), \
-                 COALESCE($12, pg_catalog.now())) \
+         VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), $7, $8, $9, $10, $11, $12) \
          ON CONFLICT DO NOTHING RETURNING id",
         t = kind.table
     );
@@ -404,8 +403,10 @@ fn adopt_kind(
                 status.as_str().into(),
                 r.validated_at.into(),
                 r.last_synced_at.into(),
-                r.created_at.into(),
-                r.updated_at.into(),
+                // now() is the transaction's start, as in SQL; passed, not written
+                // in the statement: Citus refuses now() inside COALESCE
+                r.created_at.unwrap_or_else(pgrx::datetime::now).into(),
+                r.updated_at.unwrap_or_else(pgrx::datetime::now).into(),
             ],
         )?;
         if inserted.is_empty() {
@@ -506,7 +507,7 @@ fn adopt_profiles(c: &mut pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<O
         }
         let inserted = c.update(
             "INSERT INTO public.upload_post_profiles (id, business_id, upload_post_username, social_accounts, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, COALESCE($5, pg_catalog.now()), COALESCE($6, pg_catalog.now())) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT DO NOTHING RETURNING id",
             Some(1),
             &[
@@ -514,8 +515,8 @@ fn adopt_profiles(c: &mut pgrx::spi::SpiClient<'_>, caller: &Caller) -> Result<O
                 business.into(),
                 username.as_str().into(),
                 pgrx::JsonB(accounts).into(),
-                created.into(),
-                updated.into(),
+                created.unwrap_or_else(pgrx::datetime::now).into(),
+                updated.unwrap_or_else(pgrx::datetime::now).into(),
             ],
         )?;
         if inserted.is_empty() {

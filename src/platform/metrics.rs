@@ -185,11 +185,21 @@ fn drop_old_api_logs(call: &Call) -> Result<pg_sys::Datum> {
         for n in &names {
             c.update(&format!("DROP TABLE {n}"), None, &[])?;
         }
-        // Old rows that landed in the default partition go row by row.
+        // Old rows that landed in the default partition go row by row. The
+        // cutoff is a parameter: Citus refuses a STABLE cast (date to
+        // timestamptz) next to a column in a DELETE on a distributed table.
+        let cutoff = c
+            .select(
+                "SELECT (current_date - $1)::pg_catalog.timestamptz",
+                Some(1),
+                &[keep_days.into()],
+            )?
+            .first()
+            .get::<pgrx::datum::TimestampWithTimeZone>(1)?;
         c.update(
-            "DELETE FROM public.integration_api_logs_default WHERE logged_at < current_date - $1",
+            "DELETE FROM public.integration_api_logs_default WHERE logged_at < $1",
             None,
-            &[keep_days.into()],
+            &[cutoff.into()],
         )?;
         Ok(names.len() as i32)
     })?;

@@ -1,13 +1,23 @@
 import contextlib
 import os
 import subprocess
+import sys
 import uuid
 
 import psycopg
 import pytest
 
-PORT = int(os.environ.get("PGI_PORT", "28816"))
-CLUSTER_DIR = os.environ.get("PGI_CLUSTER_DIR", os.path.join(os.path.dirname(__file__), "../../target/clusters/test"))
+# PGI_CITUS=1 (make test-citus): the suite's RPC cases against the local Citus
+# cluster's coordinator, each database scaled out (integrations.distribute());
+# the tests marked single_node are about one server (dump and restore, its
+# settings and key files, clusters of their own) and are left out there
+CITUS = os.environ.get("PGI_CITUS") == "1"
+if CITUS:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "citus"))
+    import citus_cluster  # noqa: E402
+PORT = int(os.environ.get("PGI_PORT", citus_cluster.COORDINATOR if CITUS else "28816"))
+CLUSTER_DIR = os.environ.get("PGI_CLUSTER_DIR", citus_cluster.COORDINATOR_DIR if CITUS else
+                             os.path.join(os.path.dirname(__file__), "../../target/clusters/test"))
 # the server's binaries (pg_dump, pg_ctl, ...): make sets PGI_PGBIN from PG_MAJOR
 PGBIN = os.environ.get("PGI_PGBIN", "/usr/lib/postgresql/15/bin")
 PG_MAJOR = int(subprocess.run([f"{PGBIN}/pg_config", "--version"], check=True, capture_output=True, text=True)
@@ -16,6 +26,19 @@ PG_MAJOR = int(subprocess.run([f"{PGBIN}/pg_config", "--version"], check=True, c
 # one major version), and so are their ports: 15 keeps the plain names
 CLUSTER_SUFFIX = "" if PG_MAJOR == 15 else str(PG_MAJOR)
 PORT_OFFSET = 0 if PG_MAJOR == 15 else 10
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "single_node: about one server; not run in the Citus mode (PGI_CITUS=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not CITUS:
+        return
+    left_out = [i for i in items if i.get_closest_marker("single_node")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [i for i in items if not i.get_closest_marker("single_node")]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -59,9 +82,30 @@ def supabase_shape(conn):
         conn.execute(f.read())
 
 
+# the tenant table the tests attach; in the Citus mode it is made (and
+# distributed by id) with the database, before integrations.distribute()
+TENANT_COLUMNS = "id uuid PRIMARY KEY, profile_id uuid, name text"
+
+
+def create_tenant_table(conn, name="public.businesses", columns=TENANT_COLUMNS):
+    """The app's tenant table, if missing; in the Citus mode distributed by
+    id, co-located with the extension's tables, as attach_tenant_table needs."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+    if CITUS and not conn.execute("SELECT 1 FROM pg_dist_partition WHERE logicalrelid = %s::regclass",
+                                  [name]).fetchone():
+        conn.execute("SELECT create_distributed_table(%s, 'id', colocate_with => 'public.businesses')", [name])
+
+
 @pytest.fixture
 def fresh_db(admin):
-    """A new database with the extension; dropped afterwards."""
+    """A new database with the extension; dropped afterwards. In the Citus
+    mode, a database on every node with the extension's tables distributed."""
+    if CITUS:
+        citus_cluster.start()
+        name = citus_cluster.scaled_out_database("pgi_client_", TENANT_COLUMNS)
+        yield name
+        citus_cluster.drop_database(name)
+        return
     name = "pgi_client_" + uuid.uuid4().hex[:10]
     admin.execute(f'CREATE DATABASE "{name}"')
     with connect(name) as c:

@@ -4,6 +4,8 @@ and upgrade-style tests, and the checks that every row and secret survived."""
 import hashlib
 import hmac
 
+from conftest import create_tenant_table
+
 # Every table the extension creates (the API log's partitions are counted
 # through their parent).
 EXTENSION_TABLES = [
@@ -32,7 +34,7 @@ def fill_every_table(c):
     """Fills every extension table through the RPCs (as a superuser, autocommit
     connection); returns the ids the checks need."""
     ids = {}
-    c.execute("CREATE TABLE IF NOT EXISTS fill_businesses (id uuid PRIMARY KEY, profile_id uuid)")
+    create_tenant_table(c, "public.fill_businesses", "id uuid PRIMARY KEY, profile_id uuid")
     c.execute("INSERT INTO fill_businesses VALUES (%s, %s), (%s, %s) ON CONFLICT DO NOTHING", [B1, OWNER, B2, OWNER])
     c.execute("SELECT integrations.attach_tenant_table('fill_businesses')")
     c.execute("INSERT INTO integrations.business_members VALUES (%s, %s, 'member') ON CONFLICT DO NOTHING", [B2, MEMBER])

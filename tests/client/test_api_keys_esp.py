@@ -200,6 +200,7 @@ def test_esp_calls_answer_with_postgrest_statuses(fresh_db):
         assert call(c, "delete_esp_integration", {"p_business_id": BIZ, "p_provider": "klaviyo"}, user=OWNER) is False
 
 
+@pytest.mark.single_node
 def test_both_tables_survive_dump_and_restore(admin, fresh_db, tmp_path):
     creds = {"api_key": "pk_live_restore_0002", "region": "eu"}
     with connect(fresh_db) as c:
@@ -279,6 +280,7 @@ def mode(request):
     cluster("stop", name, port)
 
 
+@pytest.mark.single_node
 def test_four_sessions_pass_exactly_the_limit(mode):
     kind, _, port, db = mode
     wait_out_the_hour_end()
@@ -290,6 +292,7 @@ def test_four_sessions_pass_exactly_the_limit(mode):
     assert usage(port, db, key_id) == (100, 100)
 
 
+@pytest.mark.single_node
 def test_a_restart_in_the_middle_of_the_hour_keeps_the_count(mode):
     kind, name, port, db = mode
     wait_out_the_hour_end(90)
@@ -309,6 +312,7 @@ def test_a_restart_in_the_middle_of_the_hour_keeps_the_count(mode):
     assert usage(port, db, key_id) == (50, 50)
 
 
+@pytest.mark.single_node
 def test_a_key_in_steady_use_gets_a_row_update_a_second(mode):
     """Preloaded, the writer adds a key's uses to its row once per
     integrations.usage_write_interval (1 s), however many verifications;
@@ -335,6 +339,7 @@ def test_a_key_in_steady_use_gets_a_row_update_a_second(mode):
         assert before is None and after is None  # no writer: each use was its own update
 
 
+@pytest.mark.single_node
 def test_a_locked_key_row_holds_up_neither_the_writer_nor_the_count(mode):
     """A transaction holding a key's row (a revocation in progress, a gateway
     counting in the row) does not stall the audit writer: it skips the row
@@ -373,6 +378,7 @@ def test_a_locked_key_row_holds_up_neither_the_writer_nor_the_count(mode):
             assert c.execute("SELECT usage_count FROM api_keys WHERE id = %s", [key_id]).fetchone()[0] == 1
 
 
+@pytest.mark.single_node
 def test_keys_beyond_the_limiter_table_are_counted_in_their_rows(mode):
     """integrations.rate_limiter_keys = 1024 (preloaded): of 1,100 keys verified
     in one hour the last ones find the shared table full and are counted in

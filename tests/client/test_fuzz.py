@@ -19,7 +19,7 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import connect, server_log
+from conftest import CITUS, connect, server_log
 from fill import B1, B2, OWNER, fill_every_table
 from postgrest import RpcError, rpc
 
@@ -34,6 +34,10 @@ MARK = "pgifuzzmark"
 DOCUMENTED = {"42501", "PT404", "P0002"}
 DOCUMENTED_CLASSES = ("22", "23")
 REGCLASS_CAST = {"42P01", "3F000", "42602"}
+# On a distributed database each day's API-log partition is a shard per
+# shard group (~0.25 s a day here): many days at once outlast PostgREST's
+# statement timeout and are cancelled whole (docs/api.md says so).
+SLOW_ON_CITUS = {"create_api_log_partitions": {"57014"}} if CITUS else {}
 
 OMIT = object()
 HOSTILE = [
@@ -157,7 +161,8 @@ def test_every_rpc_survives_hostile_input(fresh_db):
                     outcome = "ok"
                 except RpcError as e:
                     outcome = e.sqlstate
-                    allowed = DOCUMENTED | (REGCLASS_CAST if "regclass" in types else set())
+                    allowed = DOCUMENTED | (REGCLASS_CAST if "regclass" in types else set()) | \
+                        SLOW_ON_CITUS.get(fn, set())
                     assert e.sqlstate in allowed or e.sqlstate.startswith(DOCUMENTED_CLASSES), \
                         (fn, role, e.sqlstate, e.message, {k: str(v)[:80] for k, v in body.items()})
                     # a failed call is rolled back whole: nothing half-written

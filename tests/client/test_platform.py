@@ -150,6 +150,7 @@ def test_signed_webhook_accepted_once_forged_refused(fresh_db):
         assert c.execute("SELECT status FROM integration_events").fetchone()[0] == "done"
 
 
+@pytest.mark.single_node
 def test_every_platform_table_survives_dump_and_restore(fresh_db, admin, tmp_path):
     """Connections, OAuth states, webhook configurations and events, metrics and
     API logs (a run-time daily partition and the default one), added providers:

@@ -72,6 +72,7 @@ def test_api_roles_are_refused(fresh_db, role, status):
 
 # --- master key faults ---------------------------------------------------------
 
+@pytest.mark.single_node
 def test_missing_wrong_and_loose_master_keys_fail_closed(fresh_db, admin, key_dir, master_key_settings):
     with connect(fresh_db) as c:
         sids = [create(c, f"value-{i}") for i in range(3)]
@@ -113,6 +114,7 @@ def test_missing_wrong_and_loose_master_keys_fail_closed(fresh_db, admin, key_di
         assert [read(c, s) for s in sids] == ["value-0", "value-1", "value-2"]
 
 
+@pytest.mark.single_node
 def test_configured_key_file_is_never_generated(fresh_db, admin, key_dir, master_key_settings):
     """With an empty keyring and a configured path that does not exist, the
     extension refuses instead of inventing a key somewhere."""
@@ -125,6 +127,7 @@ def test_configured_key_file_is_never_generated(fresh_db, admin, key_dir, master
     assert not os.path.exists(path)
 
 
+@pytest.mark.single_node
 def test_master_key_rotation_keeps_every_backend_reading(fresh_db, admin, key_dir, master_key_settings):
     old_path = os.path.join(key_dir, "old.key")
     new_path = os.path.join(key_dir, "new.key")
@@ -173,6 +176,7 @@ def test_master_key_rotation_keeps_every_backend_reading(fresh_db, admin, key_di
 
 # --- dump and restore ----------------------------------------------------------
 
+@pytest.mark.single_node
 @pytest.mark.parametrize("fmt", ["custom", "plain"])
 def test_dump_and_restore_opens_every_secret(fresh_db, admin, fmt, tmp_path):
     values = ["", "ascii", "مفتاح 🔑", "x" * 100_000]

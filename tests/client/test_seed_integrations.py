@@ -7,7 +7,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import assert_failures_keep_out_of_the_log, connect, restored_copy
+from conftest import assert_failures_keep_out_of_the_log, connect, create_tenant_table, restored_copy
 from postgrest import RpcError, rpc
 
 B1 = "b1000000-0000-4000-8000-000000000001"
@@ -24,7 +24,7 @@ def user(sub):
 @pytest.fixture
 def tenant_db(fresh_db):
     with connect(fresh_db) as c:
-        c.execute("CREATE TABLE public.businesses (id uuid PRIMARY KEY, profile_id uuid, name text)")
+        create_tenant_table(c)
         c.execute("INSERT INTO public.businesses VALUES (%s, %s, 'One'), (%s, %s, 'Two')", [B1, OWNER1, B2, OWNER2])
         c.execute("GRANT SELECT ON public.businesses TO authenticated")
         c.execute("SELECT integrations.attach_tenant_table('public.businesses')")
@@ -167,6 +167,7 @@ def test_failed_calls_keep_the_api_key_out_of_the_log(tenant_db):
         ], marker)
 
 
+@pytest.mark.single_node
 def test_dump_and_restore_with_a_tenant_table(tenant_db, admin, tmp_path):
     """Every table of the extension travels in the dump and every key still
     opens; the foreign keys to the app's tenant table (constraints on extension
