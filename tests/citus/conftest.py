@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "client"))  # postgrest.py: calls in PostgREST's shape
 
-from citus_cluster import (COORDINATOR, NODES, ROOT, WORKER1, WORKER2, citus_database,  # noqa: E402,F401
+from citus_cluster import (COORDINATOR, NODES, ROOT, citus_database,  # noqa: E402,F401
                            connect, drop_database, scaled_out_database, start)
 
 
