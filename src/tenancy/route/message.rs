@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use zeroize::Zeroize;
+
 pub const VERSION: u8 = 1;
 
 /// Who calls, and with what.
@@ -27,6 +29,15 @@ pub struct Call {
     pub owner_reads: bool,
     /// The function's arguments, in order.
     pub args: Vec<Option<Vec<u8>>>,
+}
+
+/// The arguments may hold an API key (`set_*`): wiped when the call is dropped.
+impl Drop for Call {
+    fn drop(&mut self) {
+        for value in self.args.iter_mut().flatten() {
+            value.zeroize();
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

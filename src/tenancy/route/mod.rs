@@ -240,14 +240,17 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
     let Some(reply) = reply? else {
         return Ok(None);
     };
-    let rows = message::decode_rows(&reply).map_err(|e| Error::Internal(e.to_string()))?;
+    // a secret read's answer: wiped when dropped
+    let rows = zeroize::Zeroizing::new(
+        message::decode_rows(&reply).map_err(|e| Error::Internal(e.to_string()))?,
+    );
     if route.retset {
         call.begin_rows();
         let desc = call.result_desc();
         // SAFETY: the result set's descriptor, valid for the rest of the call.
         let (live, types) = unsafe { live_columns(desc) };
         let io = io_for(&types, &route.results);
-        for row in rows {
+        for row in rows.iter() {
             let (values, nulls) = receive_row(&io, row)?;
             let (mut values, mut nulls) = fcall::spread_over_live(&live, &values, &nulls);
             call.put_row(&mut values, &mut nulls);
@@ -257,7 +260,7 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
     if let Some(row_type) = route.row_type {
         // SELECT * FROM f(...) of a function of one row: a NULL row comes back as
         // a row of NULLs, and goes back to NULL
-        let Some(row) = rows.into_iter().next() else {
+        let Some(row) = rows.first() else {
             return Ok(Some(call.null()));
         };
         if row.iter().all(Option::is_none) {
@@ -268,8 +271,8 @@ pub fn forward(call: &Call) -> Result<Option<pg_sys::Datum>> {
     let Some(result) = route.results.first() else {
         return Ok(Some(fcall::void()));
     };
-    match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
-        Some(Some(bytes)) => Ok(Some(receive(result, &bytes)?)),
+    match rows.first().and_then(|r| r.first()) {
+        Some(Some(bytes)) => Ok(Some(receive(result, bytes)?)),
         Some(None) => Ok(Some(call.null())),
         None => Err(Error::Internal("a routed call answered no value".into())),
     }
@@ -594,7 +597,7 @@ fn io_for<'a>(types: &[pg_sys::Oid], cached: &'a [TypeIo]) -> std::borrow::Cow<'
 /// A datum of row type `row_type` from the values of its live columns.
 fn form_row(
     row_type: pg_sys::Oid,
-    row: Vec<Option<Vec<u8>>>,
+    row: &[Option<Vec<u8>>],
     cached: &[TypeIo],
 ) -> Result<pg_sys::Datum> {
     // SAFETY: lookup_rowtype_tupdesc pins the type's descriptor, released on every path; the
@@ -620,7 +623,7 @@ fn form_row(
 
 fn receive_row(
     types: &[TypeIo],
-    row: Vec<Option<Vec<u8>>>,
+    row: &[Option<Vec<u8>>],
 ) -> Result<(Vec<pg_sys::Datum>, Vec<bool>)> {
     if row.len() != types.len() {
         return Err(Error::Internal(format!(
@@ -634,7 +637,7 @@ fn receive_row(
     for (t, v) in types.iter().zip(row) {
         match v {
             Some(b) => {
-                values.push(receive(t, &b)?);
+                values.push(receive(t, b)?);
                 nulls.push(false);
             }
             None => {
@@ -898,7 +901,7 @@ fn route_call(call: &Call) -> Result<pg_sys::Datum> {
     drop(leave);
     // SAFETY: closes the nest level opened above, restoring the role and settings.
     unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    let rows = rows?;
+    let rows = zeroize::Zeroizing::new(rows?);
     Ok(message::encode_rows(&rows).into_datum().expect("bytea"))
 }
 
