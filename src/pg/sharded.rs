@@ -340,11 +340,9 @@ fn find_pinned<T>(
     let mut types = q.arg_types.clone();
     let mut values = keys.to_vec();
     let nulls = vec![b' ' as std::ffi::c_char; keys.len()];
-    // SAFETY: the statement takes the key datums as its parameters, of the types it was made
-    // with; its plan is kept (SPI_keepplan) by the Query, never freed. The slot is made in the caller's memory context with the table's descriptor, and
-    // `f` runs in that context, so what it copies out outlives SPI_finish; the SPI rows it
-    // sees are read before SPI_finish frees them. On a PostgreSQL error the abort releases
-    // the SPI connection, the relation and the memory.
+    // SAFETY: the key datums match the kept plan's parameter types; the slot and what `f`
+    // copies live in the caller's context, past SPI_finish, and SPI rows are read before it;
+    // on a PostgreSQL error the abort releases the SPI connection, relation and memory.
     unsafe {
         let heap = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let desc = (*heap).rd_att;

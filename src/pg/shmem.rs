@@ -212,11 +212,9 @@ unsafe extern "C-unwind" fn on_request() {
 /// Called by the postmaster (and again after a crash) as `shmem_startup_hook`.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_startup() {
-    // SAFETY: the previous hook expects to be called from here. AddinShmemInitLock
-    // (MainLWLockArray[21]) serialises ShmemInitStruct as PostgreSQL's own modules do;
-    // each region was sized in `on_request` and is zeroed the first time; its tranche
-    // was requested there too, so GetNamedLWLockTranche finds it; this is the postmaster,
-    // single-threaded, before backends fork (`map`'s condition).
+    // SAFETY: the postmaster, single-threaded, before backends fork (`map`'s condition);
+    // AddinShmemInitLock (MainLWLockArray[21]) serialises ShmemInitStruct; each region and
+    // tranche was requested in `on_request`; the previous hook expects to be called here.
     unsafe {
         if let Some(prev) = PREV_STARTUP {
             prev();

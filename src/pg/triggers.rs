@@ -66,11 +66,9 @@ pub fn deleted_uuids(call: &Call, columns: &[&CStr]) -> Result<Vec<(pgrx::Uuid, 
     if trigdata.is_null() || unsafe { (*trigdata).type_ } != pg_sys::NodeTag::T_TriggerData {
         return Err(Error::Internal("must be called as a trigger".into()));
     }
-    // SAFETY: trigdata is the executor's TriggerData for this firing: its relation, OLD row
-    // and transition tuplestore stay valid until we return. The tuplestore is read through a
-    // read pointer of our own (as a scan of the transition table in SQL would), so other
-    // readers' positions are untouched; the slot is dropped before returning, and a
-    // PostgreSQL error in between frees it with the memory context.
+    // SAFETY: this firing's TriggerData (relation, OLD row, transition store) is valid until
+    // we return; the store is read through a read pointer of our own, leaving others' alone;
+    // the slot is dropped before returning, or freed with its context on an error.
     unsafe {
         let tupdesc = (*(*trigdata).tg_relation).rd_att;
         let mut atts = Vec::with_capacity(columns.len());

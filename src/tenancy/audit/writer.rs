@@ -66,8 +66,7 @@ fn copy_name(dst: &mut [std::ffi::c_char], s: &str) {
 /// The worker's entry point, named in `start`.
 ///
 /// # Safety
-/// Called by the postmaster's background-worker start-up only, with the slot
-/// number `start` registered.
+/// Called by the postmaster's background-worker start-up only, with `start`'s slot number.
 #[pg_guard]
 #[no_mangle]
 pub unsafe extern "C-unwind" fn pgi_audit_writer_main(arg: pg_sys::Datum) {

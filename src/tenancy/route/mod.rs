@@ -832,7 +832,11 @@ fn route_call(call: &Call) -> Result<pg_sys::Datum> {
     }
     let key_id = crypto::call_key_id(&sealed)
         .map_err(|_| Error::InvalidArgument("p_call is not a sealed call".into()))?;
-    let key = Spi::connect(|c| keyring::data_key(c, key_id))?;
+    // as on the coordinator: the cached key without an SPI connection
+    let key = match keyring::cached_data_key(key_id) {
+        Some(k) => k,
+        None => Spi::connect(|c| keyring::data_key(c, key_id))?,
+    };
     let plain = key.open_call(signature.as_bytes(), &sealed).map_err(|_| {
         Error::NotAllowed("a routed call that does not open with its data key".into())
     })?;
