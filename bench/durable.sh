@@ -10,13 +10,21 @@
 # - throughput: pgbench, 2 clients, prepared statements, one call per
 #   transaction, committed at the server's durability.
 # Prints the server's fsync / synchronous_commit and the audit mode. Not a test.
+#
+# Side by side with the seed: with PGI_SEED naming seed 001's document
+# (../shared/seeds/001_*.txt) and supabase_vault installed and preloaded in
+# the cluster (its own build; never committed here), a second database runs
+# the seed's migration script on Vault, and its RPCs are measured in the same
+# rounds with the same statements.
 set -euo pipefail
 port=${1:-28817}
 bin=${PGI_PGBIN:-/usr/lib/postgresql/15/bin}
 db=pgi_bench_durable
 psql=("$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres)
 seconds=${PGI_BENCH_SECONDS:-10}
-"${psql[@]}" -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+seed_db=pgi_bench_seed
+seed=${PGI_SEED:-}
+"${psql[@]}" -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "DROP DATABASE IF EXISTS $seed_db" -c "CREATE DATABASE $db"
 "${psql[@]}" -d "$db" -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION pg_integrations;
@@ -43,9 +51,27 @@ CREATE FUNCTION floor_delete(b uuid) RETURNS void LANGUAGE sql AS $$
     DELETE FROM floor_secrets WHERE id IN (SELECT secret_id FROM d) $$;
 VACUUM ANALYZE;
 SQL
+if [ -n "$seed" ]; then
+  # The seed's migration script: the first SQL block after its heading, read
+  # from the document at run time.
+  migration=$(awk '/Migration Script/ {m = 1; next} m && /^```sql/ {on = 1; next} on && /^```/ {exit} on' "$seed")
+  [ -n "$migration" ] || { echo "no migration script found in $seed" >&2; exit 1; }
+  "${psql[@]}" -d postgres -c "CREATE DATABASE $seed_db"
+  "${psql[@]}" -d "$seed_db" -v ON_ERROR_STOP=1 <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION supabase_vault CASCADE;
+CREATE TABLE businesses (id uuid PRIMARY KEY, n integer UNIQUE NOT NULL, profile_id uuid NOT NULL);
+INSERT INTO businesses SELECT gen_random_uuid(), g, 'a0000000-0000-4000-8000-00000000000a' FROM generate_series(1, 20000) g;
+GRANT SELECT ON businesses TO authenticated, service_role;
+$migration
+SELECT count(set_ai_avatar_integration(id, 'heygen', 'hg_' || md5(id::text), 'avatar', 'voice')) FROM businesses \g /dev/null
+VACUUM ANALYZE;
+SQL
+fi
 SQL_TIME='SELECT extract(epoch FROM clock_timestamp() - now()) * 1e6 / 20000'
-one() { # role statement -> µs per call (one transaction, committed)
-  "${psql[@]}" -d "$db" -At -v ON_ERROR_STOP=1 <<SQL | tail -1
+one() { # [db] role statement -> µs per call (one transaction, committed)
+  local d=$db; if [ $# = 3 ]; then d=$1; shift; fi
+  "${psql[@]}" -d "$d" -At -v ON_ERROR_STOP=1 <<SQL | tail -1
 BEGIN;
 SET LOCAL ROLE $1;
 SET LOCAL request.jwt.claims = '{"sub":"a0000000-0000-4000-8000-00000000000a","role":"authenticated"}';
@@ -54,8 +80,9 @@ $SQL_TIME;
 COMMIT;
 SQL
 }
-undo() { # a statement whose effect one() must not keep: measured, then rolled back
-  "${psql[@]}" -d "$db" -At -v ON_ERROR_STOP=1 <<SQL | tail -1
+undo() { # [db] role statement, measured, then rolled back (its effect must not stay)
+  local d=$db; if [ $# = 3 ]; then d=$1; shift; fi
+  "${psql[@]}" -d "$d" -At -v ON_ERROR_STOP=1 <<SQL | tail -1
 BEGIN;
 SET LOCAL ROLE $1;
 $2 \g /dev/null
@@ -79,6 +106,13 @@ for round in 1 2 3 4 5; do
   done
   echo "delete_ai_avatar_integration $(undo "$owner" "SET LOCAL request.jwt.claims = '{\"sub\":\"a0000000-0000-4000-8000-00000000000a\",\"role\":\"authenticated\"}'; SELECT count(delete_ai_avatar_integration(id)) FROM businesses")"
   echo "floor_delete $(undo postgres "SELECT count(floor_delete(id)) FROM businesses")"
+  if [ -n "$seed" ]; then
+    for k in get_ai_avatar_secret get_ai_avatar_integration set_ai_avatar_integration; do
+      IFS='|' read -r role stmt <<< "${cases[$k]}"
+      echo "seed_$k $(one "$seed_db" "$role" "$stmt")"
+    done
+    echo "seed_delete_ai_avatar_integration $(undo "$seed_db" "$owner" "SELECT count(delete_ai_avatar_integration(id)) FROM businesses")"
+  fi
 done > /tmp/pgi_durable.$$
 dir=$(mktemp -d)
 trap 'rm -rf "$dir" /tmp/pgi_durable.$$' EXIT
@@ -86,7 +120,7 @@ biz='(SELECT id FROM businesses WHERE n = :i)'
 printf '\\set i random(1, 20000)\nSELECT get_ai_avatar_secret(%s);\n' "$biz" > "$dir/secret.sql"
 printf '\\set i random(1, 20000)\nSELECT secret_id FROM floor_ai_avatar WHERE business_id = %s AND status = '"'"'active'"'"' LIMIT 1;\n' "$biz" > "$dir/floor.sql"
 tps() { PGOPTIONS="-c role=service_role ${2:-}" "$bin/pgbench" -n -M prepared -c 2 -j 2 -T "$seconds" -h 127.0.0.1 -p "$port" -U postgres \
-          -f "$dir/$1.sql" "$db" 2>/dev/null | awk '/^tps = /{print $3}'; }
+          -f "$dir/$1.sql" "${3:-$db}" 2>/dev/null | awk '/^tps = /{print $3}'; }
 settings=$("${psql[@]}" -d "$db" -At -c "SELECT current_setting('fsync') || ' / ' || current_setting('synchronous_commit') || ' / ' || (integrations.audit_status()->>'mode')")
 {
   cat /tmp/pgi_durable.$$
@@ -94,6 +128,10 @@ settings=$("${psql[@]}" -d "$db" -At -c "SELECT current_setting('fsync') || ' / 
   echo "pgbench_floor $(tps floor)"
   echo "pgbench_secret_async $(tps secret '-c synchronous_commit=off')"
   echo "pgbench_floor_async $(tps floor '-c synchronous_commit=off')"
+  if [ -n "$seed" ]; then
+    echo "seed_pgbench_secret $(tps secret '' "$seed_db")"
+    echo "seed_pgbench_secret_async $(tps secret '-c synchronous_commit=off' "$seed_db")"
+  fi
 } | SETTINGS="$settings" python3 -c '
 import os, sys, statistics
 v = {}
@@ -102,17 +140,30 @@ for line in sys.stdin:
     v.setdefault(k, []).append(float(x))
 m = {k: statistics.median(x) for k, x in v.items()}
 print("fsync / synchronous_commit / audit mode: " + os.environ["SETTINGS"])
-print("%-32s %9s %9s %6s %s" % ("per call, one statement over 20,000", "rpc µs", "floor µs", "ratio", "target"))
-for rpc, floor, target in [("get_ai_avatar_secret", "floor_secret", 2.0), ("get_ai_avatar_integration", "floor_get", 1.5),
-                           ("set_ai_avatar_integration", "floor_set", None), ("delete_ai_avatar_integration", "floor_delete", None)]:
+seed = "seed_get_ai_avatar_secret" in m
+print("%-32s %9s %9s %6s %-12s %s" % ("per call, one statement over 20,000", "rpc µs", "floor µs", "ratio", "target",
+                                     "seed on Vault µs, times faster (target)" if seed else ""))
+for rpc, floor, target, seed_target in [("get_ai_avatar_secret", "floor_secret", 2.0, None),
+                                        ("get_ai_avatar_integration", "floor_get", 1.5, None),
+                                        ("set_ai_avatar_integration", "floor_set", None, 3.0),
+                                        ("delete_ai_avatar_integration", "floor_delete", None, 50.0)]:
     r = m[rpc] / m[floor]
-    t = ("%.1f %s" % (target, "met" if r <= target else "MISSED")) if target else "(seed: see RESULTS.md)"
-    print("%-32s %9.2f %9.2f %6.2f %s" % (rpc, m[rpc], m[floor], r, t))
-print("%-32s %9s %9s %6s" % ("pgbench, 2 clients (tps)", "rpc", "floor", "ratio"))
+    t = ("%.1f %s" % (target, "met" if r <= target else "MISSED")) if target else "-"
+    line = "%-32s %9.2f %9.2f %6.2f %-12s" % (rpc, m[rpc], m[floor], r, t)
+    if seed:
+        x = m["seed_" + rpc] / m[rpc]
+        line += " %9.2f %6.1fx" % (m["seed_" + rpc], x)
+        if seed_target:
+            line += " (>= %.0fx %s)" % (seed_target, "met" if x >= seed_target else "MISSED")
+    print(line)
+print("%-32s %9s %9s %6s %-12s %s" % ("pgbench, 2 clients (tps)", "rpc", "floor", "ratio", "", "seed on Vault" if seed else ""))
 for label, a, f, target in [("default durability", "pgbench_secret", "pgbench_floor", 0.8),
                             ("synchronous_commit = off", "pgbench_secret_async", "pgbench_floor_async", None)]:
     r = m[a] / m[f]
     t = ("target >= %.1f %s" % (target, "met" if r >= target else "MISSED")) if target else ""
-    print("%-32s %9.0f %9.0f %6.2f %s" % ("get_ai_avatar_secret, " + label, m[a], m[f], r, t))
+    line = "%-32s %9.0f %9.0f %6.2f %-12s" % ("get_ai_avatar_secret, " + label, m[a], m[f], r, t)
+    if seed:
+        line += " %9.0f (%s)" % (m["seed_" + a], "above the seed" if m[a] > m["seed_" + a] else "BELOW the seed")
+    print(line)
 '
-"${psql[@]}" -d postgres -c "DROP DATABASE $db"
+"${psql[@]}" -d postgres -c "DROP DATABASE $db" -c "DROP DATABASE IF EXISTS $seed_db"

@@ -139,6 +139,7 @@ pub extern "C-unwind" fn _PG_init() {
     core::error::init();
     core::keyring::init();
     pg::direct::init();
+    pg::update::init();
     tenancy::init();
     tenancy::route::init();
     tenancy::audit::queue::init();

@@ -68,6 +68,12 @@ pub enum Error {
     /// XX000: a bug or an unexpected failure of the database API.
     #[error("{0}")]
     Internal(String),
+    /// 23514: a row would break a CHECK constraint.
+    #[error("{0}")]
+    CheckViolation(String),
+    /// 23502: a row would have NULL in a NOT NULL column.
+    #[error("{0}")]
+    NullViolation(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -87,6 +93,8 @@ impl Error {
             Error::Serialization(_) => PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
             Error::Corrupted(_) => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             Error::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            Error::CheckViolation(_) => PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+            Error::NullViolation(_) => PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
         }
     }
 

@@ -4,8 +4,9 @@
 //! carries. Its SQL face (`integrations.create_secret`, ...) is in
 //! `ops::secret_store`; the kinds and the platform call these functions.
 
-use pgrx::pg_sys::BuiltinOid;
+use pgrx::pg_sys::{self, BuiltinOid};
 use pgrx::spi::SpiClient;
+use pgrx::IntoDatum;
 use pgrx::Uuid;
 use zeroize::Zeroizing;
 
@@ -16,6 +17,7 @@ use crate::pg::direct;
 use crate::pg::fcall::required;
 use crate::pg::plans::{self, Statement};
 use crate::pg::spi::Spi;
+use crate::pg::update::{self, Outcome};
 
 /// Upper bound on a secret's size; API keys and tokens are far smaller.
 pub const MAX_SECRET_BYTES: usize = 16 * 1024 * 1024;
@@ -335,6 +337,42 @@ pub(crate) fn replace(
     Ok(!done.is_empty())
 }
 
+/// Re-seal secret `id` of `business` with `plaintext` in place, without SQL
+/// (`pg::update`): the second half of a `set_*` re-save. `false` when the
+/// SQL path must do it (nothing written): the table needs the executor, or
+/// the row changed or went since.
+pub(crate) fn reseal_in_place(id: Uuid, business: Uuid, plaintext: Vec<u8>) -> Result<bool> {
+    let key = match keyring::cached_active_key() {
+        Some(k) => k,
+        // a backend's first write: the key is read once through SQL
+        None => Spi::connect_mut(keyring::active_key)?,
+    };
+    let rel = direct::rel("integrations", "secrets", SECRET_COLUMNS)?;
+    let index = rel.index(c"integrations", c"secrets_pkey")?;
+    if direct::index_key_columns(index) < 2 {
+        return Ok(false); // (id) only: a database not yet updated to 0.6.0
+    }
+    let keys = [direct::uuid_key(1, &id), direct::uuid_key(2, &business)];
+    let Some(target) = direct::find(rel.relid, index, &keys, |row| Ok(Some(row.target())))? else {
+        return Ok(false);
+    };
+    let sealed = key
+        .seal(*id.as_bytes(), *business.as_bytes(), plaintext)
+        .map_err(crypto_failure)?;
+    // SAFETY: reads the running transaction's start time, what now() returns.
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let set = [
+        (rel.att("key_id")?, key.key_id.into_datum()),
+        (rel.att("nonce")?, sealed.nonce.as_slice().into_datum()),
+        (
+            rel.att("ciphertext")?,
+            sealed.ciphertext.as_slice().into_datum(),
+        ),
+        (rel.att("updated_at")?, Some(pg_sys::Datum::from(now))),
+    ];
+    Ok(update::update_row(rel.relid, &target, &set)? == Outcome::Updated)
+}
+
 /// Delete a secret; the business it belonged to, or `None` when there was none.
 pub(crate) fn delete(client: &mut SpiClient<'_>, id: Uuid) -> Result<Option<Uuid>> {
     let plan = plans::plan(client, &DELETE_SECRET)?;
@@ -424,7 +462,7 @@ struct SecretRow {
     ciphertext: Vec<u8>,
 }
 
-const SECRET_COLUMNS: &[&str] = &["business_id", "key_id", "nonce", "ciphertext"];
+const SECRET_COLUMNS: &[&str] = &["business_id", "key_id", "nonce", "ciphertext", "updated_at"];
 
 /// The row of secret `id`, if any; looked up with its business when given
 /// (the whole primary key since 0.6.0).

@@ -18,6 +18,7 @@
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
+use pgrx::IntoDatum;
 use pgrx::Uuid;
 
 use crate::core::error::{statement_holds_secret, Error, Result};
@@ -28,6 +29,7 @@ use crate::pg::fcall;
 use crate::pg::fcall::Call;
 use crate::pg::plans::{self, Statement};
 use crate::pg::spi::Spi;
+use crate::pg::update;
 use crate::sql_function;
 use crate::tenancy;
 use crate::tenancy::audit::{self, Action};
@@ -232,7 +234,7 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
     let opt2 = option_arg(call, 4, &kind.options[1])?;
     let config = call.object(5, "p_config")?;
     let st = &kind.statements;
-    // The row's current secret, read without SQL (None: no row or no secret).
+    // The row and its current secret, read without SQL (None: no row).
     let known = direct::with_snapshot(|| {
         let rel = direct::rel("public", kind.table, &kind.columns)?;
         let (p, sid, id) = (rel.att("provider")?, rel.att("secret_id")?, rel.att("id")?);
@@ -243,13 +245,39 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
             &[direct::uuid_key(1, &business)],
             |row| {
                 if row.get::<&str>(p) == Some(provider.as_str()) {
-                    Ok(Some((row.get::<Uuid>(id), row.get::<Uuid>(sid))))
+                    Ok(Some((
+                        row.get::<Uuid>(id),
+                        row.get::<Uuid>(sid),
+                        row.target(),
+                    )))
                 } else {
                     Ok(None)
                 }
             },
         )
     })?;
+    if let (Some(api_key), Some((Some(id), Some(secret), row))) = (api_key, &known) {
+        // The common case, re-saving settings with the key: in place, no SQL.
+        let changes = Changes {
+            opt1: opt1.as_deref(),
+            opt2: opt2.as_deref(),
+            config,
+        };
+        if resave_in_place(kind, row, &changes)?
+            && store::reseal_in_place(*secret, business, api_key.as_bytes().to_vec())?
+        {
+            audit::record(
+                &caller,
+                Action::Set,
+                kind.name,
+                &business,
+                Some(&provider),
+                Some(id),
+            )?;
+            return Ok(fcall::datum(*id));
+        }
+        // Not in place (or the secret was not): SQL does it all below.
+    }
     // The arguments every statement on the row takes: $1 business, $2
     // provider, $3/$4 the optional columns, $5 the config.
     let row_args = || -> Vec<pgrx::datum::DatumWithOid<'_>> {
@@ -262,7 +290,8 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
         ]
     };
     let id = Spi::connect_mut(|c| -> Result<Uuid> {
-        if let (Some(api_key), Some((Some(_), Some(secret)))) = (api_key, known) {
+        if let (Some(api_key), Some((Some(_), Some(secret), _))) = (api_key, &known) {
+            let secret = *secret;
             // The common case, re-saving settings with the key: one statement.
             let mut args = row_args();
             args.push(secret.into());
@@ -343,6 +372,38 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
         Some(&id),
     )?;
     Ok(fcall::datum(id))
+}
+
+/// What a re-save changes besides the key: the option columns (`None`
+/// keeps, `""` clears) and the config (`None` keeps).
+struct Changes<'a> {
+    opt1: Option<&'a str>,
+    opt2: Option<&'a str>,
+    config: Option<fcall::JsonbDatum>,
+}
+
+/// The re-save of `row` as the fast SQL statement does it (settings, status
+/// `active`, `validated_at` now), written in place by `pg::update`; `false`
+/// when the table needs SQL or the row changed since it was read.
+fn resave_in_place(kind: &'static Kind, row: &update::Target, c: &Changes<'_>) -> Result<bool> {
+    let rel = direct::rel("public", kind.table, &kind.columns)?;
+    let mut set = Vec::with_capacity(6);
+    for (opt, value) in kind.options.iter().zip([c.opt1, c.opt2]) {
+        if let Some(v) = value {
+            set.push((
+                rel.att(opt.column)?,
+                if v.is_empty() { None } else { v.into_datum() },
+            ));
+        }
+    }
+    if let Some(config) = c.config {
+        set.push((rel.att("provider_config")?, Some(config.datum())));
+    }
+    // SAFETY: reads the running transaction's start time, what now() returns.
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    set.push((rel.att("status")?, "active".into_datum()));
+    set.push((rel.att("validated_at")?, Some(pg_sys::Datum::from(now))));
+    Ok(update::update_row(rel.relid, row, &set)? == update::Outcome::Updated)
 }
 
 /// The active row of `business`, handed to `f` while it is pinned.

@@ -55,6 +55,7 @@ thread_local! {
 /// Forget cached relation info; registered as a relcache callback.
 pub fn forget_relation(relid: pg_sys::Oid) {
     super::sharded::forget_relation(relid);
+    super::update::forget_relation(relid);
     RELS.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
             if relid == pg_sys::InvalidOid {
@@ -214,6 +215,12 @@ impl Row {
             // Rust type of its SQL type (uuid as Uuid, text as &str/String, ...), the same
             // contract as SPI's typed getters.
             .and_then(|d| unsafe { T::from_datum(d, false) })
+    }
+
+    /// A copy of the row, to update it with [`super::update::update_row`].
+    pub fn target(&self) -> super::update::Target {
+        // SAFETY: the slot holds the scan's current tuple of the scanned table.
+        unsafe { super::update::Target::of(self.slot) }
     }
 
     /// The whole row as a composite datum of the table's row type (a copy).

@@ -333,6 +333,13 @@ pub fn datum<T: IntoDatum>(v: T) -> pg_sys::Datum {
 #[derive(Clone, Copy)]
 pub struct JsonbDatum(pg_sys::Datum);
 
+impl JsonbDatum {
+    /// The argument's datum, valid for this call.
+    pub fn datum(self) -> pg_sys::Datum {
+        self.0
+    }
+}
+
 /// Whether a JSONB datum is an object (its root container header says so).
 ///
 /// # Safety

@@ -16,3 +16,4 @@ pub mod shmem;
 pub mod spi;
 pub mod subxact;
 pub mod triggers;
+pub mod update;

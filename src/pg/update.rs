@@ -1,0 +1,627 @@
+//! Updating a row already read, without the executor: the hot write path
+//! (`set_*` re-saving an integration and re-sealing its secret). An `UPDATE`
+//! through SPI pays executor start-up, finds the row again by its index, and
+//! re-reads every CHECK constraint of the table from its stored text
+//! (`stringToNode`, per statement): measured on `set_ai_avatar_integration`,
+//! the three CHECK constraints alone were ~10 µs of ~50. Here the row is
+//! written with `heap_update`, index entries are added when the update is not
+//! HOT, and the CHECK constraints are evaluated with expression states kept
+//! per backend (dropped on any relcache invalidation of the table and on any
+//! change to `pg_proc`).
+//!
+//! Only where that is all an `UPDATE` would do. Otherwise
+//! [`Outcome::NotPlain`], and the caller runs its SQL:
+//! - a plain heap table: not partitioned, not a partition, no rules, not
+//!   Citus, no generated columns;
+//! - no row security for the current user;
+//! - plain indexes only: no expressions, predicates, exclusion constraints or
+//!   deferrable uniqueness;
+//! - no trigger on UPDATE except `integrations.touch_updated_at`, whose work
+//!   is done here, and foreign-key triggers on columns the update leaves alone.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::FromDatum;
+use rustc_hash::FxHashMap as HashMap;
+
+use super::sharded;
+use crate::core::error::{Error, Result};
+
+/// A row as read, copied out of its buffer: the version to update.
+pub struct Target {
+    tuple: pg_sys::HeapTuple,
+}
+
+impl Target {
+    /// Copy the row in `slot` (a table's slot holding a fetched tuple).
+    ///
+    /// # Safety
+    /// `slot` holds a tuple fetched from a heap table.
+    pub unsafe fn of(slot: *mut pg_sys::TupleTableSlot) -> Target {
+        // SAFETY: the caller's contract; the copy is palloc'd in the current memory context and
+        // carries the slot's tid, the version `heap_update` must find unchanged.
+        unsafe {
+            let tuple = pg_sys::ExecCopySlotHeapTuple(slot);
+            (*tuple).t_self = (*slot).tts_tid;
+            Target { tuple }
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // SAFETY: the tuple was palloc'd by ExecCopySlotHeapTuple and is freed once, here; on an
+        // error the memory context goes instead (`panicking`).
+        if !std::thread::panicking() {
+            unsafe { pg_sys::heap_freetuple(self.tuple) };
+        }
+    }
+}
+
+/// What [`update_row`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Updated,
+    /// The row changed or went since it was read (or this command changed
+    /// it): nothing written; SQL decides what happens.
+    Changed,
+    /// The table needs the executor (see the module notes): nothing written.
+    NotPlain,
+}
+
+/// What a table needs beyond `heap_update`, worked out once per backend.
+struct Plan {
+    /// Holds the expression states and their context.
+    memory: pg_sys::MemoryContext,
+    econtext: *mut pg_sys::ExprContext,
+    /// Each CHECK constraint, with its name for the error.
+    checks: Vec<(*mut pg_sys::ExprState, String)>,
+    indexes: Vec<pg_sys::Oid>,
+    /// Columns that a foreign key of the table, or one referencing it, may
+    /// look at (the update must not change them, or a trigger would check).
+    key_columns: Vec<i16>,
+    /// `updated_at`, set to the transaction's start as the trigger would.
+    touched: Option<i16>,
+}
+
+thread_local! {
+    /// `None`: the table needs the executor.
+    static PLANS: RefCell<HashMap<pg_sys::Oid, Option<Rc<Plan>>>> = RefCell::new(HashMap::default());
+    /// Memory of forgotten plans, freed when no update is evaluating a check
+    /// (an invalidation can arrive in the middle of one).
+    static RETIRED: RefCell<Vec<pg_sys::MemoryContext>> = const { RefCell::new(Vec::new()) };
+    static IN_USE: Cell<u32> = const { Cell::new(0) };
+    static INVALIDATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Forget the plan of `relid` (all plans for InvalidOid); from the relcache
+/// and pg_proc invalidation callbacks.
+pub fn forget_relation(relid: pg_sys::Oid) {
+    INVALIDATIONS.with(|n| n.set(n.get() + 1));
+    PLANS.with(|p| {
+        let Ok(mut p) = p.try_borrow_mut() else {
+            return;
+        };
+        let gone: Vec<pg_sys::Oid> = if relid == pg_sys::InvalidOid {
+            p.keys().copied().collect()
+        } else {
+            vec![relid]
+        };
+        for oid in gone {
+            if let Some(Some(plan)) = p.remove(&oid) {
+                retire(plan.memory);
+            }
+        }
+    });
+}
+
+fn retire(memory: pg_sys::MemoryContext) {
+    RETIRED.with(|r| r.borrow_mut().push(memory));
+}
+
+fn free_retired() {
+    if IN_USE.with(|u| u.get()) > 0 {
+        return;
+    }
+    let retired = RETIRED.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    for memory in retired {
+        // SAFETY: a plan's own context, no longer in PLANS and used by no running update.
+        unsafe { pg_sys::MemoryContextDelete(memory) };
+    }
+}
+
+/// # Safety
+/// Called by PostgreSQL only, as the pg_proc syscache callback registered in `init`.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    // A function a CHECK constraint calls may have been replaced.
+    forget_relation(pg_sys::InvalidOid);
+}
+
+pub fn init() {
+    // SAFETY: called once from _PG_init; the callback is a #[pg_guard] fn that lives as long as
+    // the library. (Relcache invalidations reach us through direct::forget_relation.)
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            Some(proc_callback),
+            pg_sys::Datum::from(0),
+        )
+    };
+}
+
+/// Marks a plan in use while it evaluates; on an error (unwinding) the plan
+/// is forgotten, since its states stopped half way.
+struct InUse(pg_sys::Oid);
+
+impl InUse {
+    fn enter(relid: pg_sys::Oid) -> InUse {
+        IN_USE.with(|u| u.set(u.get() + 1));
+        InUse(relid)
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        IN_USE.with(|u| u.set(u.get() - 1));
+        if std::thread::panicking() {
+            forget_relation(self.0);
+        }
+    }
+}
+
+/// The elements of a PostgreSQL `List` of OIDs or pointers.
+///
+/// # Safety
+/// `list` is NIL or a valid List whose cells hold values of the kind read.
+unsafe fn cells(list: *mut pg_sys::List) -> &'static [pg_sys::ListCell] {
+    if list.is_null() {
+        return &[];
+    }
+    // SAFETY: the caller's contract: `length` cells at `elements`, used before the list is freed.
+    unsafe { std::slice::from_raw_parts((*list).elements, (*list).length as usize) }
+}
+
+/// Whether trigger function `fn_oid` is this library's `touch_updated_at`
+/// (a C function, so it has a library; by its C name, whatever its schema).
+///
+/// # Safety
+/// Inside a transaction.
+unsafe fn is_touch(fn_oid: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup released before returning; the text datums are detoasted copies.
+    unsafe {
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            pg_sys::Datum::from(fn_oid),
+        );
+        if tup.is_null() {
+            return false;
+        }
+        let mut null = false;
+        let src = pg_sys::SysCacheGetAttr(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            tup,
+            pg_sys::Anum_pg_proc_prosrc as i16,
+            &mut null,
+        );
+        let src = (!null).then(|| String::from_datum(src, false)).flatten();
+        let bin = pg_sys::SysCacheGetAttr(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            tup,
+            pg_sys::Anum_pg_proc_probin as i16,
+            &mut null,
+        );
+        let bin = (!null).then(|| String::from_datum(bin, false)).flatten();
+        pg_sys::ReleaseSysCache(tup);
+        src.as_deref() == Some("pgi_touch_updated_at")
+            && bin.is_some_and(|b| b.contains("pg_integrations"))
+    }
+}
+
+/// Attribute `i` (from 0) of a tuple descriptor.
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor with more than `i` attributes.
+unsafe fn attribute(desc: pg_sys::TupleDesc, i: usize) -> &'static pg_sys::FormData_pg_attribute {
+    // SAFETY: the caller's contract; 18 keeps the attributes after its compact ones.
+    unsafe {
+        #[cfg(feature = "pg18")]
+        return &*pg_sys::TupleDescAttr(desc, i as i32);
+        #[cfg(not(feature = "pg18"))]
+        return &*(*desc).attrs.as_ptr().add(i);
+    }
+}
+
+/// Attribute number of a live column named `name`.
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor.
+unsafe fn attnum(desc: pg_sys::TupleDesc, name: &CStr) -> Option<i16> {
+    // SAFETY: `natts` attributes follow the descriptor.
+    unsafe {
+        (0..(*desc).natts as usize)
+            .find(|&i| {
+                let a = attribute(desc, i);
+                !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()) == name
+            })
+            .map(|i| i as i16 + 1)
+    }
+}
+
+/// The plan of open relation `rel`, or `None` when it needs the executor.
+///
+/// # Safety
+/// `rel` is open and locked.
+unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
+    // SAFETY: every pointer read is the open relation's relcache data; indexes are opened and
+    // closed here (locks kept); the expression states are made in the plan's own context.
+    unsafe {
+        let form = (*rel).rd_rel;
+        if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+            || (*form).relispartition
+            || !(*rel).rd_rules.is_null()
+        {
+            return None;
+        }
+        let desc = (*rel).rd_att;
+        let constr = (*desc).constr;
+        if !constr.is_null() {
+            if (*constr).has_generated_stored {
+                return None;
+            }
+            #[cfg(feature = "pg18")]
+            if (*constr).has_generated_virtual {
+                return None;
+            }
+        }
+        let mut touched = None;
+        let mut foreign_keys = false;
+        let triggers = (*rel).trigdesc;
+        if !triggers.is_null() {
+            for i in 0..(*triggers).numtriggers as usize {
+                let t = &*(*triggers).triggers.add(i);
+                if t.tgenabled as u8 == pg_sys::TRIGGER_DISABLED
+                    || t.tgtype as u32 & pg_sys::TRIGGER_TYPE_UPDATE == 0
+                {
+                    continue;
+                }
+                if pg_sys::RI_FKey_trigger_type(t.tgfoid) != pg_sys::RI_TRIGGER_NONE as i32 {
+                    foreign_keys = true;
+                    continue;
+                }
+                let row_before = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE;
+                if t.tgtype as u32 & row_before == row_before && is_touch(t.tgfoid) {
+                    touched = Some(attnum(desc, c"updated_at")?);
+                    continue;
+                }
+                return None;
+            }
+        }
+        let mut key_columns = Vec::new();
+        let mut indexes = Vec::new();
+        for cell in cells(pg_sys::RelationGetIndexList(rel)) {
+            let oid = cell.oid_value;
+            let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            let info = pg_sys::BuildIndexInfo(idx);
+            let index = &*(*idx).rd_index;
+            let plain = (*info).ii_Expressions.is_null()
+                && (*info).ii_Predicate.is_null()
+                && (*info).ii_ExclusionOps.is_null()
+                && (!index.indisunique || index.indimmediate);
+            if index.indisunique && foreign_keys {
+                // a foreign key elsewhere may reference these columns
+                key_columns.extend_from_slice(
+                    &(&*info).ii_IndexAttrNumbers[..(*info).ii_NumIndexKeyAttrs as usize],
+                );
+            }
+            pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+            if !plain {
+                return None;
+            }
+            indexes.push(oid);
+        }
+        if foreign_keys {
+            for cell in cells(pg_sys::RelationGetFKeyList(rel)) {
+                let fk = &*(cell.ptr_value as *const pg_sys::ForeignKeyCacheInfo);
+                key_columns.extend_from_slice(&fk.conkey[..fk.nkeys as usize]);
+            }
+        }
+        let memory = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CacheMemoryContext,
+            c"pg_integrations update plan".as_ptr(),
+            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+        );
+        let old = pg_sys::MemoryContextSwitchTo(memory);
+        let econtext = pg_sys::CreateStandaloneExprContext();
+        let mut checks = Vec::new();
+        if !constr.is_null() {
+            for i in 0..(*constr).num_check as usize {
+                let check = &*(*constr).check.add(i);
+                #[cfg(feature = "pg18")]
+                if !check.ccenforced {
+                    continue;
+                }
+                let expr = pg_sys::stringToNode(check.ccbin) as *mut pg_sys::Expr;
+                let state =
+                    pg_sys::ExecInitExpr(pg_sys::expression_planner(expr), std::ptr::null_mut());
+                let name = CStr::from_ptr(check.ccname).to_string_lossy().into_owned();
+                checks.push((state, name));
+            }
+        }
+        pg_sys::MemoryContextSwitchTo(old);
+        Some(Plan {
+            memory,
+            econtext,
+            checks,
+            indexes,
+            key_columns,
+            touched,
+        })
+    }
+}
+
+/// The plan of open relation `rel`, made on first use.
+///
+/// # Safety
+/// `rel` is open and locked.
+unsafe fn plan_of(rel: pg_sys::Relation) -> Option<Rc<Plan>> {
+    // SAFETY: reads the open relation's OID.
+    let relid = unsafe { (*rel).rd_id };
+    if let Some(p) = PLANS.with(|p| p.borrow().get(&relid).cloned()) {
+        return p;
+    }
+    let before = INVALIDATIONS.with(|n| n.get());
+    // SAFETY: the caller's contract.
+    let plan = unsafe { build(rel) }.map(Rc::new);
+    if INVALIDATIONS.with(|n| n.get()) == before {
+        PLANS.with(|p| p.borrow_mut().insert(relid, plan.clone()));
+    } else if let Some(p) = &plan {
+        // made while the catalogs changed: used once, then freed
+        retire(p.memory);
+    }
+    plan
+}
+
+/// Write a new version of `target`, a row of `table` read in this
+/// transaction, with the columns in `set` (attribute number, value; `None`
+/// is NULL) replaced, as `UPDATE ... WHERE ctid = ...` would: NOT NULL and
+/// CHECK constraints checked, index entries added, the command counter
+/// advanced so the rest of the transaction sees it. A concurrent update
+/// makes it [`Outcome::Changed`] with nothing written.
+pub fn update_row(
+    table: pg_sys::Oid,
+    target: &Target,
+    set: &[(i16, Option<pg_sys::Datum>)],
+) -> Result<Outcome> {
+    const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    if sharded::is_citus_table(table)? {
+        return Ok(Outcome::NotPlain);
+    }
+    free_retired();
+    // SAFETY: `table` is a catalog OID (RelInfo) opened here with RowExclusiveLock, kept to the
+    // end of the transaction as an UPDATE's is; `target` is a copied row of it.
+    unsafe {
+        pg_sys::PreventCommandIfReadOnly(c"UPDATE".as_ptr());
+        let rel = pg_sys::relation_open(table, LOCK);
+        let out = match plan_of(rel) {
+            Some(plan) => update_with(rel, &plan, target, set),
+            None => Ok(Outcome::NotPlain),
+        };
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        out
+    }
+}
+
+/// # Safety
+/// `rel` is open with RowExclusiveLock; `plan` is its plan; `target` a row of it.
+unsafe fn update_with(
+    rel: pg_sys::Relation,
+    plan: &Plan,
+    target: &Target,
+    set: &[(i16, Option<pg_sys::Datum>)],
+) -> Result<Outcome> {
+    // SAFETY: the caller's contract. `values`/`nulls` have one entry per attribute and are
+    // filled by heap_deform_tuple from the copied old row (whose storage outlives their use);
+    // attribute numbers in `set` are checked against natts; the new tuple and its slot are
+    // freed before returning.
+    unsafe {
+        let relid = (*rel).rd_id;
+        if (*(*rel).rd_rel).relrowsecurity
+            && pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false)
+                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        {
+            return Ok(Outcome::NotPlain);
+        }
+        let mut changed: Vec<i16> = set.iter().map(|(a, _)| *a).collect();
+        changed.extend(plan.touched);
+        if changed.iter().any(|a| plan.key_columns.contains(a)) {
+            return Ok(Outcome::NotPlain);
+        }
+        pg_sys::CheckCmdReplicaIdentity(rel, pg_sys::CmdType::CMD_UPDATE);
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        pg_sys::heap_deform_tuple(target.tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
+        for (att, value) in set
+            .iter()
+            .copied()
+            .chain(plan.touched.map(|a| (a, Some(now))))
+        {
+            let i = (att - 1) as usize;
+            if att < 1 || i >= natts {
+                return Err(Error::Internal(format!("no attribute {att} to update")));
+            }
+            let attr = attribute(desc, i);
+            if value.is_none() && attr.attnotnull {
+                return Err(Error::NullViolation(format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    CStr::from_ptr(attr.attname.data.as_ptr()).to_string_lossy(),
+                    CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy()
+                )));
+            }
+            values[i] = value.unwrap_or(pg_sys::Datum::from(0));
+            nulls[i] = value.is_none();
+        }
+        let tuple = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        (*tuple).t_tableOid = relid;
+        let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsHeapTuple);
+        pg_sys::ExecStoreHeapTuple(tuple, slot, false);
+        let out = write(rel, plan, target, tuple, slot, &changed);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::heap_freetuple(tuple);
+        out
+    }
+}
+
+/// Check, write and index `tuple` (also in `slot`) as the new version of `target`.
+///
+/// # Safety
+/// As [`update_with`]; `tuple` is a new row of `rel`, stored in `slot`.
+unsafe fn write(
+    rel: pg_sys::Relation,
+    plan: &Plan,
+    target: &Target,
+    tuple: pg_sys::HeapTuple,
+    slot: *mut pg_sys::TupleTableSlot,
+    changed: &[i16],
+) -> Result<Outcome> {
+    // SAFETY: the caller's contract; the expression states belong to `plan`, whose memory is not
+    // freed while InUse is held; indexes are opened and closed here with RowExclusiveLock kept.
+    unsafe {
+        if !plan.checks.is_empty() {
+            let _in_use = InUse::enter((*rel).rd_id);
+            (*plan.econtext).ecxt_scantuple = slot;
+            let failed = plan
+                .checks
+                .iter()
+                .find(|(state, _)| !pg_sys::ExecCheck(*state, plan.econtext));
+            let failed = failed.map(|(_, name)| name.clone());
+            (*plan.econtext).ecxt_scantuple = std::ptr::null_mut();
+            pg_sys::MemoryContextReset((*plan.econtext).ecxt_per_tuple_memory);
+            if let Some(name) = failed {
+                return Err(Error::CheckViolation(format!(
+                    "new row for relation \"{}\" violates check constraint \"{name}\"",
+                    CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy()
+                )));
+            }
+        }
+        let mut otid = (*target.tuple).t_self;
+        let mut tmfd: pg_sys::TM_FailureData = std::mem::zeroed();
+        let mut lockmode: pg_sys::LockTupleMode::Type = 0;
+        let cid = pg_sys::GetCurrentCommandId(true);
+        #[cfg(not(feature = "pg18"))]
+        let result = pg_sys::heap_update(
+            rel,
+            &mut otid,
+            tuple,
+            cid,
+            std::ptr::null_mut(),
+            true,
+            &mut tmfd,
+            &mut lockmode,
+        );
+        #[cfg(feature = "pg18")]
+        let mut update_indexes: pg_sys::TU_UpdateIndexes::Type = pg_sys::TU_UpdateIndexes::TU_None;
+        #[cfg(feature = "pg18")]
+        let result = pg_sys::heap_update(
+            rel,
+            &mut otid,
+            tuple,
+            cid,
+            std::ptr::null_mut(),
+            true,
+            &mut tmfd,
+            &mut lockmode,
+            &mut update_indexes,
+        );
+        match result {
+            pg_sys::TM_Result::TM_Ok => {}
+            pg_sys::TM_Result::TM_SelfModified
+            | pg_sys::TM_Result::TM_Updated
+            | pg_sys::TM_Result::TM_Deleted => return Ok(Outcome::Changed),
+            other => {
+                return Err(Error::Internal(format!(
+                    "unexpected result {other} updating a row"
+                )))
+            }
+        }
+        #[cfg(not(feature = "pg18"))]
+        let (indexed, summarizing_only) = (
+            (*(*tuple).t_data).t_infomask2 as u32 & pg_sys::HEAP_ONLY_TUPLE == 0,
+            false,
+        );
+        #[cfg(feature = "pg18")]
+        let (indexed, summarizing_only) = (
+            update_indexes != pg_sys::TU_UpdateIndexes::TU_None,
+            update_indexes == pg_sys::TU_UpdateIndexes::TU_Summarizing,
+        );
+        if indexed {
+            insert_index_entries(rel, plan, tuple, slot, changed, summarizing_only);
+        }
+        pg_sys::CommandCounterIncrement();
+        Ok(Outcome::Updated)
+    }
+}
+
+/// The new version's entries in every ready index (summarizing ones only, if so told).
+///
+/// # Safety
+/// As [`write`], after a successful `heap_update` of `tuple`.
+unsafe fn insert_index_entries(
+    rel: pg_sys::Relation,
+    plan: &Plan,
+    tuple: pg_sys::HeapTuple,
+    slot: *mut pg_sys::TupleTableSlot,
+    changed: &[i16],
+    summarizing_only: bool,
+) {
+    const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    let mut values = [pg_sys::Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
+    let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
+    // SAFETY: the caller's contract; each index is a plain one of `rel` (the plan), so
+    // FormIndexDatum reads only the slot's columns (no expression state needs an EState).
+    unsafe {
+        for &oid in &plan.indexes {
+            let idx = pg_sys::index_open(oid, LOCK);
+            let index = &*(*idx).rd_index;
+            #[cfg(feature = "pg18")]
+            let skip = summarizing_only && !(*(*idx).rd_indam).amsummarizing;
+            #[cfg(not(feature = "pg18"))]
+            let skip = summarizing_only;
+            if index.indisready && !skip {
+                let info = pg_sys::BuildIndexInfo(idx);
+                pg_sys::FormIndexDatum(
+                    info,
+                    slot,
+                    std::ptr::null_mut(),
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                );
+                let columns = &(&*info).ii_IndexAttrNumbers[..(*info).ii_NumIndexAttrs as usize];
+                let unchanged = !columns.iter().any(|c| changed.contains(c));
+                pg_sys::index_insert(
+                    idx,
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                    &mut (*tuple).t_self,
+                    rel,
+                    if index.indisunique {
+                        pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+                    } else {
+                        pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+                    },
+                    unchanged,
+                    info,
+                );
+            }
+            pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+        }
+    }
+}
