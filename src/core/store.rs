@@ -370,7 +370,7 @@ pub(crate) fn reseal_in_place(id: Uuid, business: Uuid, plaintext: Vec<u8>) -> R
         ),
         (rel.att("updated_at")?, Some(pg_sys::Datum::from(now))),
     ];
-    Ok(update::update_row(rel.relid, &target, &set)? == Outcome::Updated)
+    Ok(update::update_row(rel.relid, &target, &set)? == Outcome::Done)
 }
 
 /// Delete a secret; the business it belonged to, or `None` when there was none.

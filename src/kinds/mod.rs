@@ -403,7 +403,7 @@ fn resave_in_place(kind: &'static Kind, row: &update::Target, c: &Changes<'_>) -
     let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     set.push((rel.att("status")?, "active".into_datum()));
     set.push((rel.att("validated_at")?, Some(pg_sys::Datum::from(now))));
-    Ok(update::update_row(rel.relid, row, &set)? == update::Outcome::Updated)
+    Ok(update::update_row(rel.relid, row, &set)? == update::Outcome::Done)
 }
 
 /// The active row of `business`, handed to `f` while it is pinned.
@@ -501,14 +501,17 @@ fn read_secret(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
 pub fn delete(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
     let business = call.required::<Uuid>(0, "p_business_id")?;
     let caller = tenancy::authorize_manage(&business)?;
-    let deleted = Spi::connect_mut(|c| -> Result<Vec<(Option<Uuid>, Option<String>)>> {
-        let plan = plans::plan(c, &kind.statements.delete)?;
-        let mut out = Vec::new();
-        for row in c.update(plan, None, &[business.into()])? {
-            out.push((row.get::<Uuid>(1)?, row.get::<String>(2)?));
-        }
-        Ok(out)
-    })?;
+    let mut deleted = Vec::new();
+    if !delete_in_place(kind, &business, &mut deleted)? {
+        // what is left: by SQL, whose trigger deletes the secrets
+        Spi::connect_mut(|c| -> Result<()> {
+            let plan = plans::plan(c, &kind.statements.delete)?;
+            for row in c.update(plan, None, &[business.into()])? {
+                deleted.push((row.get::<Uuid>(1)?, row.get::<String>(2)?));
+            }
+            Ok(())
+        })?;
+    }
     for (id, provider) in deleted {
         audit::record(
             &caller,
@@ -520,6 +523,46 @@ pub fn delete(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
         )?;
     }
     Ok(fcall::void())
+}
+
+/// The rows of `business` and their secrets deleted without SQL
+/// (`pg::update`), each pushed to `deleted`; `false` when SQL must delete
+/// the rest (the table needs the executor, or a row changed since it was read).
+fn delete_in_place(
+    kind: &'static Kind,
+    business: &Uuid,
+    deleted: &mut Vec<(Option<Uuid>, Option<String>)>,
+) -> Result<bool> {
+    let rel = direct::rel("public", kind.table, &kind.columns)?;
+    let (id, provider, secret) = (rel.att("id")?, rel.att("provider")?, rel.att("secret_id")?);
+    let mut rows = Vec::new();
+    direct::with_snapshot(|| {
+        direct::find_in(
+            c"public",
+            kind.unique_index,
+            &rel,
+            &[direct::uuid_key(1, business)],
+            |row| {
+                rows.push((
+                    row.get::<Uuid>(id),
+                    row.get::<String>(provider),
+                    row.get::<Uuid>(secret),
+                    row.target(),
+                ));
+                Ok(None::<()>)
+            },
+        )
+    })?;
+    for (id, provider, secret, row) in rows {
+        if update::delete_row(rel.relid, &row)? != update::Outcome::Done {
+            return Ok(false);
+        }
+        if let Some(secret) = secret {
+            store::delete_all(vec![(secret, *business)])?;
+        }
+        deleted.push((id, provider));
+    }
+    Ok(true)
 }
 
 sql_function!(pgi_delete_row_secrets => delete_row_secrets);

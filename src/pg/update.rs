@@ -1,5 +1,6 @@
-//! Updating a row already read, without the executor: the hot write path
-//! (`set_*` re-saving an integration and re-sealing its secret). An `UPDATE`
+//! Updating or deleting a row already read, without the executor: the hot
+//! write paths (`set_*` re-saving an integration and re-sealing its secret,
+//! `delete_*`). An `UPDATE`
 //! through SPI pays executor start-up, finds the row again by its index, and
 //! re-reads every CHECK constraint of the table from its stored text
 //! (`stringToNode`, per statement): measured on `set_ai_avatar_integration`,
@@ -18,6 +19,10 @@
 //!   deferrable uniqueness;
 //! - no trigger on UPDATE except `integrations.touch_updated_at`, whose work
 //!   is done here, and foreign-key triggers on columns the update leaves alone.
+//!
+//! A delete needs no index or CHECK work: only no trigger on DELETE but
+//! `integrations.delete_row_secrets` (whose work the caller does) and no
+//! foreign key of another table referencing this one.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
@@ -64,7 +69,7 @@ impl Drop for Target {
 /// What [`update_row`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Updated,
+    Done,
     /// The row changed or went since it was read (or this command changed
     /// it): nothing written; SQL decides what happens.
     Changed,
@@ -72,8 +77,15 @@ pub enum Outcome {
     NotPlain,
 }
 
-/// What a table needs beyond `heap_update`, worked out once per backend.
+/// What a table needs beyond `heap_update` / `heap_delete`, worked out once
+/// per backend.
 struct Plan {
+    /// Rows can be updated without the executor.
+    updatable: bool,
+    /// Rows can be deleted without the executor: no trigger on DELETE but
+    /// `integrations.delete_row_secrets` on `secret_id` (whose work the caller
+    /// does) and no foreign key of another table referencing this one.
+    deletable: bool,
     /// Holds the expression states and their context.
     memory: pg_sys::MemoryContext,
     econtext: *mut pg_sys::ExprContext,
@@ -185,12 +197,12 @@ unsafe fn cells(list: *mut pg_sys::List) -> &'static [pg_sys::ListCell] {
     unsafe { std::slice::from_raw_parts((*list).elements, (*list).length as usize) }
 }
 
-/// Whether trigger function `fn_oid` is this library's `touch_updated_at`
-/// (a C function, so it has a library; by its C name, whatever its schema).
+/// The C name of trigger function `fn_oid` if it is one of this library's
+/// (a C function has a library; by its C name, whatever its schema).
 ///
 /// # Safety
 /// Inside a transaction.
-unsafe fn is_touch(fn_oid: pg_sys::Oid) -> bool {
+unsafe fn our_function(fn_oid: pg_sys::Oid) -> Option<String> {
     // SAFETY: a syscache lookup released before returning; the text datums are detoasted copies.
     unsafe {
         let tup = pg_sys::SearchSysCache1(
@@ -198,7 +210,7 @@ unsafe fn is_touch(fn_oid: pg_sys::Oid) -> bool {
             pg_sys::Datum::from(fn_oid),
         );
         if tup.is_null() {
-            return false;
+            return None;
         }
         let mut null = false;
         let src = pg_sys::SysCacheGetAttr(
@@ -216,8 +228,22 @@ unsafe fn is_touch(fn_oid: pg_sys::Oid) -> bool {
         );
         let bin = (!null).then(|| String::from_datum(bin, false)).flatten();
         pg_sys::ReleaseSysCache(tup);
-        src.as_deref() == Some("pgi_touch_updated_at")
-            && bin.is_some_and(|b| b.contains("pg_integrations"))
+        src.filter(|_| bin.is_some_and(|b| b.contains("pg_integrations")))
+    }
+}
+
+/// Whether trigger `t` deletes the secrets of `secret_id` (no arguments, or that one).
+///
+/// # Safety
+/// `t` is a trigger of an open relation.
+unsafe fn deletes_secret_ids(t: &pg_sys::Trigger) -> bool {
+    // SAFETY: tgargs holds tgnargs NUL-terminated strings.
+    unsafe {
+        let args: Vec<&CStr> = (0..t.tgnargs as usize)
+            .map(|i| CStr::from_ptr(*t.tgargs.add(i)))
+            .collect();
+        (args.is_empty() || args == [c"secret_id"])
+            && our_function(t.tgfoid).as_deref() == Some("pgi_delete_row_secrets")
     }
 }
 
@@ -251,7 +277,7 @@ unsafe fn attnum(desc: pg_sys::TupleDesc, name: &CStr) -> Option<i16> {
     }
 }
 
-/// The plan of open relation `rel`, or `None` when it needs the executor.
+/// The plan of open relation `rel`, or `None` when every write needs the executor.
 ///
 /// # Safety
 /// `rel` is open and locked.
@@ -268,13 +294,13 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
         }
         let desc = (*rel).rd_att;
         let constr = (*desc).constr;
+        let mut updatable = true;
+        let mut deletable = true;
         if !constr.is_null() {
-            if (*constr).has_generated_stored {
-                return None;
-            }
+            updatable &= !(*constr).has_generated_stored;
             #[cfg(feature = "pg18")]
-            if (*constr).has_generated_virtual {
-                return None;
+            {
+                updatable &= !(*constr).has_generated_virtual;
             }
         }
         let mut touched = None;
@@ -283,21 +309,27 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
         if !triggers.is_null() {
             for i in 0..(*triggers).numtriggers as usize {
                 let t = &*(*triggers).triggers.add(i);
-                if t.tgenabled as u8 == pg_sys::TRIGGER_DISABLED
-                    || t.tgtype as u32 & pg_sys::TRIGGER_TYPE_UPDATE == 0
-                {
+                if t.tgenabled as u8 == pg_sys::TRIGGER_DISABLED {
                     continue;
                 }
-                if pg_sys::RI_FKey_trigger_type(t.tgfoid) != pg_sys::RI_TRIGGER_NONE as i32 {
-                    foreign_keys = true;
-                    continue;
+                let ri = pg_sys::RI_FKey_trigger_type(t.tgfoid);
+                if t.tgtype as u32 & pg_sys::TRIGGER_TYPE_UPDATE != 0 {
+                    let row_before = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE;
+                    if ri != pg_sys::RI_TRIGGER_NONE as i32 {
+                        foreign_keys = true;
+                    } else if t.tgtype as u32 & row_before == row_before
+                        && our_function(t.tgfoid).as_deref() == Some("pgi_touch_updated_at")
+                    {
+                        touched = attnum(desc, c"updated_at");
+                        updatable &= touched.is_some();
+                    } else {
+                        updatable = false;
+                    }
                 }
-                let row_before = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE;
-                if t.tgtype as u32 & row_before == row_before && is_touch(t.tgfoid) {
-                    touched = Some(attnum(desc, c"updated_at")?);
-                    continue;
+                if t.tgtype as u32 & pg_sys::TRIGGER_TYPE_DELETE != 0 && !deletes_secret_ids(t) {
+                    // another table's foreign key (its ON DELETE action), or a user's trigger
+                    deletable = false;
                 }
-                return None;
             }
         }
         let mut key_columns = Vec::new();
@@ -307,7 +339,7 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
             let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
             let info = pg_sys::BuildIndexInfo(idx);
             let index = &*(*idx).rd_index;
-            let plain = (*info).ii_Expressions.is_null()
+            updatable &= (*info).ii_Expressions.is_null()
                 && (*info).ii_Predicate.is_null()
                 && (*info).ii_ExclusionOps.is_null()
                 && (!index.indisunique || index.indimmediate);
@@ -318,9 +350,6 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
                 );
             }
             pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
-            if !plain {
-                return None;
-            }
             indexes.push(oid);
         }
         if foreign_keys {
@@ -339,7 +368,7 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
         let old = pg_sys::MemoryContextSwitchTo(memory);
         let econtext = pg_sys::CreateStandaloneExprContext();
         let mut checks = Vec::new();
-        if !constr.is_null() {
+        if updatable && !constr.is_null() {
             for i in 0..(*constr).num_check as usize {
                 let check = &*(*constr).check.add(i);
                 #[cfg(feature = "pg18")]
@@ -347,14 +376,15 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
                     continue;
                 }
                 let expr = pg_sys::stringToNode(check.ccbin) as *mut pg_sys::Expr;
-                let state =
-                    pg_sys::ExecInitExpr(pg_sys::expression_planner(expr), std::ptr::null_mut());
+                let state = pg_sys::ExecInitExpr(pg_sys::expression_planner(expr), std::ptr::null_mut());
                 let name = CStr::from_ptr(check.ccname).to_string_lossy().into_owned();
                 checks.push((state, name));
             }
         }
         pg_sys::MemoryContextSwitchTo(old);
         Some(Plan {
+            updatable,
+            deletable,
             memory,
             econtext,
             checks,
@@ -409,8 +439,59 @@ pub fn update_row(
         pg_sys::PreventCommandIfReadOnly(c"UPDATE".as_ptr());
         let rel = pg_sys::relation_open(table, LOCK);
         let out = match plan_of(rel) {
-            Some(plan) => update_with(rel, &plan, target, set),
-            None => Ok(Outcome::NotPlain),
+            Some(plan) if plan.updatable => update_with(rel, &plan, target, set),
+            _ => Ok(Outcome::NotPlain),
+        };
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        out
+    }
+}
+
+/// Delete `target`, a row of `table` read in this transaction, as `DELETE
+/// ... WHERE ctid = ...` would, when [`Plan::deletable`]: the caller deletes
+/// the row's secret (the work of its `delete_row_secrets` trigger). A
+/// concurrent update or delete makes it [`Outcome::Changed`], nothing deleted.
+pub fn delete_row(table: pg_sys::Oid, target: &Target) -> Result<Outcome> {
+    const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    if sharded::is_citus_table(table)? {
+        return Ok(Outcome::NotPlain);
+    }
+    free_retired();
+    // SAFETY: `table` is a catalog OID (RelInfo) opened here with RowExclusiveLock, kept to the
+    // end of the transaction as a DELETE's is; `target` is a copied row of it, whose tid is read.
+    unsafe {
+        pg_sys::PreventCommandIfReadOnly(c"DELETE".as_ptr());
+        let rel = pg_sys::relation_open(table, LOCK);
+        let plain = plan_of(rel).is_some_and(|p| p.deletable)
+            && !((*(*rel).rd_rel).relrowsecurity
+                && pg_sys::check_enable_rls(table, pg_sys::InvalidOid, false)
+                    == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32);
+        let out = if plain {
+            pg_sys::CheckCmdReplicaIdentity(rel, pg_sys::CmdType::CMD_DELETE);
+            let mut tid = (*target.tuple).t_self;
+            let mut tmfd: pg_sys::TM_FailureData = std::mem::zeroed();
+            match pg_sys::heap_delete(
+                rel,
+                &mut tid,
+                pg_sys::GetCurrentCommandId(true),
+                std::ptr::null_mut(),
+                true,
+                &mut tmfd,
+                false,
+            ) {
+                pg_sys::TM_Result::TM_Ok => {
+                    pg_sys::CommandCounterIncrement();
+                    Ok(Outcome::Done)
+                }
+                pg_sys::TM_Result::TM_SelfModified
+                | pg_sys::TM_Result::TM_Updated
+                | pg_sys::TM_Result::TM_Deleted => Ok(Outcome::Changed),
+                other => Err(Error::Internal(format!(
+                    "unexpected result {other} deleting a row"
+                ))),
+            }
+        } else {
+            Ok(Outcome::NotPlain)
         };
         pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         out
@@ -566,7 +647,7 @@ unsafe fn write(
             insert_index_entries(rel, plan, tuple, slot, changed, summarizing_only);
         }
         pg_sys::CommandCounterIncrement();
-        Ok(Outcome::Updated)
+        Ok(Outcome::Done)
     }
 }
 

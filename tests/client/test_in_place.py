@@ -209,3 +209,80 @@ def test_concurrent_resaves_of_the_same_rows_all_land(db):
             avatar = row(c, b)[0]
             # each row's key and avatar come from the same re-save
             assert secret(c, b) == f"hg_{avatar[0]}_{avatar[1:]}"
+
+
+def delete(c, business):
+    """delete_ai_avatar_integration as service_role in its own transaction;
+    whether the SQL path ran (its statement trigger deleted the secrets)."""
+    calls = ("SELECT coalesce(pg_stat_get_xact_function_calls("
+             "'integrations.delete_row_secrets()'::regprocedure), 0)")
+    with c.transaction():
+        c.execute("SET LOCAL track_functions = 'all'")
+        c.execute("SET LOCAL ROLE service_role")
+        before = c.execute(calls).fetchone()[0]
+        c.execute("SELECT delete_ai_avatar_integration(%s)", [business])
+        fired = c.execute(calls).fetchone()[0] - before
+    return fired > 0
+
+
+def secrets_of(c, business):
+    return c.execute("SELECT count(*) FROM integrations.secrets WHERE business_id = %s", [business]).fetchone()[0]
+
+
+def test_a_delete_is_done_in_place_with_its_secret_and_audit(db):
+    b1, b2 = business_ids(2)
+    with connect(db) as c:
+        assert secrets_of(c, b1) == 1
+        assert delete(c, b1) is False
+        assert c.execute("SELECT count(*) FROM public.ai_avatar_integrations WHERE business_id = %s",
+                         [b1]).fetchone()[0] == 0
+        assert secrets_of(c, b1) == 0 and secret(c, b1) is None
+        assert c.execute("SELECT count(*) FROM integrations.audit_log WHERE action = 'delete' AND business_id = %s",
+                         [b1]).fetchone()[0] == 1
+        # the neighbour is untouched; deleting nothing is fine
+        assert secret(c, b2) == "hg_first"
+        assert delete(c, b1) is False
+        assert_indexes_whole(c)
+
+
+def test_a_table_others_reference_or_with_a_user_delete_trigger_gets_the_sql_path(db):
+    b1, b2 = business_ids(2)
+    with connect(db) as c:
+        c.execute("CREATE TABLE public.renders (id serial, integration_id uuid, business_id uuid, "
+                  "FOREIGN KEY (integration_id, business_id) REFERENCES public.ai_avatar_integrations (id, business_id) "
+                  "ON DELETE CASCADE)")
+        c.execute("INSERT INTO public.renders (integration_id, business_id) "
+                  "SELECT id, business_id FROM public.ai_avatar_integrations WHERE business_id = %s", [b1])
+        assert delete(c, b1) is True
+        assert c.execute("SELECT count(*) FROM public.renders").fetchone()[0] == 0  # the cascade ran
+        assert secrets_of(c, b1) == 0
+        c.execute("DROP TABLE public.renders")
+        c.execute("CREATE TABLE public.gone (business_id uuid)")
+        c.execute("CREATE FUNCTION public.note_gone() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$BEGIN INSERT INTO public.gone VALUES (OLD.business_id); RETURN OLD; END$$")
+        c.execute("CREATE TRIGGER note_gone AFTER DELETE ON public.ai_avatar_integrations "
+                  "FOR EACH ROW EXECUTE FUNCTION public.note_gone()")
+        assert delete(c, b2) is True
+        assert c.execute("SELECT business_id::text FROM public.gone").fetchall() == [(b2,)]
+        assert secrets_of(c, b2) == 0
+
+
+def test_a_delete_waiting_on_a_resave_deletes_the_new_version(db):
+    b = business_ids(1)[0]
+    with connect(db, autocommit=False) as first, connect(db) as second:
+        first.execute("SET ROLE service_role")
+        first.execute("SELECT set_ai_avatar_integration(%s, 'heygen', 'hg_new', 'avatar-n', NULL)", [b])
+        done = []
+        t = threading.Thread(target=lambda: done.append(delete(second, b)))
+        t.start()
+        t.join(1.0)
+        assert t.is_alive(), "the delete waits for the re-save's row lock"
+        first.commit()
+        t.join(10)
+        assert done == [True]  # the row changed under it: SQL deleted the new version
+        assert c_count(second, b) == 0 and secrets_of(second, b) == 0
+
+
+def c_count(c, business):
+    return c.execute("SELECT count(*) FROM public.ai_avatar_integrations WHERE business_id = %s",
+                     [business]).fetchone()[0]
