@@ -123,6 +123,12 @@ extension_sql_file!(
     name = "release_0_7_0",
     requires = ["release_0_6_0"]
 );
+// 0.8.0: room for a re-save's new versions on their pages (HOT updates).
+extension_sql_file!(
+    "../sql/pg_integrations--0.7.0--0.8.0.sql",
+    name = "release_0_8_0",
+    requires = ["release_0_7_0"]
+);
 extension_sql_file!("../sql/ops/secret_store.sql", finalize);
 
 #[pg_guard]

@@ -12,7 +12,8 @@ REVOKE ALL ON FUNCTION integrations.delete_row_secrets() FROM PUBLIC, anon, auth
 ----------------------------------------------------------------------------
 -- The three keyed kinds, one shape (seed 001's ai_avatar_integrations):
 -- AI avatar (HeyGen), e-mail (MailerLite, Mailchimp, Brevo), blog (WordPress,
--- Wix). Each has two optional columns of its own. fillfactor 70: re-saving
+-- Wix). Each has two optional columns of its own. fillfactor 70 (50 since
+-- 0.8.0, pg_integrations--0.7.0--0.8.0.sql): re-saving
 -- settings updates a row, and a HOT update that stays on its page touches
 -- none of the indexes.
 
