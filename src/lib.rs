@@ -144,6 +144,7 @@ pub extern "C-unwind" fn _PG_init() {
     tenancy::caller::init();
     core::error::init();
     core::keyring::init();
+    pg::definer::init();
     pg::direct::init();
     pg::update::init();
     tenancy::init();

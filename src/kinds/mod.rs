@@ -431,7 +431,8 @@ fn active_row<T>(
 }
 
 pub fn get(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
-    direct::with_snapshot(|| get_row(kind, call))
+    // declared STABLE: the calling statement's snapshot, as for any STABLE function
+    direct::with_statement_snapshot(|| get_row(kind, call))
 }
 
 fn get_row(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {

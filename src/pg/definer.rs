@@ -79,9 +79,50 @@ fn user_and_context() -> (pg_sys::Oid, i32) {
     (role, context)
 }
 
+thread_local! {
+    /// [`owner_of`] by function OID, forgotten whenever pg_proc changes (a
+    /// syscache lookup on every call was 3% of a secret read).
+    static OWNERS: std::cell::RefCell<rustc_hash::FxHashMap<pg_sys::Oid, (pg_sys::Oid, bool)>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+}
+
+/// # Safety
+/// Called by PostgreSQL only, as the pg_proc syscache callback registered in `init`.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    OWNERS.with(|o| {
+        if let Ok(mut o) = o.try_borrow_mut() {
+            o.clear();
+        }
+    });
+}
+
+pub fn init() {
+    // SAFETY: called once from _PG_init; the callback is a #[pg_guard] fn that lives as long as
+    // the library.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            Some(proc_callback),
+            pg_sys::Datum::from(0),
+        )
+    };
+}
+
 /// The owner of function `fn_oid` (InvalidOid if it is not found), and
-/// whether it is declared SECURITY DEFINER.
+/// whether it is declared SECURITY DEFINER; cached.
 fn owner_of(fn_oid: pg_sys::Oid) -> (pg_sys::Oid, bool) {
+    if let Some(found) = OWNERS.with(|o| o.borrow().get(&fn_oid).copied()) {
+        return found;
+    }
+    let found = lookup_owner(fn_oid);
+    if found.0 != pg_sys::InvalidOid {
+        OWNERS.with(|o| o.borrow_mut().insert(fn_oid, found));
+    }
+    found
+}
+
+fn lookup_owner(fn_oid: pg_sys::Oid) -> (pg_sys::Oid, bool) {
     // SAFETY: a syscache lookup by OID; the tuple is released before return
     // and only its fixed-size fields are read while it is pinned.
     unsafe {

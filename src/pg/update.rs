@@ -376,7 +376,8 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
                     continue;
                 }
                 let expr = pg_sys::stringToNode(check.ccbin) as *mut pg_sys::Expr;
-                let state = pg_sys::ExecInitExpr(pg_sys::expression_planner(expr), std::ptr::null_mut());
+                let state =
+                    pg_sys::ExecInitExpr(pg_sys::expression_planner(expr), std::ptr::null_mut());
                 let name = CStr::from_ptr(check.ccname).to_string_lossy().into_owned();
                 checks.push((state, name));
             }
