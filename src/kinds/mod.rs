@@ -256,8 +256,9 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
             },
         )
     })?;
+    // The common case, re-saving settings with the key: in place, no SQL.
+    let mut in_place = None;
     if let (Some(api_key), Some((Some(id), Some(secret), row))) = (api_key, &known) {
-        // The common case, re-saving settings with the key: in place, no SQL.
         let changes = Changes {
             opt1: opt1.as_deref(),
             opt2: opt2.as_deref(),
@@ -266,17 +267,9 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
         if resave_in_place(kind, row, &changes)?
             && store::reseal_in_place(*secret, business, api_key.as_bytes().to_vec())?
         {
-            audit::record(
-                &caller,
-                Action::Set,
-                kind.name,
-                &business,
-                Some(&provider),
-                Some(id),
-            )?;
-            return Ok(fcall::datum(*id));
+            in_place = Some(*id);
         }
-        // Not in place (or the secret was not): SQL does it all below.
+        // Otherwise (or the secret was not): SQL does it all below.
     }
     // The arguments every statement on the row takes: $1 business, $2
     // provider, $3/$4 the optional columns, $5 the config.
@@ -289,80 +282,83 @@ pub fn set(kind: &'static Kind, call: &Call) -> Result<pg_sys::Datum> {
             fcall::jsonb_param(config),
         ]
     };
-    let id = Spi::connect_mut(|c| -> Result<Uuid> {
-        if let (Some(api_key), Some((Some(_), Some(secret), _))) = (api_key, &known) {
-            let secret = *secret;
-            // The common case, re-saving settings with the key: one statement.
-            let mut args = row_args();
-            args.push(secret.into());
-            let plaintext = api_key.as_bytes().to_vec();
-            if let Some(id) = store::reseal_with_row_update(
-                c,
-                &st.fast_update,
-                args,
-                secret,
-                business,
-                plaintext,
-            )? {
-                return Ok(id);
-            }
-            // The row changed under us: take the general path.
-        }
-        let Some(api_key) = api_key else {
-            let plan = plans::plan(c, &st.update_settings)?;
-            let updated = c.update(plan, None, &row_args())?;
-            if let Some(id) = updated.first().get::<Uuid>(1).unwrap_or(None) {
-                return Ok(id);
-            }
-            return Err(Error::InvalidArgument(match known {
-                Some(_) => format!(
-                    "p_api_key must not be null: the business's {} integration with this provider has no stored key",
-                    kind.name
-                ),
-                None => format!(
-                    "p_api_key must not be null: the business has no {} integration with this provider yet",
-                    kind.name
-                ),
-            }));
-        };
-        loop {
-            let plan = plans::plan(c, &st.update)?;
-            let updated = c.update(plan, None, &row_args())?;
-            if !updated.is_empty() {
-                let row = updated.first();
-                let id: Uuid = row.get(1)?.ok_or_else(|| Error::Internal("no id".into()))?;
-                let secret: Option<Uuid> = row.get(2)?;
-                let replaced = match secret {
-                    Some(s) => store::replace(c, s, business, api_key.as_bytes().to_vec())?,
-                    None => false,
-                };
-                if !replaced {
-                    let s = store::create(
-                        c,
-                        business,
-                        api_key.as_bytes().to_vec(),
-                        kind.secret_description,
-                    )?;
-                    let plan = plans::plan(c, &st.attach_secret)?;
-                    c.update(plan, None, &[id.into(), s.into()])?;
+    let id = match in_place {
+        Some(id) => id,
+        None => Spi::connect_mut(|c| -> Result<Uuid> {
+            if let (Some(api_key), Some((Some(_), Some(secret), _))) = (api_key, &known) {
+                let secret = *secret;
+                // The common case, re-saving settings with the key: one statement.
+                let mut args = row_args();
+                args.push(secret.into());
+                let plaintext = api_key.as_bytes().to_vec();
+                if let Some(id) = store::reseal_with_row_update(
+                    c,
+                    &st.fast_update,
+                    args,
+                    secret,
+                    business,
+                    plaintext,
+                )? {
+                    return Ok(id);
                 }
-                return Ok(id);
+                // The row changed under us: take the general path.
             }
-            let s = store::create(
-                c,
-                business,
-                api_key.as_bytes().to_vec(),
-                kind.secret_description,
-            )?;
-            let mut args = row_args();
-            args.push(s.into());
-            if let Some(id) = plans::write_returning_id(c, &st.insert, &args)? {
-                return Ok(id);
+            let Some(api_key) = api_key else {
+                let plan = plans::plan(c, &st.update_settings)?;
+                let updated = c.update(plan, None, &row_args())?;
+                if let Some(id) = updated.first().get::<Uuid>(1).unwrap_or(None) {
+                    return Ok(id);
+                }
+                return Err(Error::InvalidArgument(match known {
+                    Some(_) => format!(
+                        "p_api_key must not be null: the business's {} integration with this provider has no stored key",
+                        kind.name
+                    ),
+                    None => format!(
+                        "p_api_key must not be null: the business has no {} integration with this provider yet",
+                        kind.name
+                    ),
+                }));
+            };
+            loop {
+                let plan = plans::plan(c, &st.update)?;
+                let updated = c.update(plan, None, &row_args())?;
+                if !updated.is_empty() {
+                    let row = updated.first();
+                    let id: Uuid = row.get(1)?.ok_or_else(|| Error::Internal("no id".into()))?;
+                    let secret: Option<Uuid> = row.get(2)?;
+                    let replaced = match secret {
+                        Some(s) => store::replace(c, s, business, api_key.as_bytes().to_vec())?,
+                        None => false,
+                    };
+                    if !replaced {
+                        let s = store::create(
+                            c,
+                            business,
+                            api_key.as_bytes().to_vec(),
+                            kind.secret_description,
+                        )?;
+                        let plan = plans::plan(c, &st.attach_secret)?;
+                        c.update(plan, None, &[id.into(), s.into()])?;
+                    }
+                    return Ok(id);
+                }
+                let s = store::create(
+                    c,
+                    business,
+                    api_key.as_bytes().to_vec(),
+                    kind.secret_description,
+                )?;
+                let mut args = row_args();
+                args.push(s.into());
+                if let Some(id) = plans::write_returning_id(c, &st.insert, &args)? {
+                    return Ok(id);
+                }
+                // Another session inserted the row first: drop our secret, update theirs.
+                store::delete(c, s)?;
             }
-            // Another session inserted the row first: drop our secret, update theirs.
-            store::delete(c, s)?;
-        }
-    })?;
+        })?,
+    };
     audit::record(
         &caller,
         Action::Set,

@@ -58,9 +58,9 @@ impl Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
-        // SAFETY: the tuple was palloc'd by ExecCopySlotHeapTuple and is freed once, here; on an
-        // error the memory context goes instead (`panicking`).
+        // On an error the memory context goes instead.
         if !std::thread::panicking() {
+            // SAFETY: the tuple was palloc'd by ExecCopySlotHeapTuple and is freed once, here.
             unsafe { pg_sys::heap_freetuple(self.tuple) };
         }
     }
@@ -418,6 +418,46 @@ unsafe fn plan_of(rel: pg_sys::Relation) -> Option<Rc<Plan>> {
     plan
 }
 
+/// Open `table` for `command` (`UPDATE` or `DELETE`) and run `f` on it with
+/// its plan, unless it is a Citus table or has none ([`Outcome::NotPlain`]).
+/// The lock stays to the end of the transaction, as the command's would.
+fn with_plan(
+    table: pg_sys::Oid,
+    command: &CStr,
+    f: impl FnOnce(pg_sys::Relation, &Plan) -> Result<Outcome>,
+) -> Result<Outcome> {
+    const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    if sharded::is_citus_table(table)? {
+        return Ok(Outcome::NotPlain);
+    }
+    free_retired();
+    // SAFETY: `table` is a catalog OID (RelInfo), opened here with RowExclusiveLock and closed
+    // (lock kept) after `f`, which gets it open.
+    unsafe {
+        pg_sys::PreventCommandIfReadOnly(command.as_ptr());
+        let rel = pg_sys::relation_open(table, LOCK);
+        let out = match plan_of(rel) {
+            Some(plan) if !row_security_applies(rel) => f(rel, &plan),
+            _ => Ok(Outcome::NotPlain),
+        };
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        out
+    }
+}
+
+/// Whether row level security applies to the current user on open `rel`.
+///
+/// # Safety
+/// `rel` is open.
+unsafe fn row_security_applies(rel: pg_sys::Relation) -> bool {
+    // SAFETY: the caller's contract; check_enable_rls reads the catalogs.
+    unsafe {
+        (*(*rel).rd_rel).relrowsecurity
+            && pg_sys::check_enable_rls((*rel).rd_id, pg_sys::InvalidOid, false)
+                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    }
+}
+
 /// Write a new version of `target`, a row of `table` read in this
 /// transaction, with the columns in `set` (attribute number, value; `None`
 /// is NULL) replaced, as `UPDATE ... WHERE ctid = ...` would: NOT NULL and
@@ -429,23 +469,14 @@ pub fn update_row(
     target: &Target,
     set: &[(i16, Option<pg_sys::Datum>)],
 ) -> Result<Outcome> {
-    const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
-    if sharded::is_citus_table(table)? {
-        return Ok(Outcome::NotPlain);
-    }
-    free_retired();
-    // SAFETY: `table` is a catalog OID (RelInfo) opened here with RowExclusiveLock, kept to the
-    // end of the transaction as an UPDATE's is; `target` is a copied row of it.
-    unsafe {
-        pg_sys::PreventCommandIfReadOnly(c"UPDATE".as_ptr());
-        let rel = pg_sys::relation_open(table, LOCK);
-        let out = match plan_of(rel) {
-            Some(plan) if plan.updatable => update_with(rel, &plan, target, set),
-            _ => Ok(Outcome::NotPlain),
-        };
-        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        out
-    }
+    with_plan(table, c"UPDATE", |rel, plan| {
+        if !plan.updatable {
+            return Ok(Outcome::NotPlain);
+        }
+        // SAFETY: `rel` is open with RowExclusiveLock, `plan` is its plan and `target` one of
+        // its rows.
+        unsafe { update_with(rel, plan, target, set) }
+    })
 }
 
 /// Delete `target`, a row of `table` read in this transaction, as `DELETE
@@ -453,21 +484,13 @@ pub fn update_row(
 /// the row's secret (the work of its `delete_row_secrets` trigger). A
 /// concurrent update or delete makes it [`Outcome::Changed`], nothing deleted.
 pub fn delete_row(table: pg_sys::Oid, target: &Target) -> Result<Outcome> {
-    const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
-    if sharded::is_citus_table(table)? {
-        return Ok(Outcome::NotPlain);
-    }
-    free_retired();
-    // SAFETY: `table` is a catalog OID (RelInfo) opened here with RowExclusiveLock, kept to the
-    // end of the transaction as a DELETE's is; `target` is a copied row of it, whose tid is read.
-    unsafe {
-        pg_sys::PreventCommandIfReadOnly(c"DELETE".as_ptr());
-        let rel = pg_sys::relation_open(table, LOCK);
-        let plain = plan_of(rel).is_some_and(|p| p.deletable)
-            && !((*(*rel).rd_rel).relrowsecurity
-                && pg_sys::check_enable_rls(table, pg_sys::InvalidOid, false)
-                    == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32);
-        let out = if plain {
+    with_plan(table, c"DELETE", |rel, plan| {
+        if !plan.deletable {
+            return Ok(Outcome::NotPlain);
+        }
+        // SAFETY: `rel` is open with RowExclusiveLock; `target` is a copied row of it, whose
+        // tid heap_delete finds unchanged or reports changed.
+        unsafe {
             pg_sys::CheckCmdReplicaIdentity(rel, pg_sys::CmdType::CMD_DELETE);
             let mut tid = (*target.tuple).t_self;
             let mut tmfd: pg_sys::TM_FailureData = std::mem::zeroed();
@@ -491,12 +514,8 @@ pub fn delete_row(table: pg_sys::Oid, target: &Target) -> Result<Outcome> {
                     "unexpected result {other} deleting a row"
                 ))),
             }
-        } else {
-            Ok(Outcome::NotPlain)
-        };
-        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        out
-    }
+        }
+    })
 }
 
 /// # Safety
@@ -513,12 +532,6 @@ unsafe fn update_with(
     // freed before returning.
     unsafe {
         let relid = (*rel).rd_id;
-        if (*(*rel).rd_rel).relrowsecurity
-            && pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false)
-                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-        {
-            return Ok(Outcome::NotPlain);
-        }
         let mut changed: Vec<i16> = set.iter().map(|(a, _)| *a).collect();
         changed.extend(plan.touched);
         if changed.iter().any(|a| plan.key_columns.contains(a)) {
