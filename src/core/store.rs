@@ -362,13 +362,26 @@ pub(crate) fn reseal_in_place(id: Uuid, business: Uuid, plaintext: Vec<u8>) -> R
     // SAFETY: reads the running transaction's start time, what now() returns.
     let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     let set = [
-        (rel.att("key_id")?, key.key_id.into_datum()),
-        (rel.att("nonce")?, sealed.nonce.as_slice().into_datum()),
-        (
-            rel.att("ciphertext")?,
-            sealed.ciphertext.as_slice().into_datum(),
-        ),
-        (rel.att("updated_at")?, Some(pg_sys::Datum::from(now))),
+        update::Set {
+            att: rel.att("key_id")?,
+            type_oid: pg_sys::INT4OID,
+            value: key.key_id.into_datum(),
+        },
+        update::Set {
+            att: rel.att("nonce")?,
+            type_oid: pg_sys::BYTEAOID,
+            value: sealed.nonce.as_slice().into_datum(),
+        },
+        update::Set {
+            att: rel.att("ciphertext")?,
+            type_oid: pg_sys::BYTEAOID,
+            value: sealed.ciphertext.as_slice().into_datum(),
+        },
+        update::Set {
+            att: rel.att("updated_at")?,
+            type_oid: pg_sys::TIMESTAMPTZOID,
+            value: Some(pg_sys::Datum::from(now)),
+        },
     ];
     Ok(update::update_row(rel.relid, &target, &set)? == Outcome::Done)
 }

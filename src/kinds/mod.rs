@@ -383,22 +383,37 @@ struct Changes<'a> {
 /// when the table needs SQL or the row changed since it was read.
 fn resave_in_place(kind: &'static Kind, row: &update::Target, c: &Changes<'_>) -> Result<bool> {
     let rel = direct::rel("public", kind.table, &kind.columns)?;
+    let column = |att: i16, type_oid: pg_sys::Oid, value: Option<pg_sys::Datum>| update::Set {
+        att,
+        type_oid,
+        value,
+    };
     let mut set = Vec::with_capacity(6);
     for (opt, value) in kind.options.iter().zip([c.opt1, c.opt2]) {
         if let Some(v) = value {
-            set.push((
-                rel.att(opt.column)?,
-                if v.is_empty() { None } else { v.into_datum() },
-            ));
+            let value = if v.is_empty() { None } else { v.into_datum() };
+            set.push(column(rel.att(opt.column)?, pg_sys::TEXTOID, value));
         }
     }
     if let Some(config) = c.config {
-        set.push((rel.att("provider_config")?, Some(config.datum())));
+        set.push(column(
+            rel.att("provider_config")?,
+            pg_sys::JSONBOID,
+            Some(config.datum()),
+        ));
     }
     // SAFETY: reads the running transaction's start time, what now() returns.
     let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    set.push((rel.att("status")?, "active".into_datum()));
-    set.push((rel.att("validated_at")?, Some(pg_sys::Datum::from(now))));
+    set.push(column(
+        rel.att("status")?,
+        pg_sys::TEXTOID,
+        "active".into_datum(),
+    ));
+    set.push(column(
+        rel.att("validated_at")?,
+        pg_sys::TIMESTAMPTZOID,
+        Some(pg_sys::Datum::from(now)),
+    ));
     Ok(update::update_row(rel.relid, row, &set)? == update::Outcome::Done)
 }
 

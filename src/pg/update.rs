@@ -86,6 +86,9 @@ struct Plan {
     /// `integrations.delete_row_secrets` on `secret_id` (whose work the caller
     /// does) and no foreign key of another table referencing this one.
     deletable: bool,
+    /// Its states are evaluating a CHECK (a CHECK calling set_* on the same
+    /// table would re-enter them): such a nested write takes the SQL path.
+    busy: Cell<bool>,
     /// Holds the expression states and their context.
     memory: pg_sys::MemoryContext,
     econtext: *mut pg_sys::ExprContext,
@@ -167,17 +170,19 @@ pub fn init() {
 
 /// Marks a plan in use while it evaluates; on an error (unwinding) the plan
 /// is forgotten, since its states stopped half way.
-struct InUse(pg_sys::Oid);
+struct InUse<'a>(pg_sys::Oid, &'a Cell<bool>);
 
-impl InUse {
-    fn enter(relid: pg_sys::Oid) -> InUse {
+impl<'a> InUse<'a> {
+    fn enter(relid: pg_sys::Oid, busy: &'a Cell<bool>) -> InUse<'a> {
         IN_USE.with(|u| u.set(u.get() + 1));
-        InUse(relid)
+        busy.set(true);
+        InUse(relid, busy)
     }
 }
 
-impl Drop for InUse {
+impl Drop for InUse<'_> {
     fn drop(&mut self) {
+        self.1.set(false);
         IN_USE.with(|u| u.set(u.get() - 1));
         if std::thread::panicking() {
             forget_relation(self.0);
@@ -232,19 +237,54 @@ unsafe fn our_function(fn_oid: pg_sys::Oid) -> Option<String> {
     }
 }
 
+/// What `build` needs of one enabled trigger, copied out of the relcache
+/// entry before any catalog lookup (which may rebuild the entry and free its
+/// trigger descriptor).
+struct TriggerInfo {
+    function: pg_sys::Oid,
+    tgtype: u32,
+    deferrable: bool,
+    /// An `UPDATE OF` column list or a `WHEN` condition.
+    conditional: bool,
+    args: Vec<std::ffi::CString>,
+}
+
+/// The enabled triggers of open relation `rel`, copied.
+///
+/// # Safety
+/// `rel` is open; nothing between reading `trigdesc` and copying it looks up a catalog.
+unsafe fn triggers_of(rel: pg_sys::Relation) -> Vec<TriggerInfo> {
+    // SAFETY: the caller's contract: `numtriggers` triggers, each with tgnargs C strings.
+    unsafe {
+        let td = (*rel).trigdesc;
+        if td.is_null() {
+            return Vec::new();
+        }
+        (0..(*td).numtriggers as usize)
+            .map(|i| &*(*td).triggers.add(i))
+            .filter(|t| t.tgenabled as u8 != pg_sys::TRIGGER_DISABLED)
+            .map(|t| TriggerInfo {
+                function: t.tgfoid,
+                tgtype: t.tgtype as u32,
+                deferrable: t.tgdeferrable,
+                conditional: t.tgnattr > 0 || !t.tgqual.is_null(),
+                args: (0..t.tgnargs as usize)
+                    .map(|i| CStr::from_ptr(*t.tgargs.add(i)).to_owned())
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
 /// Whether trigger `t` deletes the secrets of `secret_id` (no arguments, or that one).
 ///
 /// # Safety
-/// `t` is a trigger of an open relation.
-unsafe fn deletes_secret_ids(t: &pg_sys::Trigger) -> bool {
-    // SAFETY: tgargs holds tgnargs NUL-terminated strings.
-    unsafe {
-        let args: Vec<&CStr> = (0..t.tgnargs as usize)
-            .map(|i| CStr::from_ptr(*t.tgargs.add(i)))
-            .collect();
-        (args.is_empty() || args == [c"secret_id"])
-            && our_function(t.tgfoid).as_deref() == Some("pgi_delete_row_secrets")
-    }
+/// Inside a transaction.
+unsafe fn deletes_secret_ids(t: &TriggerInfo) -> bool {
+    (t.args.is_empty() || (t.args.len() == 1 && t.args[0].as_c_str() == c"secret_id"))
+        && !t.conditional
+        // SAFETY: the caller's contract.
+        && unsafe { our_function(t.function) }.as_deref() == Some("pgi_delete_row_secrets")
 }
 
 /// Attribute `i` (from 0) of a tuple descriptor.
@@ -282,54 +322,68 @@ unsafe fn attnum(desc: pg_sys::TupleDesc, name: &CStr) -> Option<i16> {
 /// # Safety
 /// `rel` is open and locked.
 unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
-    // SAFETY: every pointer read is the open relation's relcache data; indexes are opened and
-    // closed here (locks kept); the expression states are made in the plan's own context.
+    // SAFETY: the relation is open and locked; what its relcache entry holds is copied before
+    // any catalog lookup (a lookup may process invalidations and rebuild the entry, freeing
+    // its trigger descriptor or replacing its tuple descriptor); indexes are opened and closed
+    // here (locks kept); the expression states are made in the plan's own context.
     unsafe {
         let form = (*rel).rd_rel;
         if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+            || (*form).relam != pg_sys::HEAP_TABLE_AM_OID
             || (*form).relispartition
+            || (*form).relhassubclass
             || !(*rel).rd_rules.is_null()
         {
             return None;
         }
-        let desc = (*rel).rd_att;
-        let constr = (*desc).constr;
         let mut updatable = true;
         let mut deletable = true;
+        let constr = (*(*rel).rd_att).constr;
+        // CHECK constraints, as text, to plan once the lookups below are done
+        let mut check_texts = Vec::new();
         if !constr.is_null() {
             updatable &= !(*constr).has_generated_stored;
             #[cfg(feature = "pg18")]
             {
                 updatable &= !(*constr).has_generated_virtual;
             }
-        }
-        let mut touched = None;
-        let mut foreign_keys = false;
-        let triggers = (*rel).trigdesc;
-        if !triggers.is_null() {
-            for i in 0..(*triggers).numtriggers as usize {
-                let t = &*(*triggers).triggers.add(i);
-                if t.tgenabled as u8 == pg_sys::TRIGGER_DISABLED {
+            for i in 0..(*constr).num_check as usize {
+                let check = &*(*constr).check.add(i);
+                #[cfg(feature = "pg18")]
+                if !check.ccenforced {
                     continue;
                 }
-                let ri = pg_sys::RI_FKey_trigger_type(t.tgfoid);
-                if t.tgtype as u32 & pg_sys::TRIGGER_TYPE_UPDATE != 0 {
-                    let row_before = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE;
-                    if ri != pg_sys::RI_TRIGGER_NONE as i32 {
-                        foreign_keys = true;
-                    } else if t.tgtype as u32 & row_before == row_before
-                        && our_function(t.tgfoid).as_deref() == Some("pgi_touch_updated_at")
-                    {
-                        touched = attnum(desc, c"updated_at");
-                        updatable &= touched.is_some();
-                    } else {
-                        updatable = false;
-                    }
+                check_texts.push((
+                    CStr::from_ptr(check.ccbin).to_owned(),
+                    CStr::from_ptr(check.ccname).to_owned(),
+                ));
+            }
+        }
+        let updated_at = attnum((*rel).rd_att, c"updated_at");
+        let mut touched = None;
+        let mut foreign_keys = false;
+        for t in triggers_of(rel) {
+            let ri = pg_sys::RI_FKey_trigger_type(t.function);
+            if t.tgtype & pg_sys::TRIGGER_TYPE_UPDATE != 0 {
+                let row_before = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE;
+                if ri != pg_sys::RI_TRIGGER_NONE as i32 {
+                    foreign_keys = true;
+                    // a deferred check may be due on a row this transaction wrote,
+                    // whatever the update changes: the executor queues it, we would not
+                    updatable &= !t.deferrable;
+                } else if t.tgtype & row_before == row_before
+                    && !t.conditional
+                    && our_function(t.function).as_deref() == Some("pgi_touch_updated_at")
+                {
+                    touched = updated_at;
+                    updatable &= touched.is_some();
+                } else {
+                    updatable = false;
                 }
-                if t.tgtype as u32 & pg_sys::TRIGGER_TYPE_DELETE != 0 && !deletes_secret_ids(t) {
-                    // another table's foreign key (its ON DELETE action), or a user's trigger
-                    deletable = false;
-                }
+            }
+            if t.tgtype & pg_sys::TRIGGER_TYPE_DELETE != 0 && !deletes_secret_ids(&t) {
+                // another table's foreign key (its ON DELETE action), or a user's trigger
+                deletable = false;
             }
         }
         let mut key_columns = Vec::new();
@@ -353,6 +407,7 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
             indexes.push(oid);
         }
         if foreign_keys {
+            // the relcache's list, read through without a lookup in between
             for cell in cells(pg_sys::RelationGetFKeyList(rel)) {
                 let fk = &*(cell.ptr_value as *const pg_sys::ForeignKeyCacheInfo);
                 key_columns.extend_from_slice(&fk.conkey[..fk.nkeys as usize]);
@@ -368,24 +423,19 @@ unsafe fn build(rel: pg_sys::Relation) -> Option<Plan> {
         let old = pg_sys::MemoryContextSwitchTo(memory);
         let econtext = pg_sys::CreateStandaloneExprContext();
         let mut checks = Vec::new();
-        if updatable && !constr.is_null() {
-            for i in 0..(*constr).num_check as usize {
-                let check = &*(*constr).check.add(i);
-                #[cfg(feature = "pg18")]
-                if !check.ccenforced {
-                    continue;
-                }
-                let expr = pg_sys::stringToNode(check.ccbin) as *mut pg_sys::Expr;
+        if updatable {
+            for (text, name) in &check_texts {
+                let expr = pg_sys::stringToNode(text.as_ptr()) as *mut pg_sys::Expr;
                 let state =
                     pg_sys::ExecInitExpr(pg_sys::expression_planner(expr), std::ptr::null_mut());
-                let name = CStr::from_ptr(check.ccname).to_string_lossy().into_owned();
-                checks.push((state, name));
+                checks.push((state, name.to_string_lossy().into_owned()));
             }
         }
         pg_sys::MemoryContextSwitchTo(old);
         Some(Plan {
             updatable,
             deletable,
+            busy: Cell::new(false),
             memory,
             econtext,
             checks,
@@ -436,8 +486,13 @@ fn with_plan(
     unsafe {
         pg_sys::PreventCommandIfReadOnly(command.as_ptr());
         let rel = pg_sys::relation_open(table, LOCK);
+        // In `replica` mode triggers fire by other rules; a plan in use is not re-entered.
+        let replica =
+            pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
         let out = match plan_of(rel) {
-            Some(plan) if !row_security_applies(rel) => f(rel, &plan),
+            Some(plan) if !replica && !plan.busy.get() && !row_security_applies(rel) => {
+                f(rel, &plan)
+            }
             _ => Ok(Outcome::NotPlain),
         };
         pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
@@ -458,17 +513,22 @@ unsafe fn row_security_applies(rel: pg_sys::Relation) -> bool {
     }
 }
 
+/// A column [`update_row`] sets: its attribute number, the type its value is
+/// of, the value (`None`: NULL).
+pub struct Set {
+    pub att: i16,
+    pub type_oid: pg_sys::Oid,
+    pub value: Option<pg_sys::Datum>,
+}
+
 /// Write a new version of `target`, a row of `table` read in this
-/// transaction, with the columns in `set` (attribute number, value; `None`
-/// is NULL) replaced, as `UPDATE ... WHERE ctid = ...` would: NOT NULL and
+/// transaction, with the columns in `set` replaced (each of exactly its
+/// column's type, without a type modifier or a domain, or the table needs
+/// SQL's coercion: [`Outcome::NotPlain`]), as `UPDATE ... WHERE ctid = ...` would: NOT NULL and
 /// CHECK constraints checked, index entries added, the command counter
 /// advanced so the rest of the transaction sees it. A concurrent update
 /// makes it [`Outcome::Changed`] with nothing written.
-pub fn update_row(
-    table: pg_sys::Oid,
-    target: &Target,
-    set: &[(i16, Option<pg_sys::Datum>)],
-) -> Result<Outcome> {
+pub fn update_row(table: pg_sys::Oid, target: &Target, set: &[Set]) -> Result<Outcome> {
     with_plan(table, c"UPDATE", |rel, plan| {
         if !plan.updatable {
             return Ok(Outcome::NotPlain);
@@ -524,7 +584,7 @@ unsafe fn update_with(
     rel: pg_sys::Relation,
     plan: &Plan,
     target: &Target,
-    set: &[(i16, Option<pg_sys::Datum>)],
+    set: &[Set],
 ) -> Result<Outcome> {
     // SAFETY: the caller's contract. `values`/`nulls` have one entry per attribute and are
     // filled by heap_deform_tuple from the copied old row (whose storage outlives their use);
@@ -532,37 +592,53 @@ unsafe fn update_with(
     // freed before returning.
     unsafe {
         let relid = (*rel).rd_id;
-        let mut changed: Vec<i16> = set.iter().map(|(a, _)| *a).collect();
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        for c in set {
+            let i = (c.att - 1) as usize;
+            if c.att < 1 || i >= natts {
+                return Err(Error::Internal(format!("no attribute {} to update", c.att)));
+            }
+            let attr = attribute(desc, i);
+            if attr.attisdropped || attr.atttypid != c.type_oid || attr.atttypmod != -1 {
+                return Ok(Outcome::NotPlain);
+            }
+        }
+        if let Some(a) = plan.touched {
+            let attr = attribute(desc, (a - 1) as usize);
+            if attr.atttypid != pg_sys::TIMESTAMPTZOID {
+                return Ok(Outcome::NotPlain);
+            }
+        }
+        let mut changed: Vec<i16> = set.iter().map(|c| c.att).collect();
         changed.extend(plan.touched);
         if changed.iter().any(|a| plan.key_columns.contains(a)) {
             return Ok(Outcome::NotPlain);
         }
         pg_sys::CheckCmdReplicaIdentity(rel, pg_sys::CmdType::CMD_UPDATE);
-        let desc = (*rel).rd_att;
-        let natts = (*desc).natts as usize;
         let mut values = vec![pg_sys::Datum::from(0); natts];
         let mut nulls = vec![true; natts];
         pg_sys::heap_deform_tuple(target.tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
         let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
         for (att, value) in set
             .iter()
-            .copied()
+            .map(|c| (c.att, c.value))
             .chain(plan.touched.map(|a| (a, Some(now))))
         {
             let i = (att - 1) as usize;
-            if att < 1 || i >= natts {
-                return Err(Error::Internal(format!("no attribute {att} to update")));
-            }
+            values[i] = value.unwrap_or(pg_sys::Datum::from(0));
+            nulls[i] = value.is_none();
+        }
+        // every NOT NULL column, as ExecConstraints checks them
+        for (i, null) in nulls.iter().enumerate() {
             let attr = attribute(desc, i);
-            if value.is_none() && attr.attnotnull {
+            if *null && attr.attnotnull && !attr.attisdropped {
                 return Err(Error::NullViolation(format!(
                     "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
                     CStr::from_ptr(attr.attname.data.as_ptr()).to_string_lossy(),
                     CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy()
                 )));
             }
-            values[i] = value.unwrap_or(pg_sys::Datum::from(0));
-            nulls[i] = value.is_none();
         }
         let tuple = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
         (*tuple).t_tableOid = relid;
@@ -591,7 +667,7 @@ unsafe fn write(
     // freed while InUse is held; indexes are opened and closed here with RowExclusiveLock kept.
     unsafe {
         if !plan.checks.is_empty() {
-            let _in_use = InUse::enter((*rel).rd_id);
+            let _in_use = InUse::enter((*rel).rd_id, &plan.busy);
             (*plan.econtext).ecxt_scantuple = slot;
             let failed = plan
                 .checks
@@ -715,6 +791,9 @@ unsafe fn insert_index_entries(
                     unchanged,
                     info,
                 );
+                // 17 and later: an index AM may keep state (BRIN keeps a pinned buffer)
+                #[cfg(feature = "pg18")]
+                pg_sys::index_insert_cleanup(idx, info);
             }
             pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
         }

@@ -286,3 +286,28 @@ def test_a_delete_waiting_on_a_resave_deletes_the_new_version(db):
 def c_count(c, business):
     return c.execute("SELECT count(*) FROM public.ai_avatar_integrations WHERE business_id = %s",
                      [business]).fetchone()[0]
+
+
+def test_a_column_of_a_domain_gets_the_sql_path_and_its_check(db):
+    """A value the SQL path would coerce (a domain's CHECK here) is not written raw."""
+    b = business_ids(1)[0]
+    with connect(db) as c:
+        c.execute("CREATE DOMAIN public.avatar_text AS text CHECK (VALUE <> 'forbidden')")
+        c.execute("ALTER TABLE public.ai_avatar_integrations ALTER COLUMN avatar_id TYPE public.avatar_text")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            resave(c, b, "hg_no", avatar="forbidden")
+        assert resave(c, b, "hg_yes", avatar="allowed")[1] is True
+        assert secret(c, b) == "hg_yes" and row(c, b)[0] == "allowed"
+
+
+def test_a_table_with_inheritance_children_gets_the_sql_path(db):
+    """DELETE and UPDATE without ONLY reach child tables; the in-place path would not."""
+    b1, b2 = business_ids(2)
+    with connect(db) as c:
+        c.execute("CREATE TABLE public.avatar_archive () INHERITS (public.ai_avatar_integrations)")
+        assert resave(c, b1, "hg_child")[1] is True
+        assert delete(c, b2) is True
+        c.execute("DROP TABLE public.avatar_archive")
+        # PostgreSQL clears relhassubclass lazily, at the next ANALYZE
+        c.execute("ANALYZE public.ai_avatar_integrations")
+        assert resave(c, b1, "hg_again")[1] is False
