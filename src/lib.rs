@@ -146,6 +146,7 @@ pub extern "C-unwind" fn _PG_init() {
     core::keyring::init();
     pg::definer::init();
     pg::direct::init();
+    pg::recent::init();
     pg::update::init();
     tenancy::init();
     tenancy::route::init();

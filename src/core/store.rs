@@ -16,6 +16,7 @@ use crate::core::keyring;
 use crate::pg::direct;
 use crate::pg::fcall::required;
 use crate::pg::plans::{self, Statement};
+use crate::pg::recent;
 use crate::pg::spi::Spi;
 use crate::pg::update::{self, Outcome};
 
@@ -489,12 +490,10 @@ fn fetch(id: pgrx::Uuid, business: Option<pgrx::Uuid>) -> Result<Option<SecretRo
     );
     let index = rel.index(c"integrations", c"secrets_pkey")?;
     let keys = match &business {
-        Some(b) if direct::index_key_columns(index) >= 2 => {
-            vec![direct::uuid_key(1, &id), direct::uuid_key(2, b)]
-        }
-        _ => vec![direct::uuid_key(1, &id)],
+        Some(b) if direct::index_key_columns(index) >= 2 => vec![&id, b],
+        _ => vec![&id],
     };
-    direct::find(rel.relid, index, &keys, |row| {
+    recent::find(rel.relid, index, &keys, |row| {
         match (row.get(b), row.get(k), row.get(n), row.get(c)) {
             (Some(business_id), Some(key_id), Some(nonce), Some(ciphertext)) => {
                 Ok(Some(SecretRow {

@@ -56,6 +56,7 @@ thread_local! {
 pub fn forget_relation(relid: pg_sys::Oid) {
     super::sharded::forget_relation(relid);
     super::update::forget_relation(relid);
+    super::recent::forget_relation(relid);
     RELS.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
             if relid == pg_sys::InvalidOid {
@@ -188,6 +189,11 @@ pub struct Row {
 }
 
 impl Row {
+    /// The row a slot of a table's tuple holds.
+    pub(super) fn of(slot: *mut pg_sys::TupleTableSlot) -> Row {
+        Row { slot }
+    }
+
     /// The raw datum of attribute `att` (None for NULL); points into a pinned
     /// buffer (or, for a Citus table's row, SPI's memory), so it must be used
     /// or copied before the callback returns.
@@ -221,6 +227,12 @@ impl Row {
     pub fn target(&self) -> super::update::Target {
         // SAFETY: the slot holds the scan's current tuple of the scanned table.
         unsafe { super::update::Target::of(self.slot) }
+    }
+
+    /// Where the row is, for [`super::recent`] to look there first next time.
+    pub fn place(&self) -> Option<super::recent::Place> {
+        // SAFETY: the slot holds the scan's current tuple of the scanned table.
+        unsafe { super::recent::Place::of(self.slot) }
     }
 
     /// The whole row as a composite datum of the table's row type (a copy).

@@ -1,6 +1,7 @@
 //! Shared memory for the parts that live only in a preloaded library (the
-//! audit queue, the API-key limiter): each is one region, a header then a
-//! fixed number of entries, guarded by one LWLock. A part declares its
+//! audit queue, the API-key limiter, where rows were last found): each is one
+//! region, a header then a fixed number of entries, guarded by one LWLock
+//! (or, for entries made of atomics, read and written without it). A part declares its
 //! `Region` as a static and calls `request` from `_PG_init`; the postmaster
 //! sizes every region in one `shmem_request_hook` and maps them in one
 //! `shmem_startup_hook`. A library loaded later (`LOAD`, a first call) gets
@@ -83,6 +84,31 @@ impl<H, E> Region<H, E> {
         Held {
             mapped,
             _region: PhantomData,
+        }
+    }
+}
+
+/// Entries that may be read and written without the region's lock: made of
+/// atomics only, all-zero valid.
+///
+/// # Safety
+/// The type holds nothing but atomics (shared `&` access from many processes
+/// is then sound).
+pub unsafe trait Atomic {}
+
+impl<H, E: Atomic> Region<H, E> {
+    /// The entries, without the lock; only on a region returned by `get`.
+    pub fn atomic_entries(&self) -> &[E] {
+        // SAFETY: see `Sync`: written before backends fork, read-only since.
+        let mapped = unsafe { *self.mapped.get() };
+        let mapped = mapped.expect("atomic_entries() on a region that is not mapped");
+        // SAFETY: sized and zeroed for `len` entries at `entries_offset` (`size_for`); E is
+        // made of atomics (`Atomic`), so shared references across processes are sound.
+        unsafe {
+            std::slice::from_raw_parts(
+                mapped.base.as_ptr().add(Self::entries_offset()).cast::<E>(),
+                mapped.len,
+            )
         }
     }
 }

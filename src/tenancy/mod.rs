@@ -23,6 +23,7 @@ pub mod route;
 use crate::core::error::{Error, Result};
 use crate::pg::direct;
 use crate::pg::fcall::Call;
+use crate::pg::recent;
 use crate::pg::spi::Spi;
 use crate::sql_function;
 
@@ -299,7 +300,7 @@ impl Membership {
 /// of its row in `integrations.business_members`; `None` for neither.
 fn membership(user: &Uuid, business: &Uuid) -> Result<Option<Membership>> {
     if let Some(t) = tenant_table()? {
-        let owner = direct::find(t.relid, t.index, &[direct::uuid_key(1, business)], |row| {
+        let owner = recent::find(t.relid, t.index, &[business], |row| {
             Ok(Some(row.get::<Uuid>(t.owner_att)))
         })?;
         if owner.flatten().as_ref() == Some(user) {
