@@ -19,6 +19,11 @@
 //! Anything else (a moved or vacuumed row, an evicted page, a serializable
 //! transaction, which needs the index's predicate lock) reads the index, as
 //! before, and remembers the new place.
+//!
+//! Seen from outside: a probe is no index scan, so `idx_scan` of the tenant
+//! table's key and of `integrations.secrets_pkey` grows only on misses, and
+//! a page read only by probes ages in the buffer pool (`ReadRecentBuffer`
+//! does not raise its usage count) until a miss reads it through the index.
 
 use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
@@ -41,10 +46,19 @@ pub struct Place {
     buffer: pg_sys::Buffer,
 }
 
+impl Place {
+    /// What an emptied slot holds (buffer 0 is never probed).
+    const NONE: Place = Place {
+        block: 0,
+        offset: 0,
+        buffer: 0,
+    };
+}
+
 /// Remembered places per table in a backend, when the library is not
 /// preloaded: a backend's working set of businesses, not the whole table;
-/// dropped beyond this many (one entry is ~40 bytes).
-const MAX_PLACES: usize = 100_000;
+/// dropped beyond this many (~60 bytes each with the map's own: ~1 MB).
+const MAX_PLACES: usize = 16_384;
 
 /// Slots of the places shared by all backends of a preloaded server, one
 /// place per slot, in buckets of `WAYS` chosen by (database, table, key):
@@ -79,7 +93,18 @@ pub struct Slot {
 // SAFETY: atomics only.
 unsafe impl shmem::Atomic for Slot {}
 
-static SHARED: shmem::Region<(), Slot> =
+/// The shared table's header: the seed of its bucket hash, drawn once per
+/// server start, so nobody can pick keys that crowd one bucket (which would
+/// only evict others' places: a matter of speed).
+#[repr(C)]
+pub struct Header {
+    seed: AtomicU64,
+}
+
+// SAFETY: atomics only.
+unsafe impl shmem::Atomic for Header {}
+
+static SHARED: shmem::Region<Header, Slot> =
     shmem::Region::new(c"pg_integrations recent places", shared_slots);
 
 /// Ask for the shared places when loaded by `shared_preload_libraries`.
@@ -143,11 +168,22 @@ pub fn find<T>(
         }
         Ok(found)
     };
-    // SAFETY: reads the backend's isolation level.
+    // SAFETY: reads the backend's isolation level (and on 15 a server setting).
     let serializable = unsafe { pg_sys::XactIsoLevel } == pg_sys::XACT_SERIALIZABLE as i32;
-    if serializable || keys.len() > MAX_KEYS || sharded::is_citus_table(table)? {
+    // With old_snapshot_threshold set, an index read may fail with "snapshot too old", which
+    // a probe (no index page read) would not; PostgreSQL 17 removed the setting.
+    #[cfg(not(feature = "pg18"))]
+    // SAFETY: reads a server setting.
+    let old_snapshots = unsafe { pg_sys::old_snapshot_threshold } >= 0;
+    #[cfg(feature = "pg18")]
+    let old_snapshots = false;
+    if serializable || old_snapshots || keys.len() > MAX_KEYS || sharded::is_citus_table(table)? {
         return by_index(&mut f, false);
     }
+    // Both locked before the verdict on the index is read: taking a lock first takes in the
+    // invalidations of what committed before, so a dropped or changed index is seen.
+    direct::lock_relation(table);
+    direct::lock_relation(index);
     let Some(key_atts) = key_columns(table, index, keys.len()) else {
         return by_index(&mut f, false);
     };
@@ -177,14 +213,18 @@ fn remembered(table: pg_sys::Oid, keys: &[&Uuid]) -> Option<Place> {
 
 fn remember_place(table: pg_sys::Oid, keys: &[&Uuid], place: Option<Place>) {
     if let Some(region) = SHARED.get() {
-        // a row that is gone keeps its stale slot: probing it only misses
-        let Some(place) = place else { return };
         let (ways, tag) = shared_ways(region, table, keys);
+        let own = ways.iter().find(|s| s.holds(tag));
+        let Some(place) = place else {
+            // the row is gone (or its place unknown): no more probes that miss
+            if let Some(slot) = own {
+                slot.write(0, Place::NONE);
+            }
+            return;
+        };
         // its own slot, else an empty one, else one in turn
-        let slot = ways
-            .iter()
-            .find(|s| s.holds(tag))
-            .or_else(|| ways.iter().find(|s| s.seq.load(Ordering::Relaxed) == 0))
+        let slot = own
+            .or_else(|| ways.iter().find(|s| s.holds(0)))
             .unwrap_or_else(|| {
                 let turn = NEXT_WAY.with(|n| {
                     n.set(n.get().wrapping_add(1));
@@ -274,17 +314,39 @@ impl Slot {
     }
 }
 
+/// The shared table's hash seed: drawn by the first backend that needs it
+/// (all-zero memory is the empty header), the same for all afterwards.
+fn seed(region: &shmem::Region<Header, Slot>) -> u64 {
+    let seed = &region.atomic_header().seed;
+    let s = seed.load(Ordering::Relaxed);
+    if s != 0 {
+        return s;
+    }
+    let mut bytes = [0u8; 8];
+    // SAFETY: writes 8 random bytes into the local array.
+    let drawn = unsafe { pg_sys::pg_strong_random(bytes.as_mut_ptr().cast(), bytes.len()) };
+    let new = if drawn {
+        u64::from_le_bytes(bytes) | 1
+    } else {
+        1
+    };
+    match seed.compare_exchange(0, new, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => new,
+        Err(other) => other,
+    }
+}
+
 /// The ways (slots) of the shared bucket of (this database, table, keys),
 /// and the tag a slot of that row holds (never 0, an empty slot's).
 fn shared_ways<'a>(
-    region: &'a shmem::Region<(), Slot>,
+    region: &'a shmem::Region<Header, Slot>,
     table: pg_sys::Oid,
     keys: &[&Uuid],
 ) -> (&'a [Slot], u64) {
     // SAFETY: reads the backend's database OID, set before any function runs.
     let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let mut h = rustc_hash::FxHasher::default();
-    (db, table.to_u32()).hash(&mut h);
+    (seed(region), db, table.to_u32()).hash(&mut h);
     for k in keys {
         k.as_bytes().hash(&mut h);
     }
@@ -297,24 +359,39 @@ fn shared_ways<'a>(
 
 /// The table columns `index` is on, if the index can vouch for a remembered
 /// place: unique, valid, checked immediately (a deferred one lets duplicates
-/// stand until commit), with no predicate, on exactly `n` plain columns.
+/// stand until commit), usable by every snapshot (`indcheckxmin` unset), with
+/// no predicate, on exactly `n` plain uuid columns of a permanent or unlogged
+/// heap table (what `probe` reads).
 fn key_columns(table: pg_sys::Oid, index: pg_sys::Oid, n: usize) -> Option<[i16; MAX_KEYS]> {
     if let Some((_, atts)) = INDEXES.with(|i| i.borrow().get(&index).copied()) {
         return atts.filter(|(len, _)| *len == n).map(|(_, a)| a);
     }
-    // SAFETY: an index OID the caller read by, opened and closed here with its lock kept;
-    // rd_index and rd_indextuple are set for an open index, indkey has indnatts entries.
+    // SAFETY: catalog OIDs the caller locked, opened and closed here with their locks kept;
+    // rd_index and rd_indextuple are set for an open index, indkey has indnatts entries, and
+    // key columns are checked against the table's natts before their attributes are read.
     let atts = unsafe {
+        let heap = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let idx = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let form = &*(*heap).rd_rel;
+        let desc = (*heap).rd_att;
         let i = &*(*idx).rd_index;
         let len = i.indnkeyatts as usize;
         let cols = i.indkey.values.as_slice(i.indnatts as usize);
-        let plain = i.indisunique
+        let uuid_column = |c: i16| {
+            c > 0
+                && i32::from(c) <= (*desc).natts
+                && super::update::attribute(desc, (c - 1) as usize).atttypid == pg_sys::UUIDOID
+        };
+        let plain = form.relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char
+            && form.relam == pg_sys::HEAP_TABLE_AM_OID
+            && form.relpersistence != pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char
+            && i.indisunique
             && i.indisvalid
             && i.indimmediate
+            && !i.indcheckxmin
             && i.indrelid == table
             && (1..=MAX_KEYS).contains(&len)
-            && cols[..len].iter().all(|c| *c > 0)
+            && cols[..len].iter().all(|c| uuid_column(*c))
             && pg_sys::heap_attisnull(
                 (*idx).rd_indextuple,
                 pg_sys::Anum_pg_index_indpred as i32,
@@ -326,6 +403,7 @@ fn key_columns(table: pg_sys::Oid, index: pg_sys::Oid, n: usize) -> Option<[i16;
             (len, a)
         });
         pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         atts
     };
     INDEXES.with(|i| i.borrow_mut().insert(index, (table, atts)));
@@ -336,8 +414,8 @@ fn key_columns(table: pg_sys::Oid, index: pg_sys::Oid, n: usize) -> Option<[i16;
 /// holds `keys` in `key_atts`; the caller drops the slot.
 ///
 /// # Safety
-/// `table` is a table's OID; `key_atts` are attribute numbers of its uuid
-/// columns; runs under an active MVCC snapshot.
+/// `table` is a table's OID, locked by this transaction; `key_atts` are
+/// attribute numbers of its uuid columns; runs under an active MVCC snapshot.
 unsafe fn probe(
     table: pg_sys::Oid,
     place: Place,
@@ -347,9 +425,9 @@ unsafe fn probe(
     // SAFETY: the caller's contract. The buffer is pinned only if it still holds this block of
     // this relation's file, and read under its share lock. The slot keeps a pin of its own,
     // as an index scan's slot does, so the tuple stays put after the lock is released. The
-    // relation stays locked until the transaction ends.
+    // relation stays locked (by `find`) until the transaction ends.
     unsafe {
-        let heap = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let heap = pg_sys::relation_open(table, pg_sys::NoLock as pg_sys::LOCKMODE);
         #[cfg(not(feature = "pg18"))]
         let file = (*heap).rd_node;
         #[cfg(feature = "pg18")]
@@ -487,6 +565,15 @@ mod tests {
         assert_eq!(slot.read(7), None);
         slot.write(9, Place { block: 1, ..PLACE });
         assert_eq!(slot.tag.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn an_emptied_slot_is_taken_again_first() {
+        let slot = empty();
+        slot.write(7, PLACE);
+        slot.write(0, Place::NONE);
+        assert_eq!(slot.read(7), None);
+        assert!(slot.holds(0));
     }
 
     #[test]

@@ -96,6 +96,17 @@ impl<H, E> Region<H, E> {
 /// is then sound).
 pub unsafe trait Atomic {}
 
+impl<H: Atomic, E> Region<H, E> {
+    /// The header, without the lock; only on a region returned by `get`.
+    pub fn atomic_header(&self) -> &H {
+        // SAFETY: see `Sync`: written before backends fork, read-only since.
+        let mapped = unsafe { *self.mapped.get() };
+        let mapped = mapped.expect("atomic_header() on a region that is not mapped");
+        // SAFETY: the region starts with a zeroed H (`size_for`), made of atomics (`Atomic`).
+        unsafe { &*mapped.base.as_ptr().cast::<H>() }
+    }
+}
+
 impl<H, E: Atomic> Region<H, E> {
     /// The entries, without the lock; only on a region returned by `get`.
     pub fn atomic_entries(&self) -> &[E] {

@@ -291,7 +291,10 @@ unsafe fn deletes_secret_ids(t: &TriggerInfo) -> bool {
 ///
 /// # Safety
 /// `desc` is a valid tuple descriptor with more than `i` attributes.
-unsafe fn attribute(desc: pg_sys::TupleDesc, i: usize) -> &'static pg_sys::FormData_pg_attribute {
+pub(super) unsafe fn attribute(
+    desc: pg_sys::TupleDesc,
+    i: usize,
+) -> &'static pg_sys::FormData_pg_attribute {
     // SAFETY: the caller's contract; 18 keeps the attributes after its compact ones.
     unsafe {
         #[cfg(feature = "pg18")]
