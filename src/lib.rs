@@ -147,6 +147,7 @@ pub extern "C-unwind" fn _PG_init() {
     pg::definer::init();
     pg::direct::init();
     pg::recent::init();
+    pg::held::init();
     pg::update::init();
     tenancy::init();
     tenancy::route::init();

@@ -1,7 +1,8 @@
 //! The plumbing between Rust and PostgreSQL: the calling convention of the
 //! functions declared in `sql/` and their argument helpers (`fcall`),
 //! prepared statements (`plans`), point reads and appends without SPI
-//! (`direct`), point reads that look first where a row was last found (`recent`) and their SQL stand-ins for tables Citus shards (`sharded`), the tables' trigger and CHECK functions (`triggers`), and
+//! (`direct`), point reads that look first where a row was last found (`recent`), the
+//! relations they keep open until the transaction ends (`held`) and their SQL stand-ins for tables Citus shards (`sharded`), the tables' trigger and CHECK functions (`triggers`), and
 //! running each call as the function's owner while remembering who called
 //! (`definer`), SPI under a pinned search path (`spi`), steps that may
 //! fail alone (`subxact`) and the preloaded parts' shared memory (`shmem`).
@@ -10,6 +11,7 @@
 pub mod definer;
 pub mod direct;
 pub mod fcall;
+pub mod held;
 pub mod plans;
 pub mod recent;
 pub mod sharded;

@@ -425,9 +425,9 @@ unsafe fn probe(
     // SAFETY: the caller's contract. The buffer is pinned only if it still holds this block of
     // this relation's file, and read under its share lock. The slot keeps a pin of its own,
     // as an index scan's slot does, so the tuple stays put after the lock is released. The
-    // relation stays locked (by `find`) until the transaction ends.
+    // relation stays open and locked until the transaction ends (`held`).
     unsafe {
-        let heap = pg_sys::relation_open(table, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let heap = super::held::open(table);
         #[cfg(not(feature = "pg18"))]
         let file = (*heap).rd_node;
         #[cfg(feature = "pg18")]
@@ -475,7 +475,6 @@ unsafe fn probe(
             }
             pg_sys::UnlockReleaseBuffer(place.buffer);
         }
-        pg_sys::relation_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
         out
     }
 }
