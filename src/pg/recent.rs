@@ -181,9 +181,14 @@ pub fn find<T>(
         return by_index(&mut f, false);
     }
     // Both locked before the verdict on the index is read: taking a lock first takes in the
-    // invalidations of what committed before, so a dropped or changed index is seen.
-    direct::lock_relation(table);
-    direct::lock_relation(index);
+    // invalidations of what committed before, so a dropped or changed index is seen. They
+    // stay locked and open for the transaction (`held`); a change this transaction makes
+    // later invalidates the verdict (relcache callback) and closes them (utility hook).
+    // SAFETY: inside a transaction, with the catalog OIDs the caller read by.
+    unsafe {
+        super::held::open(table);
+        super::held::open(index);
+    }
     let Some(key_atts) = key_columns(table, index, keys.len()) else {
         return by_index(&mut f, false);
     };
