@@ -11,6 +11,7 @@ scans of the index (pg_stat_get_xact_numscans)."""
 import json
 import uuid
 
+import psycopg
 import pytest
 
 from clusters import PLAIN, PLAIN_PORT, cluster, connect, new_db
@@ -185,3 +186,41 @@ def test_a_secret_read_follows_its_rewrites(db):
         assert read()[0] == [None] * 3
         save("hg_again")
         assert read()[0] == ["hg_again"] * 3
+
+
+class Undo(Exception):
+    pass
+
+
+def test_ddl_after_reads_in_one_transaction(db):
+    """The relations the reads keep open for the transaction (src/pg/held.rs)
+    are closed before a utility statement, survive a rolled-back savepoint,
+    and leave no reference behind at commit (a leak is a WARNING)."""
+    port, name = db
+    with connect(port, name) as c:
+        b = add_business(c)
+        notices = []
+        c.add_notice_handler(lambda n: notices.append(n.message_primary))
+        with c.transaction():
+            c.execute("SELECT set_ai_avatar_integration(%s, 'heygen', 'hg_ddl', 'avatar')", [b])
+        with c.transaction():
+            assert c.execute("SELECT get_ai_avatar_secret(%s)", [b]).fetchone()[0] == "hg_ddl"
+            c.execute("SAVEPOINT s")
+            assert c.execute("SELECT integrations.can_access_business(%s)", [b]).fetchone()[0]
+            with pytest.raises(psycopg.errors.DivisionByZero):  # after a read, in the same statement
+                c.execute("SELECT get_ai_avatar_secret(%s) FROM generate_series(1, 2) g WHERE 1 / (2 - g) > 0", [b])
+            c.execute("ROLLBACK TO SAVEPOINT s")
+            c.execute("ALTER TABLE public.ai_avatar_integrations ADD COLUMN note text")
+            c.execute("ALTER TABLE public.businesses ADD COLUMN note text")
+            assert c.execute("SELECT get_ai_avatar_secret(%s)", [b]).fetchone()[0] == "hg_ddl"
+            as_user(c, OWNER)
+            assert c.execute("SELECT count(*) FROM get_ai_avatar_integration(%s)", [b]).fetchone()[0] == 1
+            c.execute("RESET ROLE")
+            c.execute("REINDEX TABLE integrations.secrets")
+            assert c.execute("SELECT get_ai_avatar_secret(%s)", [b]).fetchone()[0] == "hg_ddl"
+        with pytest.raises(Undo), c.transaction():
+            c.execute("SELECT get_ai_avatar_secret(%s)", [b])
+            c.execute("DROP EXTENSION pg_integrations CASCADE")
+            raise Undo
+        assert c.execute("SELECT get_ai_avatar_secret(%s)", [b]).fetchone()[0] == "hg_ddl"
+        assert not [n for n in notices if "leak" in n or "still open" in n], notices
