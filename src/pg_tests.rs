@@ -202,6 +202,67 @@ mod tests {
         create("still direct");
     }
 
+    /// The point reads keep their index scans for the transaction (`held`).
+    /// A use that raises an error leaves its scan broken: the next use must
+    /// not touch it, only release it (its index reference) and begin anew;
+    /// a use nested in another of the same index gets a scan of its own.
+    #[pg_test]
+    fn a_kept_scan_broken_by_an_error_is_released_and_never_reused() {
+        use crate::pg::{direct, held, subxact};
+        Spi::run(
+            "CREATE TABLE kept (id uuid PRIMARY KEY, v text); \
+             INSERT INTO kept SELECT gen_random_uuid(), 'v' || g FROM generate_series(1, 20) g",
+        )
+        .unwrap();
+        let oid = |name: &str| {
+            Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid"))
+                .unwrap()
+                .unwrap()
+        };
+        let (table, index) = (oid("kept"), oid("kept_pkey"));
+        let id = |v: &str| {
+            Spi::get_one::<pgrx::Uuid>(&format!("SELECT id FROM kept WHERE v = '{v}'"))
+                .unwrap()
+                .unwrap()
+        };
+        let (one, two) = (id("v1"), id("v2"));
+        let value = |key: &pgrx::Uuid| {
+            direct::find(table, index, &[direct::uuid_key(1, key)], |row| {
+                Ok(Some(row.get::<String>(2)))
+            })
+            .unwrap()
+            .flatten()
+        };
+        assert_eq!(value(&one).as_deref(), Some("v1"));
+        // SAFETY: the index is held for the transaction by the read above.
+        let references = || unsafe { (*held::open(index)).rd_refcnt };
+        let kept = references();
+
+        let failed = subxact::run(|| {
+            direct::find(
+                table,
+                index,
+                &[direct::uuid_key(1, &one)],
+                |_| -> crate::core::error::Result<Option<()>> {
+                    pgrx::error!("raised in the middle of a read")
+                },
+            )?;
+            Ok(())
+        });
+        assert!(failed.is_err_and(|e| e.message.contains("raised in the middle of a read")));
+        // the broken scan still holds its reference until the next use releases it
+        assert_eq!(value(&two).as_deref(), Some("v2"));
+        assert_eq!(references(), kept, "one kept scan: the broken one released");
+
+        let nested = direct::find(table, index, &[direct::uuid_key(1, &one)], |outer| {
+            Ok(Some((outer.get::<String>(2), value(&two))))
+        })
+        .unwrap();
+        assert_eq!(nested, Some((Some("v1".into()), Some("v2".into()))));
+        assert_eq!(references(), kept, "the nested use's own scan ended");
+        assert_eq!(value(&one).as_deref(), Some("v1"));
+    }
+
     #[pg_test]
     fn the_master_key_file_is_private_to_the_server() {
         create("x");

@@ -346,30 +346,30 @@ fn scan<T>(
     keys: &[Key<'_>],
     mut f: impl FnMut(&Row) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
-    // SAFETY: catalog OIDs (RelInfo) held open (`held`) with their locks; slot and scan freed here.
-    // The scan keys borrow the caller's values (Key<'_>) for the whole scan; a PostgreSQL
-    // error releases the slot, scan and relations at abort.
+    // SAFETY: catalog OIDs (RelInfo) held open (`held`) with their locks; the scan and slot are
+    // held's, used only inside its closure. The scan keys borrow the caller's values (Key<'_>)
+    // for the whole scan.
     unsafe {
         let heap = super::held::open(table);
         let idx = super::held::open(index);
         let mut scankeys = scan_keys(idx, keys)?;
-        let scan = begin_scan(heap, idx, pg_sys::GetActiveSnapshot(), &mut scankeys);
-        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-        let mut out = Ok(None);
-        while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
-            match f(&Row { slot }) {
-                Ok(None) => continue,
-                other => {
-                    out = other;
-                    break;
+        super::held::with_scan(
+            heap,
+            idx,
+            pg_sys::GetActiveSnapshot(),
+            &mut scankeys,
+            |scan| {
+                while scan.next() {
+                    match f(&Row { slot: scan.slot() }) {
+                        Ok(None) => continue,
+                        other => return other,
+                    }
                 }
-            }
-        }
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-        pg_sys::index_endscan(scan);
+                Ok(None)
+            },
+        )
         // Table and index stay open, and locked, until the transaction ends (`held`), as a
         // SELECT's locks do.
-        out
     }
 }
 
@@ -433,30 +433,6 @@ unsafe fn scan_keys(idx: pg_sys::Relation, keys: &[Key<'_>]) -> Result<Vec<pg_sy
         }
     }
     Ok(out)
-}
-
-/// An index scan of `idx` over `heap` with `keys`, positioned before the first match.
-///
-/// # Safety
-/// `heap` and `idx` are open and locked; `snapshot` stays valid and `keys`
-/// alive until the scan is ended with `index_endscan`.
-unsafe fn begin_scan(
-    heap: pg_sys::Relation,
-    idx: pg_sys::Relation,
-    snapshot: pg_sys::Snapshot,
-    keys: &mut [pg_sys::ScanKeyData],
-) -> pg_sys::IndexScanDesc {
-    let n = keys.len() as i32;
-    // SAFETY: the caller's contract. PostgreSQL 18 added the instrumentation
-    // argument (NULL: our scans are not counted by EXPLAIN ANALYZE).
-    unsafe {
-        #[cfg(not(feature = "pg18"))]
-        let scan = pg_sys::index_beginscan(heap, idx, snapshot, n, 0);
-        #[cfg(feature = "pg18")]
-        let scan = pg_sys::index_beginscan(heap, idx, snapshot, std::ptr::null_mut(), n, 0);
-        pg_sys::index_rescan(scan, keys.as_mut_ptr(), n, std::ptr::null_mut(), 0);
-        scan
-    }
 }
 
 /// The first row of `schema.table` whose `index` matches `keys`.
@@ -534,7 +510,7 @@ pub fn delete_unique(table: pg_sys::Oid, index: pg_sys::Oid, keys: &[Key<'_>]) -
             } else {
                 pg_sys::GetLatestSnapshot()
             };
-            let scan = begin_scan(heap, idx, snapshot, &mut scankeys);
+            let scan = super::held::begin_scan(heap, idx, snapshot, &mut scankeys);
             let found =
                 pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
             let mut tid = (*slot).tts_tid;

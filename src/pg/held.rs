@@ -5,13 +5,22 @@
 //! ~6% of a `get_*_integration` call (perf). The lock is kept to the end of
 //! the transaction anyway, as a `SELECT`'s is; now the reference is too.
 //!
+//! The index scans of those reads are kept too (`with_scan`), as the executor
+//! keeps a nested loop's inner index scan and only rescans it per outer row:
+//! beginning and ending a B-tree scan on every call (its ~27 kB of scan state
+//! allocated and freed, a slot made and dropped) was ~5% of a
+//! `get_*_integration` call.
+//!
 //! The references belong to the transaction's own resource owner, not to the
 //! statement's: a statement or subtransaction that ends does not release
-//! them, and nothing is pinned between calls (the scans are begun and ended
-//! per call). They are closed before the transaction commits or prepares,
-//! and before any utility statement (DDL on a relation still open in this
-//! session fails with "is being used by active queries"); an abort releases
-//! them itself, and they are forgotten.
+//! them. Nothing is pinned between calls: a kept scan is reset (its buffers
+//! and slot released) when each use ends. A use that ends in an error leaves
+//! the scan broken: the abort that follows releases its buffers, so it is
+//! never touched again, only its references released and its memory freed.
+//! Everything is closed before the transaction commits or prepares, and
+//! before any utility statement (DDL on a relation still open in this session
+//! fails with "is being used by active queries"); an abort releases it
+//! itself, and it is forgotten.
 
 use std::cell::RefCell;
 
@@ -20,6 +29,329 @@ use rustc_hash::FxHashMap as HashMap;
 
 thread_local! {
     static HELD: RefCell<HashMap<pg_sys::Oid, pg_sys::Relation>> = RefCell::new(HashMap::default());
+    static SCANS: RefCell<Vec<Scan>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An index scan kept for the transaction, with a slot for the table's rows;
+/// both live in a memory context of their own under the transaction's.
+struct Scan {
+    index: pg_sys::Oid,
+    nkeys: i32,
+    desc: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    context: pg_sys::MemoryContext,
+    state: State,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    InUse,
+    /// A use ended in an error: its buffers are the abort's to release.
+    Broken,
+}
+
+/// A use of an index scan: its rows, one at a time, in its slot.
+pub struct ScanUse {
+    desc: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    /// The memory the scan was made in. Its access method grows its state
+    /// in the current memory context as it goes (B-tree allocates the list
+    /// of dead entries to mark at the first one it meets), so a kept scan
+    /// must only run in its own context, never in a call's.
+    context: pg_sys::MemoryContext,
+}
+
+impl ScanUse {
+    /// The slot the rows are put in.
+    pub fn slot(&self) -> *mut pg_sys::TupleTableSlot {
+        self.slot
+    }
+
+    /// Put the next matching row in the slot; false when there is none.
+    pub fn next(&self) -> bool {
+        let _memory = Memory::switch(self.context);
+        // SAFETY: a scan positioned by with_scan, used inside its closure only.
+        unsafe {
+            pg_sys::index_getnext_slot(
+                self.desc,
+                pg_sys::ScanDirection::ForwardScanDirection,
+                self.slot,
+            )
+        }
+    }
+}
+
+/// The current memory context switched, until dropped (an error unwinding
+/// included).
+struct Memory(pg_sys::MemoryContext);
+
+impl Memory {
+    fn switch(to: pg_sys::MemoryContext) -> Memory {
+        // SAFETY: `to` is a live memory context; switching allocates nothing.
+        Memory(unsafe { pg_sys::MemoryContextSwitchTo(to) })
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        // SAFETY: the context that was current at the switch, which outlives it.
+        unsafe { pg_sys::MemoryContextSwitchTo(self.0) };
+    }
+}
+
+/// Run `f` on an index scan of `idx` over `heap` positioned before the first
+/// match of `keys`: the transaction's kept scan of that index when it is
+/// free, else (a use of the same index nested in `f`) a scan of the call's
+/// own.
+///
+/// # Safety
+/// `heap` and `idx` are held (`open`) in this transaction, `idx` an index of
+/// `heap`; `snapshot` stays valid, and `keys` and the values they point at
+/// alive, while `f` runs.
+pub unsafe fn with_scan<T>(
+    heap: pg_sys::Relation,
+    idx: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    keys: &mut [pg_sys::ScanKeyData],
+    f: impl FnOnce(&ScanUse) -> T,
+) -> T {
+    let nkeys = keys.len() as i32;
+    // SAFETY: reads the OID of an open relation.
+    let index = unsafe { (*idx).rd_id };
+    let idle = SCANS.with(|s| {
+        let mut s = s.borrow_mut();
+        let k = s
+            .iter_mut()
+            .find(|k| k.index == index && k.nkeys == nkeys && k.state == State::Idle)?;
+        k.state = State::InUse;
+        Some(ScanUse {
+            desc: k.desc,
+            slot: k.slot,
+            context: k.context,
+        })
+    });
+    let kept = idle.or_else(|| {
+        release_broken(Some(index));
+        // one in use is a use of this index nested in `f`: that one gets a scan of its own
+        if SCANS.with(|s| {
+            s.borrow()
+                .iter()
+                .any(|k| k.index == index && k.nkeys == nkeys)
+        }) {
+            return None;
+        }
+        // SAFETY: the caller's contract.
+        let k = unsafe { begin_kept(heap, idx, snapshot, keys) };
+        let out = ScanUse {
+            desc: k.desc,
+            slot: k.slot,
+            context: k.context,
+        };
+        SCANS.with(|s| s.borrow_mut().push(k));
+        Some(out)
+    });
+    let Some(kept) = kept else {
+        // SAFETY: the caller's contract; a scan and slot of this call's own, in its memory,
+        // ended here (an error releases them at abort).
+        return unsafe {
+            let own = ScanUse {
+                desc: begin_scan(heap, idx, snapshot, keys),
+                slot: pg_sys::table_slot_create(heap, std::ptr::null_mut()),
+                context: pg_sys::CurrentMemoryContext,
+            };
+            let out = f(&own);
+            pg_sys::ExecDropSingleTupleTableSlot(own.slot);
+            pg_sys::index_endscan(own.desc);
+            out
+        };
+    };
+    /// Ends a use: resets the scan for the next one, or (an error is
+    /// unwinding) marks it broken.
+    struct Use<'a>(&'a ScanUse, i32);
+    impl Drop for Use<'_> {
+        fn drop(&mut self) {
+            let kept = self.0;
+            let state = if std::thread::panicking() {
+                State::Broken
+            } else {
+                let _memory = Memory::switch(kept.context);
+                // SAFETY: the kept scan and slot of this use: the slot's pin released, and the
+                // rescan without keys releases the scan's buffers (the next use gives keys).
+                unsafe {
+                    pg_sys::ExecClearTuple(kept.slot);
+                    pg_sys::index_rescan(
+                        kept.desc,
+                        std::ptr::null_mut(),
+                        self.1,
+                        std::ptr::null_mut(),
+                        0,
+                    );
+                }
+                State::Idle
+            };
+            SCANS.with(|s| {
+                if let Some(k) = s.borrow_mut().iter_mut().find(|k| k.desc == kept.desc) {
+                    k.state = state;
+                }
+            });
+        }
+    }
+    let _use = Use(&kept, nkeys);
+    {
+        let _memory = Memory::switch(kept.context);
+        // SAFETY: an idle kept scan (no buffers pinned): it reads with this call's snapshot
+        // (what the heap fetch and B-tree consult at the rescan and after) and keys.
+        unsafe {
+            let desc = kept.desc;
+            (*desc).xs_snapshot = snapshot;
+            pg_sys::index_rescan(desc, keys.as_mut_ptr(), nkeys, std::ptr::null_mut(), 0);
+        }
+    }
+    f(&kept)
+}
+
+/// An index scan of `idx` over `heap` with `keys`, positioned before the
+/// first match, to be ended with `index_endscan`. PostgreSQL 18 added the
+/// instrumentation argument (NULL: these scans are not counted by EXPLAIN
+/// ANALYZE).
+///
+/// # Safety
+/// `heap` and `idx` are open and locked, `idx` an index of `heap`;
+/// `snapshot` stays valid and `keys` alive until the scan is ended.
+pub unsafe fn begin_scan(
+    heap: pg_sys::Relation,
+    idx: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    keys: &mut [pg_sys::ScanKeyData],
+) -> pg_sys::IndexScanDesc {
+    let n = keys.len() as i32;
+    // SAFETY: the caller's contract.
+    unsafe {
+        #[cfg(not(feature = "pg18"))]
+        let scan = pg_sys::index_beginscan(heap, idx, snapshot, n, 0);
+        #[cfg(feature = "pg18")]
+        let scan = pg_sys::index_beginscan(heap, idx, snapshot, std::ptr::null_mut(), n, 0);
+        pg_sys::index_rescan(scan, keys.as_mut_ptr(), n, std::ptr::null_mut(), 0);
+        scan
+    }
+}
+
+/// A scan to keep, made in a memory context of its own under the
+/// transaction's, its references (index, slot's descriptor) with the
+/// transaction's resource owner; in use.
+///
+/// # Safety
+/// As [`with_scan`].
+unsafe fn begin_kept(
+    heap: pg_sys::Relation,
+    idx: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    keys: &mut [pg_sys::ScanKeyData],
+) -> Scan {
+    let nkeys = keys.len() as i32;
+    // SAFETY: the caller's contract; owner and memory context are restored on an error too
+    // (then the context, a child of the transaction's, goes with the abort).
+    unsafe {
+        let context = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopTransactionContext,
+            c"pg_integrations kept scan".as_ptr(),
+            0,
+            8 * 1024,
+            8 * 1024 * 1024,
+        );
+        let statement_owner = pg_sys::CurrentResourceOwner;
+        let memory = pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
+        let keys = std::panic::AssertUnwindSafe(keys);
+        let (desc, slot) = pgrx::PgTryBuilder::new(move || {
+            let keys = keys;
+            let desc = begin_scan(heap, idx, snapshot, keys.0);
+            (desc, pg_sys::table_slot_create(heap, std::ptr::null_mut()))
+        })
+        .finally(|| {
+            pg_sys::CurrentResourceOwner = statement_owner;
+            pg_sys::MemoryContextSwitchTo(memory);
+        })
+        .execute();
+        Scan {
+            index: (*idx).rd_id,
+            nkeys,
+            desc,
+            slot,
+            context,
+            state: State::InUse,
+        }
+    }
+}
+
+/// Release the broken scans (of `index`, or all): their references, under
+/// the resource owner that has them, and their memory; their buffers are
+/// never touched.
+fn release_broken(index: Option<pg_sys::Oid>) {
+    let broken: Vec<Scan> = SCANS.with(|s| {
+        let mut s = s.borrow_mut();
+        let (broken, rest) = std::mem::take(&mut *s)
+            .into_iter()
+            .partition(|k| k.state == State::Broken && index.is_none_or(|i| k.index == i));
+        *s = rest;
+        broken
+    });
+    for k in broken {
+        // SAFETY: begun by begin_kept in this transaction, whose resource owner still has the
+        // index reference and the slot's descriptor pin; the abort of the use's
+        // (sub)transaction released its buffers, so neither slot nor scan is cleared.
+        unsafe {
+            let owner = pg_sys::CurrentResourceOwner;
+            pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
+            let desc = (*k.slot).tts_tupleDescriptor;
+            if !desc.is_null() && (*desc).tdrefcount >= 0 {
+                pg_sys::DecrTupleDescRefCount(desc);
+            }
+            pg_sys::RelationDecrementReferenceCount((*k.desc).indexRelation);
+            pg_sys::CurrentResourceOwner = owner;
+            pg_sys::MemoryContextDelete(k.context);
+        }
+    }
+}
+
+/// End the idle kept scans and release the broken ones. Before a commit no
+/// use can be under way, so one still marked in use ended in an error its
+/// reset raised: broken. Before a utility statement one in use (the
+/// statement runs inside a read) stays.
+fn end_scans(at_commit: bool) {
+    if at_commit {
+        SCANS.with(|s| {
+            for k in s
+                .borrow_mut()
+                .iter_mut()
+                .filter(|k| k.state == State::InUse)
+            {
+                k.state = State::Broken;
+            }
+        });
+    }
+    release_broken(None);
+    let idle: Vec<Scan> = SCANS.with(|s| {
+        let mut s = s.borrow_mut();
+        let (idle, rest) = std::mem::take(&mut *s)
+            .into_iter()
+            .partition(|k| k.state == State::Idle);
+        *s = rest;
+        idle
+    });
+    for k in idle {
+        // SAFETY: begun by begin_kept in this transaction and reset after its last use; its
+        // references are the transaction resource owner's.
+        unsafe {
+            let owner = pg_sys::CurrentResourceOwner;
+            pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
+            pg_sys::ExecDropSingleTupleTableSlot(k.slot);
+            pg_sys::index_endscan(k.desc);
+            pg_sys::CurrentResourceOwner = owner;
+            pg_sys::MemoryContextDelete(k.context);
+        }
+    }
 }
 
 /// `relid` (a table or an index) opened with AccessShareLock, for the rest
@@ -49,7 +381,12 @@ pub unsafe fn open(relid: pg_sys::Oid) -> pg_sys::Relation {
 
 /// Close every held relation (keeping the locks), under the resource owner
 /// that remembers them.
-fn close_all() {
+fn close_all(at_commit: bool) {
+    end_scans(at_commit);
+    if SCANS.with(|s| !s.borrow().is_empty()) {
+        // a scan still in use keeps its relations open
+        return;
+    }
     let held: Vec<pg_sys::Relation> =
         HELD.with(|h| h.borrow_mut().drain().map(|(_, r)| r).collect());
     if held.is_empty() {
@@ -69,6 +406,7 @@ fn close_all() {
 
 fn forget() {
     HELD.with(|h| h.borrow_mut().clear());
+    SCANS.with(|s| s.borrow_mut().clear());
 }
 
 /// # Safety
@@ -81,7 +419,7 @@ unsafe extern "C-unwind" fn xact_callback(
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT
-        | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => close_all(),
+        | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => close_all(true),
         pg_sys::XactEvent::XACT_EVENT_ABORT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
         | pg_sys::XactEvent::XACT_EVENT_COMMIT
@@ -110,7 +448,7 @@ unsafe extern "C-unwind" fn process_utility(
     // a utility statement runs in a transaction (or starts one): close what this one holds
     // SAFETY: checks the transaction state before closing under its resource owner.
     if unsafe { pg_sys::IsTransactionState() } {
-        close_all();
+        close_all(false);
     }
     // SAFETY: the previous hook, or PostgreSQL's own, with the arguments we were given.
     unsafe {

@@ -4,7 +4,7 @@
 //! (`direct`), point reads that look first where a row was last found (`recent`), the
 //! relations they keep open until the transaction ends (`held`) and their SQL stand-ins for tables Citus shards (`sharded`), the tables' trigger and CHECK functions (`triggers`), and
 //! running each call as the function's owner while remembering who called
-//! (`definer`), SPI under a pinned search path (`spi`), steps that may
+//! (`definer`), string settings read on every call (`setting`), SPI under a pinned search path (`spi`), steps that may
 //! fail alone (`subxact`) and the preloaded parts' shared memory (`shmem`).
 //! Knows nothing above it but the core's error type and validators.
 
@@ -14,6 +14,7 @@ pub mod fcall;
 pub mod held;
 pub mod plans;
 pub mod recent;
+pub mod setting;
 pub mod sharded;
 pub mod shmem;
 pub mod spi;

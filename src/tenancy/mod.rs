@@ -9,7 +9,7 @@
 //! Owns `caller` (the role calling and whether it is privileged) and `audit`
 //! (the audit trail). May use the core and the plumbing; knows no kind.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
@@ -24,6 +24,7 @@ use crate::core::error::{Error, Result};
 use crate::pg::direct;
 use crate::pg::fcall::Call;
 use crate::pg::recent;
+use crate::pg::setting;
 use crate::pg::spi::Spi;
 use crate::sql_function;
 
@@ -64,23 +65,20 @@ thread_local! {
     /// The last claims string seen and the `sub` parsed from it.
     static CLAIMS: RefCell<(Vec<u8>, Option<Uuid>)> = const { RefCell::new((Vec::new(), None)) };
     static TENANT: RefCell<Option<TenantCache>> = const { RefCell::new(None) };
+    static CLAIM_SUB_SPOT: Cell<setting::Spot> = Cell::new(setting::Spot::default());
+    static CLAIMS_SPOT: Cell<setting::Spot> = Cell::new(setting::Spot::default());
 }
 
 /// `f` of a setting's value; `None` when it is unset or empty. No copy: every
 /// secret read looks at the claims, and copying them was 3% of a call.
-fn with_setting<R>(name: &CStr, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
-    // SAFETY: `name` is NUL-terminated; missing_ok returns NULL for an unknown setting, and a
-    // non-NULL result is a NUL-terminated string owned by the GUC machinery, which cannot
-    // change while `f` runs on this backend's stack.
-    let value = unsafe {
-        let p = pg_sys::GetConfigOption(name.as_ptr(), true, false);
-        if p.is_null() {
-            None
-        } else {
-            Some(CStr::from_ptr(p).to_bytes()).filter(|s| !s.is_empty())
-        }
-    };
-    f(value)
+fn with_setting<R>(
+    name: &'static CStr,
+    spot: &'static std::thread::LocalKey<Cell<setting::Spot>>,
+    f: impl FnOnce(Option<&[u8]>) -> R,
+) -> R {
+    setting::with_value(name, spot, |v| {
+        f(v.map(CStr::to_bytes).filter(|s| !s.is_empty()))
+    })
 }
 
 /// `sub` of the JWT claims, as PostgREST and Supabase set them (the legacy
@@ -96,12 +94,12 @@ pub fn current_user_id() -> Option<Uuid> {
     if !caller::session_may_carry_claims() {
         return None;
     }
-    if let Some(sub) = with_setting(c"request.jwt.claim.sub", |v| {
+    if let Some(sub) = with_setting(c"request.jwt.claim.sub", &CLAIM_SUB_SPOT, |v| {
         v.map(|s| parse_uuid(&String::from_utf8_lossy(s)))
     }) {
         return sub;
     }
-    with_setting(c"request.jwt.claims", |claims| {
+    with_setting(c"request.jwt.claims", &CLAIMS_SPOT, |claims| {
         let claims = claims?;
         CLAIMS.with(|c| {
             let mut c = c.borrow_mut();
