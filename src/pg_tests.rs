@@ -250,8 +250,10 @@ mod tests {
             Ok(())
         });
         assert!(failed.is_err_and(|e| e.message.contains("raised in the middle of a read")));
-        // the broken scan still holds its reference until the next use releases it
+        assert_eq!(held::kept_scans(), [(index, "broken")]);
+        // the next use releases the broken scan and keeps a new one
         assert_eq!(value(&two).as_deref(), Some("v2"));
+        assert_eq!(held::kept_scans(), [(index, "idle")]);
         assert_eq!(references(), kept, "one kept scan: the broken one released");
 
         let nested = direct::find(table, index, &[direct::uuid_key(1, &one)], |outer| {
@@ -260,6 +262,7 @@ mod tests {
         .unwrap();
         assert_eq!(nested, Some((Some("v1".into()), Some("v2".into()))));
         assert_eq!(references(), kept, "the nested use's own scan ended");
+        assert_eq!(held::kept_scans(), [(index, "idle")]);
         assert_eq!(value(&one).as_deref(), Some("v1"));
     }
 

@@ -211,6 +211,24 @@ pub unsafe fn with_scan<T>(
     f(&kept)
 }
 
+/// The kept scans' indexes and states, for the tests.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn kept_scans() -> Vec<(pg_sys::Oid, &'static str)> {
+    SCANS.with(|s| {
+        s.borrow()
+            .iter()
+            .map(|k| {
+                let state = match k.state {
+                    State::Idle => "idle",
+                    State::InUse => "in use",
+                    State::Broken => "broken",
+                };
+                (k.index, state)
+            })
+            .collect()
+    })
+}
+
 /// An index scan of `idx` over `heap` with `keys`, positioned before the
 /// first match, to be ended with `index_endscan`. PostgreSQL 18 added the
 /// instrumentation argument (NULL: these scans are not counted by EXPLAIN
