@@ -233,10 +233,16 @@ mod tests {
             .unwrap()
             .flatten()
         };
+        // the first use of an index in a transaction scans on its own; the second keeps its scan
         assert_eq!(value(&one).as_deref(), Some("v1"));
+        assert_eq!(held::kept_scans(), [(index, "seen")]);
         // SAFETY: the index is held for the transaction by the read above.
         let references = || unsafe { (*held::open(index)).rd_refcnt };
+        let before = references();
+        assert_eq!(value(&one).as_deref(), Some("v1"));
+        assert_eq!(held::kept_scans(), [(index, "idle")]);
         let kept = references();
+        assert_eq!(kept, before + 1, "the kept scan's reference");
 
         let failed = subxact::run(|| {
             direct::find(

@@ -49,6 +49,21 @@ enum State {
     InUse,
     /// A use ended in an error: its buffers are the abort's to release.
     Broken,
+    /// Used once in this transaction, by a scan of its own: none kept yet.
+    Seen,
+}
+
+impl Scan {
+    fn seen(index: pg_sys::Oid, nkeys: i32) -> Scan {
+        Scan {
+            index,
+            nkeys,
+            desc: std::ptr::null_mut(),
+            slot: std::ptr::null_mut(),
+            context: std::ptr::null_mut(),
+            state: State::Seen,
+        }
+    }
 }
 
 /// A use of an index scan: its rows, one at a time, in its slot.
@@ -132,13 +147,28 @@ pub unsafe fn with_scan<T>(
         })
     });
     let kept = idle.or_else(|| {
-        release_broken(Some(index));
-        // one in use is a use of this index nested in `f`: that one gets a scan of its own
-        if SCANS.with(|s| {
-            s.borrow()
-                .iter()
-                .any(|k| k.index == index && k.nkeys == nkeys)
-        }) {
+        let released = release_broken(Some(index));
+        let worth_keeping = SCANS.with(|s| {
+            let mut s = s.borrow_mut();
+            let same = |k: &Scan| k.index == index && k.nkeys == nkeys;
+            if s.iter().any(|k| same(k) && k.state == State::InUse) {
+                // a use of this index nested in `f`: it gets a scan of its own
+                return false;
+            }
+            // The first use in a transaction gets a scan of its own, as a
+            // transaction that reads once (a PostgREST call) gains nothing
+            // from keeping one and would pay for its memory context.
+            if let Some(at) = s.iter().position(|k| same(k) && k.state == State::Seen) {
+                s.swap_remove(at);
+                return true;
+            }
+            if released == 0 {
+                s.push(Scan::seen(index, nkeys));
+                return false;
+            }
+            true
+        });
+        if !worth_keeping {
             return None;
         }
         // SAFETY: the caller's contract.
@@ -167,34 +197,39 @@ pub unsafe fn with_scan<T>(
         };
     };
     /// Ends a use: resets the scan for the next one, or (an error is
-    /// unwinding) marks it broken.
+    /// unwinding) leaves it broken. It is marked broken before the reset, so
+    /// a reset that raises an error leaves it broken too.
     struct Use<'a>(&'a ScanUse, i32);
-    impl Drop for Use<'_> {
-        fn drop(&mut self) {
-            let kept = self.0;
-            let state = if std::thread::panicking() {
-                State::Broken
-            } else {
-                let _memory = Memory::switch(kept.context);
-                // SAFETY: the kept scan and slot of this use: the slot's pin released, and the
-                // rescan without keys releases the scan's buffers (the next use gives keys).
-                unsafe {
-                    pg_sys::ExecClearTuple(kept.slot);
-                    pg_sys::index_rescan(
-                        kept.desc,
-                        std::ptr::null_mut(),
-                        self.1,
-                        std::ptr::null_mut(),
-                        0,
-                    );
-                }
-                State::Idle
-            };
+    impl Use<'_> {
+        fn mark(&self, state: State) {
             SCANS.with(|s| {
-                if let Some(k) = s.borrow_mut().iter_mut().find(|k| k.desc == kept.desc) {
+                if let Some(k) = s.borrow_mut().iter_mut().find(|k| k.desc == self.0.desc) {
                     k.state = state;
                 }
             });
+        }
+    }
+    impl Drop for Use<'_> {
+        fn drop(&mut self) {
+            self.mark(State::Broken);
+            if std::thread::panicking() {
+                return;
+            }
+            let kept = self.0;
+            let _memory = Memory::switch(kept.context);
+            // SAFETY: the kept scan and slot of this use: the slot's pin released, and the
+            // rescan without keys releases the scan's buffers (the next use gives keys).
+            unsafe {
+                pg_sys::ExecClearTuple(kept.slot);
+                pg_sys::index_rescan(
+                    kept.desc,
+                    std::ptr::null_mut(),
+                    self.1,
+                    std::ptr::null_mut(),
+                    0,
+                );
+            }
+            self.mark(State::Idle);
         }
     }
     let _use = Use(&kept, nkeys);
@@ -222,6 +257,7 @@ pub fn kept_scans() -> Vec<(pg_sys::Oid, &'static str)> {
                     State::Idle => "idle",
                     State::InUse => "in use",
                     State::Broken => "broken",
+                    State::Seen => "seen",
                 };
                 (k.index, state)
             })
@@ -305,8 +341,8 @@ unsafe fn begin_kept(
 
 /// Release the broken scans (of `index`, or all): their references, under
 /// the resource owner that has them, and their memory; their buffers are
-/// never touched.
-fn release_broken(index: Option<pg_sys::Oid>) {
+/// never touched. How many there were.
+fn release_broken(index: Option<pg_sys::Oid>) -> usize {
     let broken: Vec<Scan> = SCANS.with(|s| {
         let mut s = s.borrow_mut();
         let (broken, rest) = std::mem::take(&mut *s)
@@ -315,6 +351,7 @@ fn release_broken(index: Option<pg_sys::Oid>) {
         *s = rest;
         broken
     });
+    let released = broken.len();
     for k in broken {
         // SAFETY: begun by begin_kept in this transaction, whose resource owner still has the
         // index reference and the slot's descriptor pin; the abort of the use's
@@ -331,9 +368,11 @@ fn release_broken(index: Option<pg_sys::Oid>) {
             pg_sys::MemoryContextDelete(k.context);
         }
     }
+    released
 }
 
-/// End the idle kept scans and release the broken ones. Before a commit no
+/// End the idle kept scans, release the broken ones and forget which indexes
+/// were seen. Before a commit no
 /// use can be under way, so one still marked in use ended in an error its
 /// reset raised: broken. Before a utility statement one in use (the
 /// statement runs inside a read) stays.
@@ -354,11 +393,11 @@ fn end_scans(at_commit: bool) {
         let mut s = s.borrow_mut();
         let (idle, rest) = std::mem::take(&mut *s)
             .into_iter()
-            .partition(|k| k.state == State::Idle);
+            .partition(|k| matches!(k.state, State::Idle | State::Seen));
         *s = rest;
         idle
     });
-    for k in idle {
+    for k in idle.into_iter().filter(|k| k.state == State::Idle) {
         // SAFETY: begun by begin_kept in this transaction and reset after its last use; its
         // references are the transaction resource owner's.
         unsafe {

@@ -2,7 +2,7 @@
 //! functions declared in `sql/` and their argument helpers (`fcall`),
 //! prepared statements (`plans`), point reads and appends without SPI
 //! (`direct`), point reads that look first where a row was last found (`recent`), the
-//! relations they keep open until the transaction ends (`held`) and their SQL stand-ins for tables Citus shards (`sharded`), the tables' trigger and CHECK functions (`triggers`), and
+//! relations and index scans they keep until the transaction ends (`held`) and their SQL stand-ins for tables Citus shards (`sharded`), the tables' trigger and CHECK functions (`triggers`), and
 //! running each call as the function's owner while remembering who called
 //! (`definer`), string settings read on every call (`setting`), SPI under a pinned search path (`spi`), steps that may
 //! fail alone (`subxact`) and the preloaded parts' shared memory (`shmem`).

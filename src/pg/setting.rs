@@ -109,7 +109,7 @@ unsafe fn find(
 
 /// PostgreSQL's order of setting names (`guc_name_compare`) of `a` and the
 /// NUL-terminated name at `b`: ASCII letters folded to lower case, bytes
-/// compared as C's signed `char`, a prefix first.
+/// compared as C's `char`, a prefix first.
 ///
 /// # Safety
 /// `b` points at a NUL-terminated string.
@@ -135,10 +135,11 @@ unsafe fn compare_c(a: &[u8], b: *const std::ffi::c_char) -> std::cmp::Ordering 
     }
 }
 
-/// A name's byte as `guc_name_compare` sees it.
+/// A name's byte as `guc_name_compare` sees it: a C `char`, signed on x86-64
+/// and unsigned on ARM, as PostgreSQL sorted the array with.
 #[cfg_attr(not(feature = "pg15"), allow(dead_code))]
-fn fold(c: u8) -> i8 {
-    c.to_ascii_lowercase() as i8
+fn fold(c: u8) -> std::ffi::c_char {
+    c.to_ascii_lowercase() as std::ffi::c_char
 }
 
 /// [`compare_c`] of two slices, for the tests.
@@ -163,8 +164,13 @@ mod tests {
         assert_eq!(compare(b"work_mem", b"request.jwt.claims"), Greater);
         // 'Z' folds to 'z' (0x7a), after '_' (0x5f)
         assert_eq!(compare(b"a_b", b"aZb"), Less);
-        // a byte above 0x7f is a negative C char: before every ASCII byte
-        assert_eq!(compare("é".as_bytes(), b"a"), Less);
+        // a byte above 0x7f is a C char: negative where char is signed (x86-64), so before
+        // every ASCII byte, and after them where it is unsigned (ARM)
+        let signed = std::ffi::c_char::MIN != 0;
+        assert_eq!(
+            compare("é".as_bytes(), b"a"),
+            if signed { Less } else { Greater }
+        );
     }
 
     #[cfg(feature = "pg15")]
