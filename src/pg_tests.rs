@@ -270,6 +270,41 @@ mod tests {
         assert_eq!(references(), kept, "the nested use's own scan ended");
         assert_eq!(held::kept_scans(), [(index, "idle")]);
         assert_eq!(value(&one).as_deref(), Some("v1"));
+
+        // A probe's slot (`recent`) is kept the same way, per table: an error raised while
+        // the probed row is in it leaves it broken, and the next probe keeps a new one.
+        let slots = || -> Vec<&'static str> {
+            held::kept_scans()
+                .into_iter()
+                .filter(|(r, _)| *r == table)
+                .map(|(_, s)| s)
+                .collect()
+        };
+        let probed = |key: &pgrx::Uuid| {
+            crate::pg::recent::find(table, index, &[key], |row| Ok(Some(row.get::<String>(2))))
+                .unwrap()
+                .flatten()
+        };
+        assert_eq!(probed(&one).as_deref(), Some("v1")); // by the index: the place remembered
+        assert_eq!(probed(&one).as_deref(), Some("v1")); // a probe, with a slot of its own
+        assert_eq!(slots(), ["seen"]);
+        assert_eq!(probed(&one).as_deref(), Some("v1")); // a probe in the kept slot
+        assert_eq!(slots(), ["idle"]);
+        let failed = subxact::run(|| {
+            crate::pg::recent::find(
+                table,
+                index,
+                &[&one],
+                |_| -> crate::core::error::Result<Option<()>> {
+                    pgrx::error!("raised while a probed row is in the slot")
+                },
+            )?;
+            Ok(())
+        });
+        assert!(failed.is_err_and(|e| e.message.contains("probed row")));
+        assert_eq!(slots(), ["broken"]);
+        assert_eq!(probed(&one).as_deref(), Some("v1"));
+        assert_eq!(slots(), ["idle"]);
     }
 
     #[pg_test]

@@ -9,7 +9,9 @@
 //! keeps a nested loop's inner index scan and only rescans it per outer row:
 //! beginning and ending a B-tree scan on every call (its ~27 kB of scan state
 //! allocated and freed, a slot made and dropped) was ~5% of a
-//! `get_*_integration` call.
+//! `get_*_integration` call. So are the slots of the probes that look where a
+//! row was last found (`with_slot`, for `recent`). Either is kept from its
+//! second use in a transaction: one that reads once gains nothing from it.
 //!
 //! The references belong to the transaction's own resource owner, not to the
 //! statement's: a statement or subtransaction that ends does not release
@@ -35,7 +37,9 @@ thread_local! {
 /// An index scan kept for the transaction, with a slot for the table's rows;
 /// both live in a memory context of their own under the transaction's.
 struct Scan {
-    index: pg_sys::Oid,
+    /// The index scanned, or the table of a kept slot without a scan.
+    relid: pg_sys::Oid,
+    /// The scan's number of keys, or [`SLOT_ONLY`].
     nkeys: i32,
     desc: pg_sys::IndexScanDesc,
     slot: *mut pg_sys::TupleTableSlot,
@@ -54,9 +58,17 @@ enum State {
 }
 
 impl Scan {
-    fn seen(index: pg_sys::Oid, nkeys: i32) -> Scan {
+    fn in_use(&self) -> ScanUse {
+        ScanUse {
+            desc: self.desc,
+            slot: self.slot,
+            context: self.context,
+        }
+    }
+
+    fn seen(relid: pg_sys::Oid, nkeys: i32) -> Scan {
         Scan {
-            index,
+            relid,
             nkeys,
             desc: std::ptr::null_mut(),
             slot: std::ptr::null_mut(),
@@ -134,52 +146,9 @@ pub unsafe fn with_scan<T>(
     let nkeys = keys.len() as i32;
     // SAFETY: reads the OID of an open relation.
     let index = unsafe { (*idx).rd_id };
-    let idle = SCANS.with(|s| {
-        let mut s = s.borrow_mut();
-        let k = s
-            .iter_mut()
-            .find(|k| k.index == index && k.nkeys == nkeys && k.state == State::Idle)?;
-        k.state = State::InUse;
-        Some(ScanUse {
-            desc: k.desc,
-            slot: k.slot,
-            context: k.context,
-        })
-    });
-    let kept = idle.or_else(|| {
-        let released = release_broken(Some(index));
-        let worth_keeping = SCANS.with(|s| {
-            let mut s = s.borrow_mut();
-            let same = |k: &Scan| k.index == index && k.nkeys == nkeys;
-            if s.iter().any(|k| same(k) && k.state == State::InUse) {
-                // a use of this index nested in `f`: it gets a scan of its own
-                return false;
-            }
-            // The first use in a transaction gets a scan of its own, as a
-            // transaction that reads once (a PostgREST call) gains nothing
-            // from keeping one and would pay for its memory context.
-            if let Some(at) = s.iter().position(|k| same(k) && k.state == State::Seen) {
-                s.swap_remove(at);
-                return true;
-            }
-            if released == 0 {
-                s.push(Scan::seen(index, nkeys));
-                return false;
-            }
-            true
-        });
-        if !worth_keeping {
-            return None;
-        }
-        // SAFETY: the caller's contract.
-        let k = unsafe { begin_kept(heap, idx, snapshot, keys) };
-        let out = ScanUse {
-            desc: k.desc,
-            slot: k.slot,
-            context: k.context,
-        };
-        SCANS.with(|s| s.borrow_mut().push(k));
-        Some(out)
+    // SAFETY: the caller's contract.
+    let kept = acquire(index, nkeys, || unsafe {
+        begin_kept(heap, idx, snapshot, keys)
     });
     let Some(kept) = kept else {
         // SAFETY: the caller's contract; a scan and slot of this call's own, in its memory,
@@ -196,42 +165,6 @@ pub unsafe fn with_scan<T>(
             out
         };
     };
-    /// Ends a use: resets the scan for the next one, or (an error is
-    /// unwinding) leaves it broken. It is marked broken before the reset, so
-    /// a reset that raises an error leaves it broken too.
-    struct Use<'a>(&'a ScanUse, i32);
-    impl Use<'_> {
-        fn mark(&self, state: State) {
-            SCANS.with(|s| {
-                if let Some(k) = s.borrow_mut().iter_mut().find(|k| k.desc == self.0.desc) {
-                    k.state = state;
-                }
-            });
-        }
-    }
-    impl Drop for Use<'_> {
-        fn drop(&mut self) {
-            self.mark(State::Broken);
-            if std::thread::panicking() {
-                return;
-            }
-            let kept = self.0;
-            let _memory = Memory::switch(kept.context);
-            // SAFETY: the kept scan and slot of this use: the slot's pin released, and the
-            // rescan without keys releases the scan's buffers (the next use gives keys).
-            unsafe {
-                pg_sys::ExecClearTuple(kept.slot);
-                pg_sys::index_rescan(
-                    kept.desc,
-                    std::ptr::null_mut(),
-                    self.1,
-                    std::ptr::null_mut(),
-                    0,
-                );
-            }
-            self.mark(State::Idle);
-        }
-    }
     let _use = Use(&kept, nkeys);
     {
         let _memory = Memory::switch(kept.context);
@@ -246,7 +179,126 @@ pub unsafe fn with_scan<T>(
     f(&kept)
 }
 
-/// The kept scans' indexes and states, for the tests.
+/// What a slot-only entry has for its number of keys.
+const SLOT_ONLY: i32 = -1;
+
+/// Run `f` on an empty slot for the rows of `heap` (a probe's, `recent`):
+/// the transaction's kept slot of that table when it is free, kept as
+/// [`with_scan`] keeps scans; else one of the call's own. Whatever `f` puts
+/// in the slot is cleared after it.
+///
+/// # Safety
+/// `heap` is held (`open`) in this transaction. `f` must not keep the slot.
+pub unsafe fn with_slot<T>(
+    heap: pg_sys::Relation,
+    f: impl FnOnce(*mut pg_sys::TupleTableSlot) -> T,
+) -> T {
+    // SAFETY: reads the OID of an open relation.
+    let table = unsafe { (*heap).rd_id };
+    // SAFETY: the caller's contract.
+    let kept = acquire(table, SLOT_ONLY, || unsafe { begin_kept_slot(heap) });
+    let Some(kept) = kept else {
+        // SAFETY: the caller's contract; a slot of the call's own, dropped here (an error
+        // releases its pin and descriptor at abort).
+        return unsafe {
+            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+            let out = f(slot);
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            out
+        };
+    };
+    let _use = Use(&kept, SLOT_ONLY);
+    f(kept.slot)
+}
+
+/// The kept entry of `relid` with `nkeys` for a use, marked in use: an idle
+/// one, or a new one from `begin` when this is the relation's second use in
+/// the transaction (a broken one released counts as a use). `None`: the use
+/// gets its own.
+fn acquire(relid: pg_sys::Oid, nkeys: i32, begin: impl FnOnce() -> Scan) -> Option<ScanUse> {
+    let idle = SCANS.with(|s| {
+        let mut s = s.borrow_mut();
+        let k = s
+            .iter_mut()
+            .find(|k| k.relid == relid && k.nkeys == nkeys && k.state == State::Idle)?;
+        k.state = State::InUse;
+        Some(k.in_use())
+    });
+    idle.or_else(|| {
+        let released = release_broken(Some(relid));
+        let worth_keeping = SCANS.with(|s| {
+            let mut s = s.borrow_mut();
+            let same = |k: &Scan| k.relid == relid && k.nkeys == nkeys;
+            if s.iter().any(|k| same(k) && k.state == State::InUse) {
+                // a use of this relation nested in `f`: it gets one of its own
+                return false;
+            }
+            // The first use in a transaction gets one of its own, as a
+            // transaction that reads once (a PostgREST call) gains nothing
+            // from keeping one and would pay for its memory context.
+            if let Some(at) = s.iter().position(|k| same(k) && k.state == State::Seen) {
+                s.swap_remove(at);
+                return true;
+            }
+            if released == 0 {
+                s.push(Scan::seen(relid, nkeys));
+                return false;
+            }
+            true
+        });
+        if !worth_keeping {
+            return None;
+        }
+        let k = begin();
+        let out = k.in_use();
+        SCANS.with(|s| s.borrow_mut().push(k));
+        Some(out)
+    })
+}
+
+/// Ends a use of a kept entry: resets it for the next one, or (an error is
+/// unwinding) leaves it broken. It is marked broken before the reset, so a
+/// reset that raises an error leaves it broken too.
+struct Use<'a>(&'a ScanUse, i32);
+
+impl Use<'_> {
+    fn mark(&self, state: State) {
+        SCANS.with(|s| {
+            if let Some(k) = s.borrow_mut().iter_mut().find(|k| k.slot == self.0.slot) {
+                k.state = state;
+            }
+        });
+    }
+}
+
+impl Drop for Use<'_> {
+    fn drop(&mut self) {
+        self.mark(State::Broken);
+        if std::thread::panicking() {
+            return;
+        }
+        let kept = self.0;
+        let _memory = Memory::switch(kept.context);
+        // SAFETY: the kept slot (and scan) of this use: the slot's pin released, and the rescan
+        // without keys releases the scan's buffers (the next use gives keys).
+        unsafe {
+            pg_sys::ExecClearTuple(kept.slot);
+            if !kept.desc.is_null() {
+                pg_sys::index_rescan(
+                    kept.desc,
+                    std::ptr::null_mut(),
+                    self.1,
+                    std::ptr::null_mut(),
+                    0,
+                );
+            }
+        }
+        self.mark(State::Idle);
+    }
+}
+
+/// The kept entries' relations (index, or table for a slot) and states, for
+/// the tests.
 #[cfg(any(test, feature = "pg_test"))]
 pub fn kept_scans() -> Vec<(pg_sys::Oid, &'static str)> {
     SCANS.with(|s| {
@@ -259,7 +311,7 @@ pub fn kept_scans() -> Vec<(pg_sys::Oid, &'static str)> {
                     State::Broken => "broken",
                     State::Seen => "seen",
                 };
-                (k.index, state)
+                (k.relid, state)
             })
             .collect()
     })
@@ -329,7 +381,7 @@ unsafe fn begin_kept(
         })
         .execute();
         Scan {
-            index: (*idx).rd_id,
+            relid: (*idx).rd_id,
             nkeys,
             desc,
             slot,
@@ -339,15 +391,52 @@ unsafe fn begin_kept(
     }
 }
 
-/// Release the broken scans (of `index`, or all): their references, under
+/// A slot to keep for `heap`'s rows (no scan), made as [`begin_kept`] makes
+/// a scan's; in use.
+///
+/// # Safety
+/// `heap` is held in this transaction.
+unsafe fn begin_kept_slot(heap: pg_sys::Relation) -> Scan {
+    // SAFETY: the caller's contract; owner and memory context are restored on an error too
+    // (then the context, a child of the transaction's, goes with the abort).
+    unsafe {
+        let context = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopTransactionContext,
+            c"pg_integrations kept slot".as_ptr(),
+            0,
+            1024,
+            8 * 1024,
+        );
+        let statement_owner = pg_sys::CurrentResourceOwner;
+        let memory = pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
+        let slot =
+            pgrx::PgTryBuilder::new(|| pg_sys::table_slot_create(heap, std::ptr::null_mut()))
+                .finally(|| {
+                    pg_sys::CurrentResourceOwner = statement_owner;
+                    pg_sys::MemoryContextSwitchTo(memory);
+                })
+                .execute();
+        Scan {
+            relid: (*heap).rd_id,
+            nkeys: SLOT_ONLY,
+            desc: std::ptr::null_mut(),
+            slot,
+            context,
+            state: State::InUse,
+        }
+    }
+}
+
+/// Release the broken entries (of `relid`, or all): their references, under
 /// the resource owner that has them, and their memory; their buffers are
 /// never touched. How many there were.
-fn release_broken(index: Option<pg_sys::Oid>) -> usize {
+fn release_broken(relid: Option<pg_sys::Oid>) -> usize {
     let broken: Vec<Scan> = SCANS.with(|s| {
         let mut s = s.borrow_mut();
         let (broken, rest) = std::mem::take(&mut *s)
             .into_iter()
-            .partition(|k| k.state == State::Broken && index.is_none_or(|i| k.index == i));
+            .partition(|k| k.state == State::Broken && relid.is_none_or(|i| k.relid == i));
         *s = rest;
         broken
     });
@@ -363,7 +452,9 @@ fn release_broken(index: Option<pg_sys::Oid>) -> usize {
             if !desc.is_null() && (*desc).tdrefcount >= 0 {
                 pg_sys::DecrTupleDescRefCount(desc);
             }
-            pg_sys::RelationDecrementReferenceCount((*k.desc).indexRelation);
+            if !k.desc.is_null() {
+                pg_sys::RelationDecrementReferenceCount((*k.desc).indexRelation);
+            }
             pg_sys::CurrentResourceOwner = owner;
             pg_sys::MemoryContextDelete(k.context);
         }
@@ -404,7 +495,9 @@ fn end_scans(at_commit: bool) {
             let owner = pg_sys::CurrentResourceOwner;
             pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
             pg_sys::ExecDropSingleTupleTableSlot(k.slot);
-            pg_sys::index_endscan(k.desc);
+            if !k.desc.is_null() {
+                pg_sys::index_endscan(k.desc);
+            }
             pg_sys::CurrentResourceOwner = owner;
             pg_sys::MemoryContextDelete(k.context);
         }

@@ -194,13 +194,19 @@ pub fn find<T>(
     };
     direct::with_snapshot(|| {
         if let Some(place) = remembered(table, keys) {
-            // SAFETY: `table` is a catalog OID the caller read by; key_atts are its uuid
-            // columns the index is on; with_snapshot keeps an MVCC snapshot active.
-            if let Some(slot) = unsafe { probe(table, place, &key_atts[..keys.len()], keys) } {
-                let row = direct::Row::of(slot);
-                let out = f(&row);
-                // SAFETY: made by `probe`, not used after this; drops its buffer pin.
-                unsafe { pg_sys::ExecDropSingleTupleTableSlot(slot) };
+            // SAFETY: `table` is a catalog OID the caller read by, held above; key_atts are
+            // its uuid columns the index is on; with_snapshot keeps an MVCC snapshot active.
+            // The slot is held's (kept for the transaction from the table's second probe),
+            // empty when given and cleared after: it keeps the row's buffer pinned while `f`
+            // reads it.
+            let hit = unsafe {
+                let heap = super::held::open(table);
+                super::held::with_slot(heap, |slot| {
+                    probe(heap, slot, place, &key_atts[..keys.len()], keys)
+                        .then(|| f(&direct::Row::of(slot)))
+                })
+            };
+            if let Some(out) = hit {
                 return out;
             }
         }
@@ -415,29 +421,30 @@ fn key_columns(table: pg_sys::Oid, index: pg_sys::Oid, n: usize) -> Option<[i16;
     atts.filter(|(len, _)| *len == n).map(|(_, a)| a)
 }
 
-/// A slot holding the row at `place`, if it is still there, visible, and
-/// holds `keys` in `key_atts`; the caller drops the slot.
+/// Put in `slot` the row at `place`, if it is still there, visible, and
+/// holds `keys` in `key_atts`; whether it did.
 ///
 /// # Safety
-/// `table` is a table's OID, locked by this transaction; `key_atts` are
-/// attribute numbers of its uuid columns; runs under an active MVCC snapshot.
+/// `heap` is a table held (`held`) by this transaction and `slot` an empty
+/// slot for its rows; `key_atts` are attribute numbers of its uuid columns;
+/// runs under an active MVCC snapshot.
 unsafe fn probe(
-    table: pg_sys::Oid,
+    heap: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
     place: Place,
     key_atts: &[i16],
     keys: &[&Uuid],
-) -> Option<*mut pg_sys::TupleTableSlot> {
+) -> bool {
     // SAFETY: the caller's contract. The buffer is pinned only if it still holds this block of
     // this relation's file, and read under its share lock. The slot keeps a pin of its own,
     // as an index scan's slot does, so the tuple stays put after the lock is released. The
     // relation stays open and locked until the transaction ends (`held`).
     unsafe {
-        let heap = super::held::open(table);
         #[cfg(not(feature = "pg18"))]
         let file = (*heap).rd_node;
         #[cfg(feature = "pg18")]
         let file = (*heap).rd_locator;
-        let mut out = None;
+        let mut out = false;
         // a shared slot is only a hint: a buffer number outside the pool is never passed on
         let in_pool = place.buffer >= 1 && place.buffer <= pg_sys::NBuffers;
         if in_pool
@@ -449,7 +456,6 @@ unsafe fn probe(
             )
         {
             pg_sys::LockBuffer(place.buffer, pg_sys::BUFFER_LOCK_SHARE as i32);
-            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
             let tuple = &raw mut (*slot.cast::<pg_sys::BufferHeapTupleTableSlot>())
                 .base
                 .tupdata;
@@ -474,9 +480,7 @@ unsafe fn probe(
                 });
             if same {
                 pg_sys::ExecStoreBufferHeapTuple(tuple, slot, place.buffer);
-                out = Some(slot);
-            } else {
-                pg_sys::ExecDropSingleTupleTableSlot(slot);
+                out = true;
             }
             pg_sys::UnlockReleaseBuffer(place.buffer);
         }
