@@ -343,9 +343,7 @@ pub unsafe fn begin_scan(
     }
 }
 
-/// A scan to keep, made in a memory context of its own under the
-/// transaction's, its references (index, slot's descriptor) with the
-/// transaction's resource owner; in use.
+/// A scan to keep, made by [`make_kept`]; in use.
 ///
 /// # Safety
 /// As [`with_scan`].
@@ -356,75 +354,79 @@ unsafe fn begin_kept(
     keys: &mut [pg_sys::ScanKeyData],
 ) -> Scan {
     let nkeys = keys.len() as i32;
-    // SAFETY: the caller's contract; owner and memory context are restored on an error too
-    // (then the context, a child of the transaction's, goes with the abort).
-    unsafe {
-        let context = pg_sys::AllocSetContextCreateInternal(
-            pg_sys::TopTransactionContext,
-            c"pg_integrations kept scan".as_ptr(),
-            0,
-            8 * 1024,
-            8 * 1024 * 1024,
-        );
-        let statement_owner = pg_sys::CurrentResourceOwner;
-        let memory = pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
-        let keys = std::panic::AssertUnwindSafe(keys);
-        let (desc, slot) = pgrx::PgTryBuilder::new(move || {
+    let keys = std::panic::AssertUnwindSafe(keys);
+    // SAFETY: the caller's contract.
+    let (context, (desc, slot)) = unsafe {
+        make_kept(c"pg_integrations kept scan", 8 * 1024 * 1024, move || {
             let keys = keys;
             let desc = begin_scan(heap, idx, snapshot, keys.0);
             (desc, pg_sys::table_slot_create(heap, std::ptr::null_mut()))
         })
-        .finally(|| {
-            pg_sys::CurrentResourceOwner = statement_owner;
-            pg_sys::MemoryContextSwitchTo(memory);
-        })
-        .execute();
-        Scan {
-            relid: (*idx).rd_id,
-            nkeys,
-            desc,
-            slot,
-            context,
-            state: State::InUse,
-        }
+    };
+    Scan {
+        // SAFETY: reads the OID of an open relation.
+        relid: unsafe { (*idx).rd_id },
+        nkeys,
+        desc,
+        slot,
+        context,
+        state: State::InUse,
     }
 }
 
-/// A slot to keep for `heap`'s rows (no scan), made as [`begin_kept`] makes
-/// a scan's; in use.
+/// A slot to keep for `heap`'s rows (no scan), made by [`make_kept`]; in use.
 ///
 /// # Safety
 /// `heap` is held in this transaction.
 unsafe fn begin_kept_slot(heap: pg_sys::Relation) -> Scan {
-    // SAFETY: the caller's contract; owner and memory context are restored on an error too
-    // (then the context, a child of the transaction's, goes with the abort).
+    // SAFETY: the caller's contract.
+    let (context, slot) = unsafe {
+        make_kept(c"pg_integrations kept slot", 8 * 1024, || {
+            pg_sys::table_slot_create(heap, std::ptr::null_mut())
+        })
+    };
+    Scan {
+        // SAFETY: reads the OID of an open relation.
+        relid: unsafe { (*heap).rd_id },
+        nkeys: SLOT_ONLY,
+        desc: std::ptr::null_mut(),
+        slot,
+        context,
+        state: State::InUse,
+    }
+}
+
+/// What `make` returns, made in a new memory context of its own under the
+/// transaction's (blocks up to `max_block` bytes), its references with the
+/// transaction's resource owner; and that context. Owner and memory context
+/// are restored on an error too (then the context goes with the abort).
+///
+/// # Safety
+/// Inside a transaction; `make` is safe to run there.
+unsafe fn make_kept<T>(
+    name: &'static std::ffi::CStr,
+    max_block: usize,
+    make: impl FnOnce() -> T + std::panic::UnwindSafe,
+) -> (pg_sys::MemoryContext, T) {
+    // SAFETY: the caller's contract; the previous owner and context outlive the call.
     unsafe {
         let context = pg_sys::AllocSetContextCreateInternal(
             pg_sys::TopTransactionContext,
-            c"pg_integrations kept slot".as_ptr(),
+            name.as_ptr(),
             0,
             1024,
-            8 * 1024,
+            max_block,
         );
         let statement_owner = pg_sys::CurrentResourceOwner;
         let memory = pg_sys::MemoryContextSwitchTo(context);
         pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
-        let slot =
-            pgrx::PgTryBuilder::new(|| pg_sys::table_slot_create(heap, std::ptr::null_mut()))
-                .finally(|| {
-                    pg_sys::CurrentResourceOwner = statement_owner;
-                    pg_sys::MemoryContextSwitchTo(memory);
-                })
-                .execute();
-        Scan {
-            relid: (*heap).rd_id,
-            nkeys: SLOT_ONLY,
-            desc: std::ptr::null_mut(),
-            slot,
-            context,
-            state: State::InUse,
-        }
+        let made = pgrx::PgTryBuilder::new(make)
+            .finally(|| {
+                pg_sys::CurrentResourceOwner = statement_owner;
+                pg_sys::MemoryContextSwitchTo(memory);
+            })
+            .execute();
+        (context, made)
     }
 }
 
