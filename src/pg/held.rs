@@ -34,8 +34,9 @@ thread_local! {
     static SCANS: RefCell<Vec<Scan>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An index scan kept for the transaction, with a slot for the table's rows;
-/// both live in a memory context of their own under the transaction's.
+/// An index scan kept for the transaction with a slot for the table's rows,
+/// or a slot alone (a probe's); in a memory context of their own under the
+/// transaction's.
 struct Scan {
     /// The index scanned, or the table of a kept slot without a scan.
     relid: pg_sys::Oid,
@@ -444,7 +445,7 @@ fn release_broken(relid: Option<pg_sys::Oid>) -> usize {
     });
     let released = broken.len();
     for k in broken {
-        // SAFETY: begun by begin_kept in this transaction, whose resource owner still has the
+        // SAFETY: made by make_kept in this transaction, whose resource owner still has the
         // index reference and the slot's descriptor pin; the abort of the use's
         // (sub)transaction released its buffers, so neither slot nor scan is cleared.
         unsafe {
@@ -464,11 +465,10 @@ fn release_broken(relid: Option<pg_sys::Oid>) -> usize {
     released
 }
 
-/// End the idle kept scans, release the broken ones and forget which indexes
-/// were seen. Before a commit no
-/// use can be under way, so one still marked in use ended in an error its
-/// reset raised: broken. Before a utility statement one in use (the
-/// statement runs inside a read) stays.
+/// End the idle kept entries, release the broken ones and forget which were
+/// seen. Before a commit no use can be under way, so one still marked in use
+/// ended in an error its reset raised: broken. Before a utility statement
+/// one in use (the statement runs inside a read) stays.
 fn end_scans(at_commit: bool) {
     if at_commit {
         SCANS.with(|s| {
@@ -491,7 +491,7 @@ fn end_scans(at_commit: bool) {
         idle
     });
     for k in idle.into_iter().filter(|k| k.state == State::Idle) {
-        // SAFETY: begun by begin_kept in this transaction and reset after its last use; its
+        // SAFETY: made by make_kept in this transaction and reset after its last use; its
         // references are the transaction resource owner's.
         unsafe {
             let owner = pg_sys::CurrentResourceOwner;
@@ -531,8 +531,8 @@ pub unsafe fn open(relid: pg_sys::Oid) -> pg_sys::Relation {
     rel
 }
 
-/// Close every held relation (keeping the locks), under the resource owner
-/// that remembers them.
+/// End the kept scans and slots, then close every held relation (keeping the
+/// locks), under the resource owner that remembers them.
 fn close_all(at_commit: bool) {
     end_scans(at_commit);
     if SCANS.with(|s| !s.borrow().is_empty()) {

@@ -194,11 +194,10 @@ pub fn find<T>(
     };
     direct::with_snapshot(|| {
         if let Some(place) = remembered(table, keys) {
-            // SAFETY: `table` is a catalog OID the caller read by, held above; key_atts are
-            // its uuid columns the index is on; with_snapshot keeps an MVCC snapshot active.
-            // The slot is held's (kept for the transaction from the table's second probe),
-            // empty when given and cleared after: it keeps the row's buffer pinned while `f`
-            // reads it.
+            // The slot is held's (kept from the table's second probe), empty when given and
+            // cleared after: it keeps the row's buffer pinned while `f` reads it.
+            // SAFETY: `table` is a catalog OID the caller read by, held above; key_atts are its
+            // uuid columns the index is on; with_snapshot keeps an MVCC snapshot active.
             let hit = unsafe {
                 let heap = super::held::open(table);
                 super::held::with_slot(heap, |slot| {
