@@ -307,6 +307,36 @@ mod tests {
         assert_eq!(slots(), ["idle"]);
     }
 
+    /// What a role may do is cached per backend; every change to roles and
+    /// memberships in this very transaction is seen at the next check.
+    #[pg_test]
+    fn a_cached_privilege_follows_grants_revokes_and_superuser() {
+        use crate::tenancy::caller::{is_privileged, is_superuser};
+        Spi::run("CREATE ROLE pgi_powers NOLOGIN").unwrap();
+        let role = Spi::get_one::<pg_sys::Oid>("SELECT 'pgi_powers'::regrole::oid")
+            .unwrap()
+            .unwrap();
+        let powers = || (is_superuser(role), is_privileged(role));
+        assert_eq!(powers(), (false, false));
+        assert_eq!(powers(), (false, false), "cached");
+        Spi::run("GRANT integrations_admin TO pgi_powers").unwrap();
+        assert_eq!(powers(), (false, true), "a membership granted");
+        Spi::run("ALTER ROLE pgi_powers NOINHERIT").unwrap();
+        assert_eq!(
+            powers(),
+            (false, false),
+            "membership without its privileges"
+        );
+        Spi::run("ALTER ROLE pgi_powers INHERIT").unwrap();
+        assert_eq!(powers(), (false, true));
+        Spi::run("REVOKE integrations_admin FROM pgi_powers").unwrap();
+        assert_eq!(powers(), (false, false), "a membership revoked");
+        Spi::run("ALTER ROLE pgi_powers SUPERUSER").unwrap();
+        assert_eq!(powers(), (true, true));
+        Spi::run("ALTER ROLE pgi_powers NOSUPERUSER").unwrap();
+        assert_eq!(powers(), (false, false));
+    }
+
     #[pg_test]
     fn the_master_key_file_is_private_to_the_server() {
         create("x");

@@ -200,11 +200,15 @@ impl Row {
     pub fn datum(&self, att: i16) -> Option<pg_sys::Datum> {
         // SAFETY: the slot is the scan's current tuple for the lifetime of this Row, and `att`
         // comes from RelInfo::att, a positive attribute number of that table, so index att - 1
-        // is inside tts_values/tts_isnull once slot_getsomeattrs has filled them.
+        // is inside tts_values/tts_isnull once slot_getsomeattrs has filled them (up to the
+        // descriptor's natts, which is at least att).
         unsafe {
-            // a virtual slot (a Citus table's row, `sharded`) holds every attribute already
+            // A virtual slot (a Citus table's row, `sharded`) holds every attribute already.
+            // Otherwise every attribute is deformed at the first read: the reads come in any
+            // order, and deforming up to each one in turn cost a call per column.
             if ((*self.slot).tts_nvalid as i32) < att as i32 {
-                pg_sys::slot_getsomeattrs_int(self.slot, att as i32);
+                let natts = (*(*self.slot).tts_tupleDescriptor).natts;
+                pg_sys::slot_getsomeattrs_int(self.slot, natts.max(att as i32));
             }
             let i = (att - 1) as usize;
             if *(*self.slot).tts_isnull.add(i) {

@@ -128,6 +128,31 @@ impl Drop for Memory {
     }
 }
 
+/// The transaction's resource owner made current, until dropped (an error
+/// unwinding included): what is acquired meanwhile is released at the
+/// transaction's end, not the statement's. A guard, not `PgTryBuilder`,
+/// whose map of handlers was allocated and freed on every relation opened.
+struct Owner(pg_sys::ResourceOwner);
+
+impl Owner {
+    fn transaction() -> Owner {
+        // SAFETY: inside a transaction, whose resource owner outlives the guard; switching
+        // owners sets a backend global and allocates nothing.
+        unsafe {
+            let previous = pg_sys::CurrentResourceOwner;
+            pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
+            Owner(previous)
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        // SAFETY: the owner that was current at the switch, which outlives it.
+        unsafe { pg_sys::CurrentResourceOwner = self.0 };
+    }
+}
+
 /// Run `f` on an index scan of `idx` over `heap` positioned before the first
 /// match of `keys`: the transaction's kept scan of that index when it is
 /// free, else (a use of the same index nested in `f`) a scan of the call's
@@ -355,12 +380,10 @@ unsafe fn begin_kept(
     keys: &mut [pg_sys::ScanKeyData],
 ) -> Scan {
     let nkeys = keys.len() as i32;
-    let keys = std::panic::AssertUnwindSafe(keys);
     // SAFETY: the caller's contract.
     let (context, (desc, slot)) = unsafe {
-        make_kept(c"pg_integrations kept scan", 8 * 1024 * 1024, move || {
-            let keys = keys;
-            let desc = begin_scan(heap, idx, snapshot, keys.0);
+        make_kept(c"pg_integrations kept scan", 8 * 1024 * 1024, || {
+            let desc = begin_scan(heap, idx, snapshot, keys);
             (desc, pg_sys::table_slot_create(heap, std::ptr::null_mut()))
         })
     };
@@ -407,7 +430,7 @@ unsafe fn begin_kept_slot(heap: pg_sys::Relation) -> Scan {
 unsafe fn make_kept<T>(
     name: &'static std::ffi::CStr,
     max_block: usize,
-    make: impl FnOnce() -> T + std::panic::UnwindSafe,
+    make: impl FnOnce() -> T,
 ) -> (pg_sys::MemoryContext, T) {
     // SAFETY: the caller's contract; the previous owner and context outlive the call.
     unsafe {
@@ -418,16 +441,9 @@ unsafe fn make_kept<T>(
             1024,
             max_block,
         );
-        let statement_owner = pg_sys::CurrentResourceOwner;
-        let memory = pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
-        let made = pgrx::PgTryBuilder::new(make)
-            .finally(|| {
-                pg_sys::CurrentResourceOwner = statement_owner;
-                pg_sys::MemoryContextSwitchTo(memory);
-            })
-            .execute();
-        (context, made)
+        let _memory = Memory::switch(context);
+        let _owner = Owner::transaction();
+        (context, make())
     }
 }
 
@@ -435,11 +451,14 @@ unsafe fn make_kept<T>(
 /// the resource owner that has them, and their memory; their buffers are
 /// never touched. How many there were.
 fn release_broken(relid: Option<pg_sys::Oid>) -> usize {
+    let is_broken = |k: &Scan| k.state == State::Broken && relid.is_none_or(|i| k.relid == i);
     let broken: Vec<Scan> = SCANS.with(|s| {
         let mut s = s.borrow_mut();
-        let (broken, rest) = std::mem::take(&mut *s)
-            .into_iter()
-            .partition(|k| k.state == State::Broken && relid.is_none_or(|i| k.relid == i));
+        if !s.iter().any(is_broken) {
+            // the common case, without moving the list
+            return Vec::new();
+        }
+        let (broken, rest) = std::mem::take(&mut *s).into_iter().partition(is_broken);
         *s = rest;
         broken
     });
@@ -470,6 +489,18 @@ fn release_broken(relid: Option<pg_sys::Oid>) -> usize {
 /// ended in an error its reset raised: broken. Before a utility statement
 /// one in use (the statement runs inside a read) stays.
 fn end_scans(at_commit: bool) {
+    let only_seen = SCANS.with(|s| {
+        let mut s = s.borrow_mut();
+        let only_seen = s.iter().all(|k| k.state == State::Seen);
+        if only_seen {
+            // a transaction that read each relation once: nothing was kept
+            s.clear();
+        }
+        only_seen
+    });
+    if only_seen {
+        return;
+    }
     if at_commit {
         SCANS.with(|s| {
             for k in s
@@ -515,17 +546,11 @@ pub unsafe fn open(relid: pg_sys::Oid) -> pg_sys::Relation {
     if let Some(rel) = HELD.with(|h| h.borrow().get(&relid).copied()) {
         return rel;
     }
-    // SAFETY: the caller's contract; the reference and the lock go to the transaction's
-    // resource owner, whose release at abort covers them (and `forget` drops our copy).
-    let rel = unsafe {
-        let statement_owner = pg_sys::CurrentResourceOwner;
-        pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
-        let rel = pgrx::PgTryBuilder::new(|| {
-            pg_sys::relation_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE)
-        })
-        .finally(|| pg_sys::CurrentResourceOwner = statement_owner)
-        .execute();
-        rel
+    let rel = {
+        let _owner = Owner::transaction();
+        // SAFETY: the caller's contract; the reference and the lock go to the transaction's
+        // resource owner, whose release at abort covers them (and `forget` drops our copy).
+        unsafe { pg_sys::relation_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE) }
     };
     HELD.with(|h| h.borrow_mut().insert(relid, rel));
     rel
@@ -539,21 +564,27 @@ fn close_all(at_commit: bool) {
         // a scan still in use keeps its relations open
         return;
     }
-    let held: Vec<pg_sys::Relation> =
-        HELD.with(|h| h.borrow_mut().drain().map(|(_, r)| r).collect());
+    // taken out (not drained into a new list) and put back empty, so that a
+    // transaction's end allocates nothing
+    let mut held = HELD.with(|h| std::mem::take(&mut *h.borrow_mut()));
     if held.is_empty() {
         return;
     }
-    // SAFETY: each was opened by `open` in this transaction under TopTransactionResourceOwner,
-    // which still remembers it (the transaction has not ended).
-    unsafe {
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
-        for rel in held {
-            pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+    {
+        let _owner = Owner::transaction();
+        for rel in held.values() {
+            // SAFETY: opened by `open` in this transaction under TopTransactionResourceOwner,
+            // which still remembers it (the transaction has not ended).
+            unsafe { pg_sys::relation_close(*rel, pg_sys::NoLock as pg_sys::LOCKMODE) };
         }
-        pg_sys::CurrentResourceOwner = owner;
     }
+    held.clear();
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.is_empty() {
+            *h = held;
+        }
+    });
 }
 
 fn forget() {

@@ -22,6 +22,18 @@ thread_local! {
     /// OID, for the value of `integrations.claims_login_roles` it was found
     /// under.
     static CLAIMS_LOGIN: RefCell<(Vec<u8>, HashMap<pg_sys::Oid, bool>)> = RefCell::new((Vec::new(), HashMap::default()));
+    /// What a role may do, by its OID, forgotten on any change to roles,
+    /// memberships or database owners: what PostgreSQL's own cache of role
+    /// memberships is forgotten on. Asking PostgreSQL each time (a superuser
+    /// check and two membership checks) was 2% of a secret read.
+    static POWERS: RefCell<HashMap<pg_sys::Oid, Powers>> = RefCell::new(HashMap::default());
+}
+
+/// Whether a role is a superuser, and whether it is privileged.
+#[derive(Clone, Copy)]
+struct Powers {
+    superuser: bool,
+    privileged: bool,
 }
 
 /// # Safety
@@ -44,17 +56,29 @@ unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, 
             r.1.clear();
         }
     });
+    POWERS.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            r.clear();
+        }
+    });
 }
 
 pub fn init() {
-    // SAFETY: called once from _PG_init; the callback is a #[pg_guard] fn that lives as long as
-    // the library.
-    unsafe {
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::AUTHOID as i32,
-            Some(authid_callback),
-            pg_sys::Datum::from(0),
-        );
+    // (pg_database: a database's owner holds the privileges of pg_database_owner.)
+    for cache in [
+        pg_sys::SysCacheIdentifier::AUTHOID,
+        pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
+        pg_sys::SysCacheIdentifier::DATABASEOID,
+    ] {
+        // SAFETY: called once from _PG_init; the callback is a #[pg_guard] fn that lives as
+        // long as the library.
+        unsafe {
+            pg_sys::CacheRegisterSyscacheCallback(
+                cache as i32,
+                Some(authid_callback),
+                pg_sys::Datum::from(0),
+            );
+        }
     }
 }
 
@@ -91,16 +115,28 @@ pub fn restricted() -> bool {
 /// (membership with INHERIT, so a NOINHERIT login such as PostgREST's
 /// `authenticator` is privileged only after it switches role).
 pub fn is_privileged(role: pg_sys::Oid) -> bool {
-    // SAFETY: superuser_arg and has_privs_of_role take role OIDs and only read the catalogs.
-    unsafe {
-        if pg_sys::superuser_arg(role) {
-            return true;
-        }
-        PRIVILEGED_ROLES.iter().any(|name| {
-            let oid = role_oid(name);
-            oid != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, oid)
-        })
+    powers(role).privileged
+}
+
+/// What `role` may do, cached until roles or memberships change.
+fn powers(role: pg_sys::Oid) -> Powers {
+    if let Some(p) = POWERS.with(|p| p.borrow().get(&role).copied()) {
+        return p;
     }
+    // SAFETY: superuser_arg and has_privs_of_role take role OIDs and only read the catalogs.
+    let powers = unsafe {
+        let superuser = pg_sys::superuser_arg(role);
+        Powers {
+            superuser,
+            privileged: superuser
+                || PRIVILEGED_ROLES.iter().any(|name| {
+                    let oid = role_oid(name);
+                    oid != pg_sys::InvalidOid && pg_sys::has_privs_of_role(role, oid)
+                }),
+        }
+    };
+    POWERS.with(|p| p.borrow_mut().insert(role, powers));
+    powers
 }
 
 /// Whether this session's claims can be believed: it logged in as one of
@@ -137,8 +173,7 @@ pub fn session_may_carry_claims() -> bool {
 
 /// Whether `role` is a superuser.
 pub fn is_superuser(role: pg_sys::Oid) -> bool {
-    // SAFETY: superuser_arg takes a role OID and only reads the catalogs.
-    unsafe { pg_sys::superuser_arg(role) }
+    powers(role).superuser
 }
 
 /// Whether `role` owns what `owner` owns: a superuser, or has the
