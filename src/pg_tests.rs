@@ -321,13 +321,25 @@ mod tests {
         assert_eq!(powers(), (false, false), "cached");
         Spi::run("GRANT integrations_admin TO pgi_powers").unwrap();
         assert_eq!(powers(), (false, true), "a membership granted");
-        Spi::run("ALTER ROLE pgi_powers NOINHERIT").unwrap();
+        // membership without its privileges: a role's NOINHERIT on 15, a grant's
+        // INHERIT FALSE from 16 on (the role's attribute only sets later grants' default)
+        #[cfg(feature = "pg15")]
+        let (without, with) = (
+            "ALTER ROLE pgi_powers NOINHERIT",
+            "ALTER ROLE pgi_powers INHERIT",
+        );
+        #[cfg(not(feature = "pg15"))]
+        let (without, with) = (
+            "GRANT integrations_admin TO pgi_powers WITH INHERIT FALSE",
+            "GRANT integrations_admin TO pgi_powers WITH INHERIT TRUE",
+        );
+        Spi::run(without).unwrap();
         assert_eq!(
             powers(),
             (false, false),
             "membership without its privileges"
         );
-        Spi::run("ALTER ROLE pgi_powers INHERIT").unwrap();
+        Spi::run(with).unwrap();
         assert_eq!(powers(), (false, true));
         Spi::run("REVOKE integrations_admin FROM pgi_powers").unwrap();
         assert_eq!(powers(), (false, false), "a membership revoked");

@@ -27,6 +27,9 @@ thread_local! {
     /// memberships is forgotten on. Asking PostgreSQL each time (a superuser
     /// check and two membership checks) was 2% of a secret read.
     static POWERS: RefCell<HashMap<pg_sys::Oid, Powers>> = RefCell::new(HashMap::default());
+    /// Bumped by every invalidation: a value found while one arrived (the
+    /// catalog reads behind it can take them in) is not cached.
+    static POWERS_GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether a role is a superuser, and whether it is privileged.
@@ -56,6 +59,11 @@ unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, 
             r.1.clear();
         }
     });
+    forget_powers();
+}
+
+fn forget_powers() {
+    POWERS_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     POWERS.with(|r| {
         if let Ok(mut r) = r.try_borrow_mut() {
             r.clear();
@@ -63,19 +71,48 @@ unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, 
     });
 }
 
+/// A change to this database's row (its owner holds the privileges of
+/// pg_database_owner); other databases' rows, which autovacuum updates, are
+/// passed over, as PostgreSQL's own membership cache passes them over.
+///
+/// # Safety
+/// Called by PostgreSQL only, as the syscache invalidation callback registered in `init`, with
+/// arguments PostgreSQL owns for the duration of the call.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn database_callback(_arg: pg_sys::Datum, cacheid: i32, hash: u32) {
+    // SAFETY: hashes this database's OID as the syscache does; no catalog access.
+    let ours = unsafe {
+        pg_sys::GetSysCacheHashValue(
+            cacheid,
+            pg_sys::Datum::from(pg_sys::MyDatabaseId),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        )
+    };
+    if hash == 0 || hash == ours {
+        forget_powers();
+    }
+}
+
 pub fn init() {
-    // (pg_database: a database's owner holds the privileges of pg_database_owner.)
-    for cache in [
-        pg_sys::SysCacheIdentifier::AUTHOID,
-        pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
-        pg_sys::SysCacheIdentifier::DATABASEOID,
+    for (cache, callback) in [
+        (pg_sys::SysCacheIdentifier::AUTHOID, authid_callback as _),
+        (
+            pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
+            authid_callback as _,
+        ),
+        (
+            pg_sys::SysCacheIdentifier::DATABASEOID,
+            database_callback as _,
+        ),
     ] {
         // SAFETY: called once from _PG_init; the callback is a #[pg_guard] fn that lives as
         // long as the library.
         unsafe {
             pg_sys::CacheRegisterSyscacheCallback(
                 cache as i32,
-                Some(authid_callback),
+                Some(callback),
                 pg_sys::Datum::from(0),
             );
         }
@@ -123,6 +160,7 @@ fn powers(role: pg_sys::Oid) -> Powers {
     if let Some(p) = POWERS.with(|p| p.borrow().get(&role).copied()) {
         return p;
     }
+    let generation = POWERS_GENERATION.with(|g| g.get());
     // SAFETY: superuser_arg and has_privs_of_role take role OIDs and only read the catalogs.
     let powers = unsafe {
         let superuser = pg_sys::superuser_arg(role);
@@ -135,7 +173,9 @@ fn powers(role: pg_sys::Oid) -> Powers {
                 }),
         }
     };
-    POWERS.with(|p| p.borrow_mut().insert(role, powers));
+    if POWERS_GENERATION.with(|g| g.get()) == generation {
+        POWERS.with(|p| p.borrow_mut().insert(role, powers));
+    }
     powers
 }
 
