@@ -464,22 +464,23 @@ fn release_broken(relid: Option<pg_sys::Oid>) -> usize {
     });
     let released = broken.len();
     for k in broken {
-        // SAFETY: made by make_kept in this transaction, whose resource owner still has the
-        // index reference and the slot's descriptor pin; the abort of the use's
-        // (sub)transaction released its buffers, so neither slot nor scan is cleared.
-        unsafe {
-            let owner = pg_sys::CurrentResourceOwner;
-            pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
-            let desc = (*k.slot).tts_tupleDescriptor;
-            if !desc.is_null() && (*desc).tdrefcount >= 0 {
-                pg_sys::DecrTupleDescRefCount(desc);
+        {
+            let _owner = Owner::transaction();
+            // SAFETY: made by make_kept in this transaction, whose resource owner still has
+            // the index reference and the slot's descriptor pin; the abort of the use's
+            // (sub)transaction released its buffers, so neither slot nor scan is cleared.
+            unsafe {
+                let desc = (*k.slot).tts_tupleDescriptor;
+                if !desc.is_null() && (*desc).tdrefcount >= 0 {
+                    pg_sys::DecrTupleDescRefCount(desc);
+                }
+                if !k.desc.is_null() {
+                    pg_sys::RelationDecrementReferenceCount((*k.desc).indexRelation);
+                }
             }
-            if !k.desc.is_null() {
-                pg_sys::RelationDecrementReferenceCount((*k.desc).indexRelation);
-            }
-            pg_sys::CurrentResourceOwner = owner;
-            pg_sys::MemoryContextDelete(k.context);
         }
+        // SAFETY: the entry's own context, which nothing else points into any more.
+        unsafe { pg_sys::MemoryContextDelete(k.context) };
     }
     released
 }
@@ -522,18 +523,19 @@ fn end_scans(at_commit: bool) {
         idle
     });
     for k in idle.into_iter().filter(|k| k.state == State::Idle) {
-        // SAFETY: made by make_kept in this transaction and reset after its last use; its
-        // references are the transaction resource owner's.
-        unsafe {
-            let owner = pg_sys::CurrentResourceOwner;
-            pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
-            pg_sys::ExecDropSingleTupleTableSlot(k.slot);
-            if !k.desc.is_null() {
-                pg_sys::index_endscan(k.desc);
+        {
+            let _owner = Owner::transaction();
+            // SAFETY: made by make_kept in this transaction and reset after its last use; its
+            // references are the transaction resource owner's.
+            unsafe {
+                pg_sys::ExecDropSingleTupleTableSlot(k.slot);
+                if !k.desc.is_null() {
+                    pg_sys::index_endscan(k.desc);
+                }
             }
-            pg_sys::CurrentResourceOwner = owner;
-            pg_sys::MemoryContextDelete(k.context);
         }
+        // SAFETY: the entry's own context; its slot and scan are ended.
+        unsafe { pg_sys::MemoryContextDelete(k.context) };
     }
 }
 

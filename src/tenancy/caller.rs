@@ -23,9 +23,10 @@ thread_local! {
     /// under.
     static CLAIMS_LOGIN: RefCell<(Vec<u8>, HashMap<pg_sys::Oid, bool>)> = RefCell::new((Vec::new(), HashMap::default()));
     /// What a role may do, by its OID, forgotten on any change to roles,
-    /// memberships or database owners: what PostgreSQL's own cache of role
-    /// memberships is forgotten on. Asking PostgreSQL each time (a superuser
-    /// check and two membership checks) was 2% of a secret read.
+    /// memberships or this database's owner: what PostgreSQL's own cache of
+    /// role memberships is forgotten on. Asking PostgreSQL each time (a
+    /// superuser check and two membership checks) was ~1% of a pgbench
+    /// transaction's backend time (perf).
     static POWERS: RefCell<HashMap<pg_sys::Oid, Powers>> = RefCell::new(HashMap::default());
     /// Bumped by every invalidation: a value found while one arrived (the
     /// catalog reads behind it can take them in) is not cached.
@@ -155,7 +156,8 @@ pub fn is_privileged(role: pg_sys::Oid) -> bool {
     powers(role).privileged
 }
 
-/// What `role` may do, cached until roles or memberships change.
+/// What `role` may do, cached until roles, memberships or this database's
+/// owner change.
 fn powers(role: pg_sys::Oid) -> Powers {
     if let Some(p) = POWERS.with(|p| p.borrow().get(&role).copied()) {
         return p;
